@@ -1,0 +1,16 @@
+"""Errors that cross module boundaries and reach the operator."""
+
+from __future__ import annotations
+
+
+class ConfigError(Exception):
+    """A configuration value is missing, malformed or inconsistent.
+
+    The CLI prints ``str(error)`` as one line and exits with status 2, so the
+    message must name the key and say why, and nothing else.
+    """
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+        self.reason = reason
