@@ -14,3 +14,15 @@ class ConfigError(Exception):
         super().__init__(f"{key}: {reason}")
         self.key = key
         self.reason = reason
+
+
+class FieldValueError(ValueError):
+    """A cross-field check failed; ``key`` names the field the operator should change.
+
+    Raised from ``__attrs_post_init__`` of configuration classes, where the
+    failing field cannot be told from the validator that ran.
+    """
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(reason)
+        self.key = key

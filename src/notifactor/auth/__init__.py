@@ -1,0 +1,1 @@
+"""Authentication: JWT secrets, minting and (later) verification."""

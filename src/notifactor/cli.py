@@ -1,0 +1,133 @@
+"""The ``notifactor`` console script.
+
+Every failure an operator can cause (bad configuration, a server that cannot
+be reached) ends as one line on stderr and a non-zero exit code, never a
+traceback: 2 for configuration and usage errors, 1 for anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from notifactor import __version__
+from notifactor.config import Config, ConfigError, load_config
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+log = logging.getLogger("notifactor.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser: one subcommand per role or tool (SPEC §1)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="TOML configuration file (default: $NOTIFACTOR_CONFIG, else built-in defaults)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="notifactor", description="Multi-tenant real-time notification platform."
+    )
+    parser.add_argument("--version", action="version", version=f"notifactor {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser(
+        "serve",
+        parents=[common],
+        help="run every role in one process (embedded SQLite and Redis by default)",
+    )
+    commands.add_parser(
+        "migrate", parents=[common], help="create or upgrade the Cassandra keyspace and tables"
+    )
+    token = commands.add_parser(
+        "token", parents=[common], help="mint a development JWT signed with the HS256 secret"
+    )
+    token.add_argument("--tenant", required=True, help="tenant_id claim")
+    token.add_argument("--sub", required=True, help="sub claim: the user id")
+    token.add_argument(
+        "--scope",
+        default="notifications:write notifications:read deliveries:read",
+        help="space-separated scopes (default: %(default)s)",
+    )
+    token.add_argument("--ttl", type=int, default=3600, help="seconds until expiry (default: 3600)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    handlers: dict[str, Callable[[argparse.Namespace, Config], int]] = {
+        "serve": _serve,
+        "migrate": _migrate,
+        "token": _token,
+    }
+    try:
+        config = load_config(args.config)
+        return handlers[args.command](args, config)
+    except ConfigError as exc:
+        print(f"notifactor: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except Exception as exc:  # the last line of defence: no traceback reaches a user
+        log.debug("command failed", exc_info=True)
+        print(f"notifactor: {args.command} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _token(args: argparse.Namespace, config: Config) -> int:
+    from notifactor.auth.secret import resolve_jwt_secret
+    from notifactor.auth.tokens import mint_token
+    from notifactor.domain.identifiers import check_tenant_id, check_user_id
+
+    if config.jwt_algorithm != "HS256":
+        raise ConfigError("jwt_algorithm", "`notifactor token` signs with HS256 only")
+    for check, value, flag in (
+        (check_tenant_id, args.tenant, "--tenant"),
+        (check_user_id, args.sub, "--sub"),
+    ):
+        problem = check(value)
+        if problem:
+            print(f"notifactor: {flag}: {problem}", file=sys.stderr)
+            return EXIT_CONFIG
+    if args.ttl <= 0:
+        print("notifactor: --ttl: must be > 0", file=sys.stderr)
+        return EXIT_CONFIG
+    secret, _ = resolve_jwt_secret(config, create=False)
+    print(
+        mint_token(
+            secret=secret,
+            tenant_id=args.tenant,
+            subject=args.sub,
+            scopes=tuple(args.scope.split()),
+            ttl_s=args.ttl,
+            now=int(time.time()),
+            issuer=config.jwt_issuer,
+            audience=config.jwt_audience,
+        )
+    )
+    return EXIT_OK
+
+
+def _serve(args: argparse.Namespace, config: Config) -> int:
+    from notifactor.bootstrap import run_serve
+
+    return run_serve(config)
+
+
+def _migrate(args: argparse.Namespace, config: Config) -> int:
+    from notifactor.bootstrap import run_migrate
+
+    return run_migrate(config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

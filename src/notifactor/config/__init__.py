@@ -1,0 +1,19 @@
+"""Configuration: TOML plus ``NOTIFACTOR_*`` environment overrides (SPEC §2)."""
+
+from notifactor.config.loader import CONFIG_PATH_ENV, load_config, structure_config
+from notifactor.config.model import Config, LimitsConfig, TenantPolicy
+from notifactor.config.targets import CassandraTarget, SqliteTarget, StorageTarget
+from notifactor.errors import ConfigError
+
+__all__ = [
+    "CONFIG_PATH_ENV",
+    "CassandraTarget",
+    "Config",
+    "ConfigError",
+    "LimitsConfig",
+    "SqliteTarget",
+    "StorageTarget",
+    "TenantPolicy",
+    "load_config",
+    "structure_config",
+]

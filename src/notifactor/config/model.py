@@ -1,0 +1,183 @@
+"""The configuration model: frozen attrs classes named exactly as in SPEC §2.
+
+Each field's validator raises ``ValueError`` with a reason an operator can act
+on; the loader turns it into one ``ConfigError`` line naming the dotted key.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+
+from notifactor.config.targets import (
+    SqliteTarget,
+    StorageTarget,
+    check_redis_url,
+    parse_storage_url,
+)
+from notifactor.domain.identifiers import TENANT_ID
+from notifactor.errors import FieldValueError
+from notifactor.supervisors.config import SupervisionConfig
+
+LogFormat = Literal["json", "console"]
+OtelExporter = Literal["none", "console", "otlp"]
+JwtAlgorithm = Literal["HS256", "RS256", "ES256"]
+
+
+def _positive(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"must be > 0, got {value!r}")
+
+
+def _non_negative(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value < 0:
+        raise ValueError(f"must be >= 0, got {value!r}")
+
+
+def _port(_inst: object, attribute: attrs.Attribute[Any], value: int) -> None:
+    if not 0 <= value <= 65535:
+        raise ValueError(f"must be a TCP port 0..65535, got {value!r}")
+
+
+def _non_empty(_inst: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not value.strip():
+        raise ValueError("must not be empty")
+
+
+def _optional_redis_url(_inst: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None:
+        check_redis_url(value)
+
+
+def _optional_storage_url(
+    _inst: object, attribute: attrs.Attribute[Any], value: str | None
+) -> None:
+    if value is not None:
+        parse_storage_url(value)
+
+
+def _optional_existing_file(
+    _inst: object, attribute: attrs.Attribute[Any], value: Path | None
+) -> None:
+    if value is not None and not value.is_file():
+        raise ValueError(f"file not found: {value}")
+
+
+def _tenant_ids(
+    _inst: object, attribute: attrs.Attribute[Any], value: Mapping[str, object]
+) -> None:
+    for tenant_id in value:
+        if not TENANT_ID.fullmatch(tenant_id):
+            raise ValueError(f"tenant id {tenant_id!r} must match {TENANT_ID.pattern}")
+
+
+def default_instance_id() -> str:
+    """Hostname plus pid: unique per process on a cluster of hosts."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@attrs.frozen(kw_only=True)
+class TenantPolicy:
+    """Limits and delivery policy of one tenant (SPEC §2, ``[tenants.*]``).
+
+    ``daily_quota = 0`` means no daily quota.
+    """
+
+    rate_per_s: float = attrs.field(default=100.0, validator=_positive)
+    burst: int = attrs.field(default=200, validator=_positive)
+    daily_quota: int = attrs.field(default=1_000_000, validator=_non_negative)
+    max_ws_connections: int = attrs.field(default=10_000, validator=_positive)
+    max_attempts: int = attrs.field(default=8, validator=_positive)
+    retry_base_ms: int = attrs.field(default=500, validator=_positive)
+    retry_cap_ms: int = attrs.field(default=60_000, validator=_positive)
+    retention_days: int = attrs.field(default=30, validator=_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if self.retry_cap_ms < self.retry_base_ms:
+            raise FieldValueError(
+                "retry_cap_ms",
+                f"must be >= retry_base_ms ({self.retry_cap_ms} < {self.retry_base_ms})",
+            )
+
+
+@attrs.frozen(kw_only=True)
+class LimitsConfig:
+    """Request and frame size limits (SPEC §4, §5)."""
+
+    content_max_bytes: int = attrs.field(default=8192, validator=_positive)
+    metadata_max_bytes: int = attrs.field(default=4096, validator=_positive)
+    body_max_bytes: int = attrs.field(default=65536, validator=_positive)
+    batch_max_items: int = attrs.field(default=500, validator=_positive)
+    ws_max_message_bytes: int = attrs.field(default=65536, validator=_positive)
+    idempotency_ttl_s: int = attrs.field(default=86_400, validator=_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if self.content_max_bytes > self.body_max_bytes:
+            raise FieldValueError(
+                "content_max_bytes",
+                f"must be <= body_max_bytes ({self.content_max_bytes} > {self.body_max_bytes})",
+            )
+
+
+@attrs.frozen(kw_only=True)
+class Config:
+    """The whole configuration of one notifactor process."""
+
+    data_dir: Path = attrs.field(default=Path("./var"))
+    redis_url: str | None = attrs.field(default=None, validator=_optional_redis_url)
+    storage_url: str | None = attrs.field(default=None, validator=_optional_storage_url)
+    http_host: str = attrs.field(default="127.0.0.1", validator=_non_empty)
+    http_port: int = attrs.field(default=8080, validator=_port)
+    ws_host: str = attrs.field(default="127.0.0.1", validator=_non_empty)
+    ws_port: int = attrs.field(default=8081, validator=_port)
+    jwt_secret: str | None = attrs.field(default=None)
+    jwt_algorithm: JwtAlgorithm = "HS256"
+    jwt_public_key_file: Path | None = attrs.field(default=None, validator=_optional_existing_file)
+    jwt_jwks_file: Path | None = attrs.field(default=None, validator=_optional_existing_file)
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    instance_id: str = attrs.field(factory=default_instance_id, validator=_non_empty)
+    log_format: LogFormat = "json"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    otel_exporter: OtelExporter = "none"
+    shutdown_grace_s: float = attrs.field(default=10.0, validator=_positive)
+    limits: LimitsConfig = attrs.Factory(LimitsConfig)
+    tenants: Mapping[str, TenantPolicy] = attrs.field(
+        factory=lambda: {"default": TenantPolicy()}, validator=_tenant_ids
+    )
+    supervision: SupervisionConfig = attrs.Factory(SupervisionConfig)
+
+    def __attrs_post_init__(self) -> None:
+        if self.jwt_secret is not None and len(self.jwt_secret.encode()) < 32:
+            raise FieldValueError("jwt_secret", "must be at least 32 bytes for HS256")
+        if self.jwt_public_key_file and self.jwt_jwks_file:
+            raise FieldValueError(
+                "jwt_jwks_file", "set only one of jwt_public_key_file and jwt_jwks_file"
+            )
+        asymmetric = self.jwt_public_key_file is not None or self.jwt_jwks_file is not None
+        if asymmetric and self.jwt_algorithm == "HS256":
+            raise FieldValueError(
+                "jwt_algorithm", "must be RS256 or ES256 when a public key or JWKS file is set"
+            )
+        if not asymmetric and self.jwt_algorithm != "HS256":
+            raise FieldValueError(
+                "jwt_algorithm",
+                f"{self.jwt_algorithm} needs jwt_public_key_file or jwt_jwks_file",
+            )
+
+    @property
+    def storage(self) -> StorageTarget:
+        """Where notifications live: the configured URL, else SQLite in the data dir."""
+        if self.storage_url is None:
+            return SqliteTarget(path=(self.data_dir / "notifactor.db").absolute())
+        return parse_storage_url(self.storage_url)
+
+    def tenant_policy(self, tenant_id: str) -> TenantPolicy:
+        """The policy of one tenant: its own section over ``[tenants.default]``."""
+        policy = self.tenants.get(tenant_id) or self.tenants.get("default")
+        return policy if policy is not None else TenantPolicy()

@@ -1,0 +1,91 @@
+"""Structured logs: JSON lines for machines, a console format for people.
+
+Fields beyond the message come from ``extra={...}`` on the log call; only the
+names in ``CONTEXT_FIELDS`` are copied, so nothing a caller attaches by
+accident (a token, a notification body) reaches the output.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Literal, TextIO
+
+CONTEXT_FIELDS = (
+    "tenant_id",
+    "notification_id",
+    "trace_id",
+    "user_id",
+    "session_id",
+    "child_id",
+    "supervisor_id",
+    "reason",
+    "partition",
+    "event",
+)
+
+
+class JsonLineFormatter(logging.Formatter):
+    """One JSON object per record, with the instance id on every line."""
+
+    def __init__(self, instance_id: str) -> None:
+        super().__init__()
+        self._instance_id = instance_id
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "instance_id": self._instance_id,
+            "message": record.getMessage(),
+        }
+        for name in CONTEXT_FIELDS:
+            value = record.__dict__.get(name)
+            if value is not None:
+                line[name] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+class ConsoleFormatter(logging.Formatter):
+    """Readable lines for development: time, level, logger, message, context."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S.%f")[:-3]
+        context = " ".join(
+            f"{name}={record.__dict__[name]}"
+            for name in CONTEXT_FIELDS
+            if record.__dict__.get(name) is not None
+        )
+        text = f"{stamp} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        if context:
+            text = f"{text} [{context}]"
+        if record.exc_info and record.exc_info[0] is not None:
+            text = f"{text}\n{self.formatException(record.exc_info)}"
+        return text
+
+
+def configure_logging(
+    *,
+    log_format: Literal["json", "console"],
+    level: str,
+    instance_id: str,
+    stream: TextIO | None = None,
+) -> None:
+    """Install one handler on the root logger (replacing any earlier one)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    formatter: logging.Formatter = (
+        JsonLineFormatter(instance_id) if log_format == "json" else ConsoleFormatter()
+    )
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # The Cassandra driver is chatty at INFO about pool and topology events.
+    logging.getLogger("cassandra").setLevel(logging.WARNING)
