@@ -1,0 +1,66 @@
+"""Open a coredis client the way every notifactor component needs it.
+
+coredis (6.x) is built on anyio and runs natively under Trio, but only inside
+``async with client:`` (it owns a task group for its connections). Enter the
+client in a parent task and hand it to children; they share its pool.
+
+Responses are **bytes** (``decode_responses=False``). Stream payloads are
+msgspec-encoded bytes that msgspec decodes directly, so decoding to ``str``
+first would only cost time and a second copy; keys, field names and stream ids
+come back as ``bytes`` too, and code compares against ``b"..."`` literals.
+
+Pool sizing: a blocking command (``XREADGROUP ... BLOCK``, ``BLPOP``) holds a
+pooled connection for the whole block, and a pipeline holds one until it is
+executed; other commands share connections. When the pool is exhausted
+callers wait, so size it with :func:`pool_size_for`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import coredis
+
+DEFAULT_MAX_CONNECTIONS = 32
+_HEADROOM = 8
+
+
+def pool_size_for(*, blocking_readers: int, concurrent_pipelines: int) -> int:
+    """Connections needed so blocking readers never starve ordinary commands.
+
+    Args:
+        blocking_readers: Tasks that may sit in a blocking read at the same time.
+        concurrent_pipelines: Pipelines that may be open at the same time.
+    """
+    return blocking_readers + concurrent_pipelines + _HEADROOM
+
+
+@asynccontextmanager
+async def open_redis(
+    url: str,
+    *,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    pool_timeout: float | None = None,
+    client_name: str | None = None,
+) -> AsyncIterator[coredis.Redis[bytes]]:
+    """Yield an entered client for ``url``; the pool closes when the block exits.
+
+    Args:
+        url: ``redis://host:port/db``, ``rediss://`` (TLS) or ``unix:///path/to.sock``;
+            credentials and ``?db=`` may be given the usual way.
+        max_connections: Pool capacity; see :func:`pool_size_for`.
+        pool_timeout: Seconds to wait for a free pooled connection before
+            raising; None waits as long as the caller's cancel scope allows.
+        client_name: Shown by ``CLIENT LIST``, which helps when debugging a
+            busy server.
+    """
+    client: coredis.Redis[bytes] = coredis.Redis.from_url(
+        url,
+        decode_responses=False,
+        max_connections=max_connections,
+        pool_timeout=pool_timeout,
+        client_name=client_name,
+    )
+    async with client:
+        yield client
