@@ -1,0 +1,79 @@
+"""Stop signals: how a supervisor asks a child to stop gracefully.
+
+Cancelling a task stops it at once, wherever it is. A graceful stop lets it
+finish the message at hand, flush a batch, close sockets with a proper code.
+So a supervisor first *requests* a stop through the child's ``StopSignal``
+and only cancels the child once its shutdown budget has run out.
+
+Each supervised child runs with its own signal in a context variable:
+actor inboxes end when it fires, and any other child can wait for it with
+``current_stop_signal().wait()`` (for example as a server's shutdown trigger).
+"""
+
+from __future__ import annotations
+
+import contextvars
+
+import trio
+
+
+class StopSignal:
+    """A one-way "please stop" flag that also cancels registered waits."""
+
+    __slots__ = ("_event", "_scopes")
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+        self._scopes: set[trio.CancelScope] = set()
+
+    @property
+    def requested(self) -> bool:
+        """Whether a stop was requested."""
+        return self._event.is_set()
+
+    def request(self) -> None:
+        """Request the stop; idempotent. Cancels every registered wait."""
+        self._event.set()
+        for scope in self._scopes:
+            scope.cancel()
+        self._scopes.clear()
+
+    async def wait(self) -> None:
+        """Wait until a stop is requested."""
+        await self._event.wait()
+
+    def register(self, scope: trio.CancelScope) -> None:
+        """Cancel ``scope`` when the stop is requested (now, if it already was)."""
+        if self.requested:
+            scope.cancel()
+        else:
+            self._scopes.add(scope)
+
+    def unregister(self, scope: trio.CancelScope) -> None:
+        """Forget ``scope`` once the wait it guards is over."""
+        self._scopes.discard(scope)
+
+
+_current: contextvars.ContextVar[StopSignal] = contextvars.ContextVar("notifactor_stop_signal")
+
+
+def current_stop_signal() -> StopSignal:
+    """The stop signal of the supervised child running in this task.
+
+    Raises:
+        RuntimeError: not called from (a task started by) a supervised child.
+    """
+    try:
+        return _current.get()
+    except LookupError:
+        raise RuntimeError("not running under a supervisor") from None
+
+
+def optional_stop_signal() -> StopSignal | None:
+    """Like ``current_stop_signal`` but ``None`` outside a supervised child."""
+    return _current.get(None)
+
+
+def set_stop_signal(signal: StopSignal) -> contextvars.Token[StopSignal]:
+    """Install ``signal`` for this task (and the tasks it spawns from now on)."""
+    return _current.set(signal)

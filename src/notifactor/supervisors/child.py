@@ -1,0 +1,241 @@
+"""The running side of a child: one record per child, one task per incarnation.
+
+Shared by ``Supervisor`` and ``DynamicSupervisor``. Each incarnation runs in
+its own cancel scope. Until the child reports ready the scope is unshielded,
+so cancelling whoever is starting it also aborts the start. Once ready, the
+scope is shielded: cancelling the supervisor's task must not tear children
+down at once and out of order; the supervisor stops them itself, in reverse
+order, each within its shutdown budget, and only then cancels what is left.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import attrs
+import trio
+
+from notifactor.actors.crash import CrashReason
+from notifactor.actors.stop import StopSignal, set_stop_signal
+from notifactor.domain.backoff import Backoff
+from notifactor.supervisors.child_spec import ChildSpec, Shutdown
+from notifactor.supervisors.statistics import NodeState, NodeStatistics
+from notifactor.supervisors.strategies import RestartType
+
+logger = logging.getLogger("notifactor.supervisors.child")
+
+
+@attrs.define(eq=False)
+class Child:
+    """Mutable bookkeeping for one child, kept across its incarnations."""
+
+    spec: ChildSpec
+    restart: RestartType
+    shutdown: float | None  # None: brutal
+    backoff: Backoff
+    state: NodeState = "stopped"
+    restarts: int = 0
+    last_crash: CrashReason | None = None
+    started_at: float = 0.0
+    incarnation: int = 0
+    stopping: bool = False
+    scope: trio.CancelScope | None = None
+    stop_signal: StopSignal = attrs.Factory(StopSignal)
+    done: trio.Event = attrs.Factory(trio.Event)
+    pending_restart: trio.CancelScope | None = None
+
+    @property
+    def id(self) -> str:
+        """The child id from its spec."""
+        return self.spec.id
+
+    @property
+    def alive(self) -> bool:
+        """Whether an incarnation task exists (starting, running or stopping)."""
+        return self.scope is not None and not self.done.is_set()
+
+    def budget(self) -> float:
+        """Seconds a graceful stop may take (0 for brutal)."""
+        return 0.0 if self.shutdown is None else self.shutdown
+
+    def terminated(self) -> None:
+        """The child stopped for good: let its spec release its address."""
+        self.state = "stopped"
+        if self.spec.on_terminated is not None:
+            self.spec.on_terminated()
+
+    def statistics(self) -> NodeStatistics:
+        """The spec's own snapshot with this record's state and restarts."""
+        own = self.spec.introspect() if self.spec.introspect is not None else None
+        if own is None:
+            own = NodeStatistics(id=self.id, kind=self.spec.kind, state=self.state)
+        return attrs.evolve(
+            own, id=self.id, state=self.state, restarts=self.restarts, last_crash=self.last_crash
+        )
+
+
+@attrs.frozen
+class ChildExit:
+    """An incarnation ended on its own: returned (``crash is None``) or crashed."""
+
+    child: Child
+    incarnation: int
+    crash: CrashReason | None
+
+
+class ExitQueue:
+    """Exits waiting for the supervisor, at most one per child.
+
+    Bounded by the number of children: a child's newer exit replaces an older
+    one still queued (the older one is stale by then).
+    """
+
+    def __init__(self) -> None:
+        self._exits: dict[Child, ChildExit] = {}
+        self._wakeup = trio.Event()
+
+    def report(self, child_exit: ChildExit) -> None:
+        """Queue an exit (never blocks)."""
+        self._exits[child_exit.child] = child_exit
+        self._wakeup.set()
+
+    async def get(self) -> ChildExit:
+        """Wait for the oldest queued exit that is not stale."""
+        while True:
+            while not self._exits:
+                self._wakeup = trio.Event()
+                await self._wakeup.wait()
+            child = next(iter(self._exits))
+            child_exit = self._exits.pop(child)
+            if child_exit.incarnation == child.incarnation and not child.stopping:
+                return child_exit
+
+
+class _Readiness:
+    """The ``task_status`` a child sees: records readiness, then shields it."""
+
+    def __init__(
+        self, child: Child, scope: trio.CancelScope, parent: trio.TaskStatus[CrashReason | None]
+    ):
+        self._child = child
+        self._scope = scope
+        self._parent = parent
+        self.ready = False
+
+    def started(self, value: object = None) -> None:
+        if value is not None:
+            raise TypeError("supervised children call task_status.started() without a value")
+        if self.ready:
+            raise RuntimeError("task_status.started() called twice")
+        self.ready = True
+        self._child.state = "running"
+        self._scope.shield = True
+        self._parent.started(None)
+
+
+async def run_incarnation(
+    child: Child,
+    exits: ExitQueue,
+    *,
+    task_status: trio.TaskStatus[CrashReason | None],
+) -> None:
+    """Run one incarnation of ``child``; the starter gets ``None`` once it is ready.
+
+    A failure before readiness is handed to the starter (``started(reason)``)
+    instead of being raised, so it never tears down the supervisor's nursery;
+    a failure or return after readiness goes to ``exits``. Cancellation is
+    never caught here: it propagates after the bookkeeping.
+    """
+    child.incarnation += 1
+    incarnation = child.incarnation
+    if child.stopping:
+        task_status.started(
+            CrashReason.without_exception(
+                child.id, "stopped before it started", at=trio.current_time()
+            )
+        )
+        return
+    scope = trio.CancelScope()
+    readiness = _Readiness(child, scope, task_status)
+    child.scope, child.stop_signal, child.done = scope, StopSignal(), trio.Event()
+    child.state = "starting"
+    child.started_at = trio.current_time()
+    set_stop_signal(child.stop_signal)
+    crash: CrashReason | None = None
+    try:
+        with scope:
+            try:
+                await child.spec.start(task_status=readiness)
+            except* Exception as group:
+                crash = CrashReason.from_exception(child.id, group, at=trio.current_time())
+        if crash is None and not readiness.ready:
+            what = "killed before it was ready" if scope.cancelled_caught else ""
+            crash = CrashReason.without_exception(
+                child.id, what or "returned before task_status.started()", at=trio.current_time()
+            )
+    finally:
+        child.done.set()
+    if crash is not None:
+        child.last_crash = crash
+    if not readiness.ready:
+        task_status.started(crash)
+        return
+    if child.stopping:
+        if crash is not None:
+            logger.warning(
+                "child %s crashed while stopping: %s",
+                child.id,
+                crash.summary(),
+                extra={"child": child.id},
+            )
+        return
+    exits.report(ChildExit(child, incarnation, crash))
+
+
+def request_stop(child: Child) -> None:
+    """First step of stopping: ask nicely, or cancel at once for ``brutal``."""
+    child.stopping = True
+    child.state = "stopping"
+    if child.pending_restart is not None:
+        child.pending_restart.cancel()
+    if child.scope is None:
+        return
+    if child.shutdown is None:
+        child.scope.cancel()
+    else:
+        child.stop_signal.request()
+
+
+async def wait_stopped(child: Child, deadline: float) -> None:
+    """Second step: wait until ``deadline``, then cancel, then wait for the exit."""
+    if child.scope is None:
+        return
+    with trio.move_on_at(deadline):
+        await child.done.wait()
+    if not child.done.is_set():
+        logger.warning(
+            "child %s did not stop within %.3gs; cancelling it",
+            child.id,
+            child.budget(),
+            extra={"child": child.id},
+        )
+        child.scope.cancel()
+        await child.done.wait()
+    child.state = "stopped"
+
+
+async def stop_child(child: Child) -> None:
+    """Stop one child within its budget (graceful, then cancelled)."""
+    request_stop(child)
+    deadline = trio.current_time() + child.budget() if child.budget() < math.inf else math.inf
+    await wait_stopped(child, deadline)
+
+
+def resolve_shutdown(shutdown: Shutdown | None, default_s: float) -> float | None:
+    """A spec's budget in seconds (``None`` for brutal), defaulting to the supervisor's."""
+    if shutdown is None:
+        return default_s
+    if shutdown == "brutal":
+        return None
+    return float(shutdown)

@@ -1,0 +1,302 @@
+"""Static supervisors: a fixed, ordered list of children, OTP style.
+
+Children start in order, each only once the previous one reported ready, and
+stop in reverse order, so a child can rely on its elder siblings. When a
+child exits, its restart type decides whether it is restarted, the strategy
+decides which siblings restart with it, the restart intensity decides whether
+restarting is still reasonable, and the backoff decides when. When restarting
+is not reasonable any more the supervisor stops everything and raises
+``SupervisorGaveUp`` to its parent.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random as _random
+from collections.abc import Sequence
+
+import attrs
+import trio
+
+from notifactor.actors.crash import CrashReason
+from notifactor.actors.stop import StopSignal, optional_stop_signal
+from notifactor.domain.backoff import Backoff, BackoffPolicy
+from notifactor.domain.restart_intensity import RestartIntensity
+from notifactor.supervisors.child import (
+    Child,
+    ChildExit,
+    ExitQueue,
+    resolve_shutdown,
+    run_incarnation,
+    stop_child,
+)
+from notifactor.supervisors.child_spec import ChildSpec, Shutdown
+from notifactor.supervisors.errors import SupervisorGaveUp
+from notifactor.supervisors.statistics import NodeState, NodeStatistics
+from notifactor.supervisors.strategies import (
+    RestartType,
+    Strategy,
+    affected_indices,
+    parse_strategy,
+    should_restart,
+)
+
+logger = logging.getLogger("notifactor.supervisors.supervisor")
+
+CLEANUP_SLACK_S = 1.0
+"""Extra time the shielded cleanup allows beyond the sum of the budgets."""
+
+
+class Supervisor:
+    """Runs ``children`` and restarts them per ``strategy``.
+
+    Args:
+        id: the supervisor's id (its child id when nested).
+        children: child specs, in start order; ids must be unique.
+        strategy: ``one_for_one``, ``one_for_all`` or ``rest_for_one``.
+        intensity: restarts tolerated within ``period_s`` before giving up.
+        period_s: the restart-intensity window.
+        backoff: delay schedule before restarts (per child).
+        shutdown_s: graceful stop budget of children whose spec has none.
+        random: source of backoff jitter (seed it for reproducible tests).
+    """
+
+    def __init__(
+        self,
+        id: str,
+        children: Sequence[ChildSpec],
+        *,
+        strategy: Strategy = "one_for_one",
+        intensity: int = 3,
+        period_s: float = 5.0,
+        backoff: BackoffPolicy | None = None,
+        shutdown_s: float = 5.0,
+        random: _random.Random | None = None,
+    ) -> None:
+        ids = [spec.id for spec in children]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"supervisor {id!r}: child ids must be unique (got {ids})")
+        self.id = id
+        self.strategy = parse_strategy(strategy)
+        self._intensity_rule = RestartIntensity(intensity=intensity, period_s=period_s)
+        self._intensity = self._intensity_rule
+        policy = backoff if backoff is not None else BackoffPolicy()
+        self._random = random if random is not None else _random.Random()
+        self._children = [
+            Child(
+                spec=spec,
+                restart=spec.restart or "permanent",
+                shutdown=resolve_shutdown(spec.shutdown, shutdown_s),
+                backoff=Backoff(policy=policy),
+            )
+            for spec in children
+        ]
+        self._state: NodeState = "stopped"
+        self._stop: StopSignal | None = None
+        self._own_stop = StopSignal()
+        self._nursery: trio.Nursery | None = None
+        self._exits = ExitQueue()
+
+    def child_spec(
+        self, *, restart: RestartType | None = None, shutdown: Shutdown = math.inf
+    ) -> ChildSpec:
+        """This supervisor as a child of another one (nested trees).
+
+        The default shutdown waits for the subtree to stop on its own: it
+        bounds itself with its children's budgets.
+        """
+        return ChildSpec(
+            id=self.id,
+            start=self.run,
+            restart=restart,
+            shutdown=shutdown,
+            kind="supervisor",
+            introspect=self.statistics,
+        )
+
+    def request_stop(self) -> None:
+        """Stop gracefully: children in reverse order, then ``run`` returns.
+
+        Meant for the root (e.g. on SIGTERM); may be called before ``run``.
+        On a nested supervisor it is a normal exit, which its parent handles
+        per the restart type (a ``permanent`` subtree is started again).
+        """
+        (self._stop or self._own_stop).request()
+
+    def statistics(self) -> NodeStatistics:
+        """A snapshot of this subtree."""
+        return NodeStatistics(
+            id=self.id,
+            kind="supervisor",
+            state=self._state,
+            strategy=self.strategy,
+            children=tuple(child.statistics() for child in self._children),
+        )
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Start the children in order, supervise them until stopped.
+
+        Returns after a graceful stop (``request_stop`` or the parent's stop
+        request). Cancelling the calling task stops the children the same
+        way (shielded, within their budgets) before the cancellation goes on.
+
+        Raises:
+            SupervisorGaveUp: restart intensity exceeded; every child has
+                been stopped already.
+        """
+        if self._nursery is not None:
+            raise RuntimeError(f"supervisor {self.id!r} is already running")
+        self._stop = optional_stop_signal() or self._own_stop
+        self._intensity = self._intensity_rule  # a new incarnation starts with a clean slate
+        for child in self._children:
+            child.backoff = attrs.evolve(child.backoff, attempt=0)
+        self._exits = ExitQueue()
+        gave_up: SupervisorGaveUp | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self._state = "starting"
+                stop_scope = trio.CancelScope()
+                self._stop.register(stop_scope)
+                try:
+                    with stop_scope:
+                        gave_up = await self._start_all()
+                        if gave_up is None:
+                            self._state = "running"
+                            task_status.started()
+                            gave_up = await self._supervise()
+                finally:
+                    self._stop.unregister(stop_scope)
+                    self._state = "stopping"
+                    await self._stop_all()
+                    self._nursery = None
+        finally:
+            self._state = "stopped"
+            self._stop = None
+            self._own_stop = StopSignal()  # fresh for the next run
+        if gave_up is not None:
+            raise gave_up from gave_up.reason.exception
+
+    async def _start_all(self) -> SupervisorGaveUp | None:
+        for index, child in enumerate(self._children):
+            crash = await self._start(child)
+            if crash is not None:
+                gave_up = await self._on_exit(ChildExit(child, child.incarnation, crash), index)
+                if gave_up is not None:
+                    return gave_up
+        return None
+
+    async def _supervise(self) -> SupervisorGaveUp:
+        while True:
+            child_exit = await self._exits.get()
+            gave_up = await self._on_exit(child_exit, self._children.index(child_exit.child))
+            if gave_up is not None:
+                return gave_up
+
+    async def _start(self, child: Child) -> CrashReason | None:
+        await trio.lowlevel.checkpoint_if_cancelled()  # never (re)start while cancelled
+        assert self._nursery is not None
+        child.stopping = False
+        crash: CrashReason | None = await self._nursery.start(run_incarnation, child, self._exits)
+        if crash is None:
+            child.state = "running"
+        return crash
+
+    async def _on_exit(self, child_exit: ChildExit, index: int) -> SupervisorGaveUp | None:
+        """Handle an exit; restart per strategy; return the error if giving up."""
+        child, crash = child_exit.child, child_exit.crash
+        while True:
+            child.state = "stopped"
+            if crash is not None:
+                logger.error(
+                    "supervisor %s: child %s crashed: %s",
+                    self.id,
+                    child.id,
+                    crash.summary(),
+                    exc_info=crash.exception,
+                    extra={"supervisor": self.id, "child": child.id},
+                )
+            if not should_restart(child.restart, crashed=crash is not None):
+                logger.info(
+                    "supervisor %s: child %s (%s) exited and is not restarted",
+                    self.id,
+                    child.id,
+                    child.restart,
+                    extra={"supervisor": self.id, "child": child.id},
+                )
+                child.terminated()
+                return None
+            reason = crash or CrashReason.without_exception(
+                child.id, "exited normally", at=trio.current_time()
+            )
+            now = trio.current_time()
+            self._intensity = self._intensity.record(now)
+            if self._intensity.exceeded:
+                logger.error(
+                    "supervisor %s gives up: child %s exceeded %d restarts in %gs",
+                    self.id,
+                    child.id,
+                    self._intensity.intensity,
+                    self._intensity.period_s,
+                    extra={"supervisor": self.id, "child": child.id},
+                )
+                return SupervisorGaveUp(self.id, child.id, reason)
+            failed = await self._restart(index, now)
+            if failed is None:
+                return None
+            index, crash = failed
+            child = self._children[index]
+
+    async def _restart(self, index: int, now: float) -> tuple[int, CrashReason] | None:
+        """Restart the children the strategy names; report the first start failure."""
+        crashed = self._children[index]
+        affected = [self._children[i] for i in affected_indices(self.strategy, len(self), index)]
+        # Restart what runs now, plus what an interrupted earlier round left pending.
+        to_restart = [
+            c
+            for c in affected
+            if c is crashed or c.state == "restarting" or (c.alive and not c.stopping)
+        ]
+        for sibling in reversed(to_restart):
+            if sibling is not crashed:
+                await stop_child(sibling)
+                if sibling.restart == "temporary":
+                    sibling.terminated()
+        to_restart = [c for c in to_restart if c is crashed or c.restart != "temporary"]
+        delay, crashed.backoff = crashed.backoff.next(
+            now=now, started_at=crashed.started_at, u=self._random.random()
+        )
+        for child in to_restart:
+            child.state = "restarting"
+        logger.info(
+            "supervisor %s: restarting %s in %.3fs",
+            self.id,
+            ", ".join(c.id for c in to_restart),
+            delay,
+            extra={"supervisor": self.id, "child": crashed.id, "delay_s": delay},
+        )
+        await trio.sleep(delay)
+        for child in to_restart:
+            child.restarts += 1
+            crash = await self._start(child)
+            if crash is not None:
+                return self._children.index(child), crash
+        return None
+
+    async def _stop_all(self) -> None:
+        """Stop every child in reverse start order, shielded, within the budgets."""
+        alive = [child for child in self._children if child.alive]
+        budget = sum(child.budget() for child in alive) + CLEANUP_SLACK_S
+        with trio.CancelScope(shield=True) as cleanup:
+            cleanup.deadline = trio.current_time() + budget
+            for child in reversed(alive):
+                await stop_child(child)
+        for child in self._children:
+            child.stopping = True
+            child.state = "stopped"
+            if child.alive and child.scope is not None:
+                child.scope.cancel()  # past the total budget: no more waiting
+
+    def __len__(self) -> int:
+        return len(self._children)
