@@ -1,0 +1,26 @@
+"""Retention arithmetic: when a record expires and the TTL to write it with."""
+
+from __future__ import annotations
+
+MICROS_PER_SECOND = 1_000_000
+SECONDS_PER_DAY = 86_400
+
+
+def expires_at_us(record_time_us: int, retention_days: int) -> int:
+    """When a record made at ``record_time_us`` leaves storage."""
+    if retention_days <= 0:
+        raise ValueError(f"retention_days must be > 0, got {retention_days}")
+    return record_time_us + retention_days * SECONDS_PER_DAY * MICROS_PER_SECOND
+
+
+def ttl_seconds(record_time_us: int, retention_days: int, now_us: int) -> int | None:
+    """Seconds left to keep a record, counted from its own time; ``None`` once it expired.
+
+    Counting from the record's time (not the write time) means a replay of an
+    old event never extends its life, and a replay after expiry writes nothing.
+    A record from the future is kept for exactly the retention period.
+    """
+    remaining_us = expires_at_us(min(record_time_us, now_us), retention_days) - now_us
+    if remaining_us <= 0:
+        return None
+    return max(1, -(-remaining_us // MICROS_PER_SECOND))
