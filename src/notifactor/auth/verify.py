@@ -1,0 +1,146 @@
+"""Verifying bearer tokens (SPEC §3).
+
+Only the configured algorithm is accepted: HS256 with the shared secret, or
+RS256/ES256 with a PEM public key or a JWKS file. Required claims are ``sub``,
+``tenant_id`` and ``exp``; ``iss``/``aud`` are checked when configured; clocks
+may disagree by :data:`LEEWAY_S`. Failures raise :class:`InvalidTokenError`
+with a short reason that never contains the token itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import jwt
+
+from notifactor.config import Config
+from notifactor.domain.identifiers import TENANT_ID, USER_ID
+
+LEEWAY_S = 30
+REQUIRED_CLAIMS = ("sub", "tenant_id", "exp")
+
+SCOPE_WRITE = "notifications:write"
+SCOPE_READ = "notifications:read"
+SCOPE_DELIVERIES = "deliveries:read"
+SCOPE_ADMIN = "admin"
+
+
+class InvalidTokenError(Exception):
+    """The token is missing, malformed, expired, badly signed or lacks a claim."""
+
+
+@attrs.frozen(kw_only=True)
+class Principal:
+    """Who a valid token speaks for."""
+
+    tenant_id: str
+    subject: str
+    scopes: frozenset[str]
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+
+@attrs.define
+class TokenVerifier:
+    """Checks tokens against one algorithm and one key (or one JWKS).
+
+    Attributes:
+        algorithm: the only ``alg`` accepted.
+        key: the HS256 secret or the PEM public key; ``None`` with a JWKS.
+        jwks: the key set to pick from by ``kid``; ``None`` with a single key.
+    """
+
+    algorithm: str
+    key: str | None = None
+    jwks: jwt.PyJWKSet | None = None
+    issuer: str | None = None
+    audience: str | None = None
+
+    def verify_header(self, authorization: str | None) -> Principal:
+        """The principal of an ``Authorization: Bearer <jwt>`` header value."""
+        if not authorization:
+            raise InvalidTokenError("missing bearer token")
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise InvalidTokenError("authorization scheme must be Bearer")
+        return self.verify(token.strip())
+
+    def verify(self, token: str) -> Principal:
+        """The principal of a raw token."""
+        try:
+            claims = jwt.decode(
+                token,
+                key=self._key_for(token),
+                algorithms=[self.algorithm],
+                issuer=self.issuer,
+                audience=self.audience,
+                leeway=LEEWAY_S,
+                options={
+                    "require": list(REQUIRED_CLAIMS),
+                    "verify_aud": self.audience is not None,
+                    "verify_iss": self.issuer is not None,
+                },
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidTokenError("token expired") from None
+        except jwt.InvalidSignatureError:
+            raise InvalidTokenError("bad signature") from None
+        except jwt.MissingRequiredClaimError as error:
+            raise InvalidTokenError(f"missing claim {error.claim}") from None
+        except jwt.InvalidTokenError as error:
+            raise InvalidTokenError(f"invalid token ({type(error).__name__})") from None
+        return _principal(claims)
+
+    def _key_for(self, token: str) -> Any:
+        if self.jwks is None:
+            return self.key
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError as error:
+            raise InvalidTokenError("malformed token header") from error
+        kid = header.get("kid")
+        keys = [k for k in self.jwks.keys if kid is None or k.key_id == kid]
+        if kid is None and len(self.jwks.keys) != 1:
+            raise InvalidTokenError("token has no kid and the key set has several keys")
+        if not keys:
+            raise InvalidTokenError("unknown kid")
+        return keys[0].key
+
+
+def _principal(claims: Mapping[str, Any]) -> Principal:
+    tenant_id, subject, scope = claims.get("tenant_id"), claims.get("sub"), claims.get("scope", "")
+    if not isinstance(tenant_id, str) or not TENANT_ID.fullmatch(tenant_id):
+        raise InvalidTokenError("tenant_id claim is not a valid tenant id")
+    if not isinstance(subject, str) or not USER_ID.fullmatch(subject):
+        raise InvalidTokenError("sub claim is not a valid user id")
+    if not isinstance(scope, str):
+        raise InvalidTokenError("scope claim must be a space-separated string")
+    return Principal(tenant_id=tenant_id, subject=subject, scopes=frozenset(scope.split()))
+
+
+def build_verifier(config: Config, *, hs256_secret: str | None = None) -> TokenVerifier:
+    """The verifier the configuration asks for.
+
+    Args:
+        config: ``jwt_algorithm``, key files, issuer and audience.
+        hs256_secret: the HS256 secret, already resolved by the caller
+            (:func:`notifactor.auth.secret.resolve_jwt_secret`); required for HS256.
+
+    Raises:
+        ValueError: the key material is missing or unreadable.
+    """
+    common: dict[str, Any] = {"issuer": config.jwt_issuer, "audience": config.jwt_audience}
+    if config.jwt_algorithm == "HS256":
+        if hs256_secret is None:
+            raise ValueError("HS256 needs a secret")
+        return TokenVerifier(algorithm="HS256", key=hs256_secret, **common)
+    if config.jwt_public_key_file is not None:
+        pem = config.jwt_public_key_file.read_text(encoding="utf-8")
+        return TokenVerifier(algorithm=config.jwt_algorithm, key=pem, **common)
+    if config.jwt_jwks_file is not None:
+        jwks = jwt.PyJWKSet.from_json(config.jwt_jwks_file.read_text(encoding="utf-8"))
+        return TokenVerifier(algorithm=config.jwt_algorithm, jwks=jwks, **common)
+    raise ValueError(f"{config.jwt_algorithm} needs jwt_public_key_file or jwt_jwks_file")

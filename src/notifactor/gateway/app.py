@@ -1,0 +1,125 @@
+"""The ASGI application: routing, the problem-document catch-all, websocket refusal.
+
+Every response is either the handler's or a problem document; an exception a
+handler did not expect is logged with its traceback and answered with a 500
+problem, never a traceback or an HTML page. WebSocket scopes are refused here
+(they have their own listener, SPEC §5).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable
+
+import attrs
+
+from notifactor.gateway import problems, routes_deliveries, routes_health, routes_notifications
+from notifactor.gateway.context import Gateway
+from notifactor.gateway.http import (
+    ClientGone,
+    Receive,
+    Request,
+    Response,
+    Scope,
+    Send,
+    problem_response,
+)
+from notifactor.gateway.metrics import HTTP_RESPONSES
+from notifactor.gateway.problems import ProblemError
+
+log = logging.getLogger("notifactor.gateway")
+
+Handler = Callable[[Gateway, Request], Awaitable[Response]]
+
+
+@attrs.frozen
+class Route:
+    """A path pattern (named groups become path parameters) and its handlers by method."""
+
+    name: str
+    pattern: re.Pattern[str]
+    methods: dict[str, Handler]
+
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "notifications",
+        re.compile(r"/v1/notifications"),
+        {"POST": routes_notifications.post_notification},
+    ),
+    Route(
+        "batch", re.compile(r"/v1/notifications:batch"), {"POST": routes_notifications.post_batch}
+    ),
+    Route(
+        "notification",
+        re.compile(r"/v1/notifications/(?P<id>[^/]+)"),
+        {"GET": routes_notifications.get_notification},
+    ),
+    Route(
+        "deliveries",
+        re.compile(r"/v1/tenants/(?P<tenant_id>[^/]+)/deliveries"),
+        {"GET": routes_deliveries.list_deliveries},
+    ),
+    Route("live", re.compile(r"/health/live"), {"GET": routes_health.live}),
+    Route("health", re.compile(r"/health"), {"GET": routes_health.health}),
+    Route("metrics", re.compile(r"/metrics"), {"GET": routes_health.metrics}),
+    Route("openapi", re.compile(r"/openapi\.json"), {"GET": routes_health.openapi}),
+)
+
+
+def resolve(method: str, path: str) -> tuple[str, Handler | None, dict[str, str], tuple[str, ...]]:
+    """The route name, handler, path parameters and allowed methods for a request."""
+    for route in ROUTES:
+        match = route.pattern.fullmatch(path)
+        if match is not None:
+            handler = route.methods.get(method)
+            return route.name, handler, match.groupdict(), tuple(route.methods)
+    return "unknown", None, {}, ()
+
+
+class GatewayApp:
+    """The ASGI callable for one :class:`Gateway`."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "websocket":
+            # Closing before accepting makes the server refuse the upgrade (HTTP 403).
+            await send({"type": "websocket.close", "code": 1008})
+        elif kind == "lifespan":
+            await _lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method, path = str(scope["method"]), str(scope["path"])
+        name, handler, params, allowed = resolve(method, path)
+        request = Request(scope=scope, receive=receive, path_params=params)
+        try:
+            if handler is None:
+                if allowed:
+                    raise ProblemError(problems.method_not_allowed(allowed))
+                raise ProblemError(problems.not_found())
+            response = await handler(self.gateway, request)
+        except ProblemError as error:
+            response = problem_response(error.problem)
+        except ClientGone:
+            return
+        except Exception:
+            log.exception("unhandled error", extra={"event": "http_500", "reason": name})
+            response = problem_response(problems.internal_error())
+        HTTP_RESPONSES.labels(route=name, status=str(response.status)).inc()
+        await response.send(send)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,75 @@
+"""What every handler needs: configuration, ports and the token verifier."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import attrs
+
+from notifactor.auth.verify import InvalidTokenError, Principal, TokenVerifier
+from notifactor.config import Config
+from notifactor.domain.rate_limit import RateRule
+from notifactor.gateway import problems
+from notifactor.gateway.http import Request
+from notifactor.gateway.problems import ProblemError
+from notifactor.ports.ingest import IngestBus
+from notifactor.ports.notification_store import NotificationStore
+
+log = logging.getLogger("notifactor.gateway")
+
+HealthCheck = Callable[[], Awaitable[None]]
+
+
+async def _always_ok() -> None:
+    return None
+
+
+@attrs.frozen(kw_only=True)
+class Gateway:
+    """The gateway's dependencies, shared by all requests.
+
+    Attributes:
+        config: the process configuration (limits, tenant policies, partitions).
+        verifier: checks bearer tokens.
+        ingest: admission and enqueue (Redis in production).
+        store: durable notifications and delivery statuses.
+        supervision_check: raises when the supervision tree is unhealthy;
+            ``/health`` reports it as ``supervision``.
+    """
+
+    config: Config
+    verifier: TokenVerifier
+    ingest: IngestBus
+    store: NotificationStore
+    supervision_check: HealthCheck = _always_ok
+
+    @property
+    def partitions(self) -> int:
+        return self.config.supervision.partitions
+
+    def rate_rule(self, tenant_id: str) -> RateRule:
+        policy = self.config.tenant_policy(tenant_id)
+        return RateRule.from_policy(
+            rate_per_s=policy.rate_per_s, burst=policy.burst, daily_quota=policy.daily_quota
+        )
+
+    def authenticate(self, request: Request) -> Principal:
+        """The caller's principal, or a 401 problem (the reason is logged, never the token)."""
+        try:
+            return self.verifier.verify_header(request.headers.get("authorization"))
+        except InvalidTokenError as error:
+            log.info("rejected bearer token", extra={"reason": str(error), "event": "auth"})
+            raise ProblemError(problems.unauthorized(str(error))) from None
+
+
+def require_scope(principal: Principal, scope: str) -> None:
+    """403 unless the token carries ``scope``."""
+    if not principal.has_scope(scope):
+        raise ProblemError(problems.forbidden(f"The token lacks the scope {scope}."))
+
+
+def require_tenant(principal: Principal, tenant_id: str) -> None:
+    """403 unless ``tenant_id`` is the token's tenant."""
+    if tenant_id != principal.tenant_id:
+        raise ProblemError(problems.forbidden("The tenant is not the token's tenant."))

@@ -1,0 +1,318 @@
+"""The OpenAPI 3.1 description of the REST API (SPEC §4), served at ``/openapi.json``."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from notifactor.domain.delivery_state import DeliveryState
+from notifactor.gateway.validation import PRIORITIES
+
+_ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
+_CHANNEL_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
+
+
+def _problem(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+        },
+    }
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _header(description: str) -> dict[str, Any]:
+    return {"description": description, "schema": {"type": "integer", "minimum": 0}}
+
+
+_RATE_HEADERS = {
+    "Retry-After": _header("Seconds until the request would be admitted."),
+    "RateLimit-Limit": _header("Requests admissible in a burst (or the daily quota)."),
+    "RateLimit-Remaining": _header("Requests admissible right now."),
+    "RateLimit-Reset": _header("Seconds until the limit is fully available again."),
+}
+_COMMON = {
+    "401": _problem(
+        "Missing, malformed, expired or badly signed token.",
+        {
+            "WWW-Authenticate": {
+                "schema": {"type": "string"},
+                "description": 'Bearer error="invalid_token"',
+            }
+        },
+    ),
+    "403": _problem("Missing scope, or a tenant that is not the token's."),
+    "500": _problem("Unexpected error (logged)."),
+}
+_WRITE_ERRORS = {
+    "400": _problem("Body is not JSON, or a bad Idempotency-Key."),
+    "413": _problem("Body over the size limit."),
+    "415": _problem("Content-Type is not JSON."),
+    "422": _problem("Validation failed; `errors` lists every failing field."),
+    "429": _problem("Rate limit or daily quota exceeded.", _RATE_HEADERS),
+    "503": _problem(
+        "Pipeline saturated; retry after `Retry-After` seconds.", {"Retry-After": _header("")}
+    ),
+}
+_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+
+
+def json_body(ref: str) -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
+    }
+
+
+def json_ok(description: str, ref: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
+    }
+
+
+def query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    """The document (built once)."""
+    notification_in: dict[str, Any] = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["tenant_id", "user_id", "channel", "content"],
+        "properties": {
+            "tenant_id": {"type": "string", "pattern": _ID_PATTERN},
+            "user_id": {"type": "string", "pattern": _ID_PATTERN},
+            "channel": {"type": "string", "pattern": _CHANNEL_PATTERN},
+            "content": {
+                "type": "string",
+                "minLength": 1,
+                "description": "1..8192 UTF-8 bytes (configurable)",
+            },
+            "priority": {"type": "string", "enum": list(PRIORITIES), "default": "normal"},
+            "metadata": {"type": "object", "description": "At most 4 KiB encoded."},
+        },
+    }
+    states = [s.value for s in DeliveryState]
+    idem = {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+        "description": "Same key, same tenant, within 24 h: same id, no second delivery. "
+        "In a batch, item i uses `<key>#<i>`.",
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "notifactor", "version": "1.0.0"},
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+            "schemas": {
+                "Problem": {
+                    "type": "object",
+                    "required": ["type", "title", "status", "detail"],
+                    "properties": {
+                        "type": {"type": "string"},
+                        "title": {"type": "string"},
+                        "status": {"type": "integer"},
+                        "detail": {"type": "string"},
+                        "errors": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "field": {"type": "string"},
+                                    "message": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
+                },
+                "NotificationIn": notification_in,
+                "Batch": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["notifications"],
+                    "properties": {
+                        "notifications": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": 500,
+                            "items": {"$ref": "#/components/schemas/NotificationIn"},
+                        }
+                    },
+                },
+                "Accepted": {
+                    "type": "object",
+                    "properties": {"id": {"type": "string"}, "status": {"const": "accepted"}},
+                },
+                "BatchResults": {
+                    "type": "object",
+                    "properties": {
+                        "results": {
+                            "type": "array",
+                            "items": {
+                                "oneOf": [
+                                    {
+                                        "type": "object",
+                                        "required": ["id"],
+                                        "properties": {"id": {"type": "string"}},
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["error"],
+                                        "properties": {
+                                            "error": {"$ref": "#/components/schemas/Problem"}
+                                        },
+                                    },
+                                ]
+                            },
+                        }
+                    },
+                },
+                "Notification": {
+                    "type": "object",
+                    "properties": {
+                        **notification_in["properties"],
+                        "id": {"type": "string"},
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "updated_at": {"type": "string", "format": "date-time"},
+                        "status": {"type": "string", "enum": states},
+                        "attempts": {"type": "integer"},
+                        "last_error": {"type": ["string", "null"]},
+                    },
+                },
+                "Deliveries": {
+                    "type": "object",
+                    "properties": {
+                        "items": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "notification_id": {"type": "string"},
+                                    "user_id": {"type": "string"},
+                                    "channel": {"type": "string"},
+                                    "state": {"type": "string", "enum": states},
+                                    "attempts": {"type": "integer"},
+                                    "last_error": {"type": ["string", "null"]},
+                                    "updated_at": {"type": "string", "format": "date-time"},
+                                },
+                            },
+                        },
+                        "next_cursor": {"type": ["string", "null"]},
+                    },
+                },
+            },
+        },
+        "paths": {
+            "/v1/notifications": {
+                "post": {
+                    "summary": "Accept one notification",
+                    "security": _BEARER,
+                    "parameters": [idem],
+                    "requestBody": json_body("NotificationIn"),
+                    "responses": {
+                        "202": {
+                            **json_ok("Accepted and durably enqueued.", "Accepted"),
+                            "headers": {"Location": {"schema": {"type": "string"}}},
+                        },
+                        **_COMMON,
+                        **_WRITE_ERRORS,
+                    },
+                }
+            },
+            "/v1/notifications:batch": {
+                "post": {
+                    "summary": "Accept up to 500 notifications; per-item results in request order",
+                    "security": _BEARER,
+                    "parameters": [idem],
+                    "requestBody": json_body("Batch"),
+                    "responses": {
+                        "202": json_ok("Per-item results.", "BatchResults"),
+                        **_COMMON,
+                        **_WRITE_ERRORS,
+                    },
+                }
+            },
+            "/v1/notifications/{id}": {
+                "get": {
+                    "summary": "A notification and its delivery status",
+                    "security": _BEARER,
+                    "parameters": [
+                        {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+                    ],
+                    "responses": {
+                        "200": json_ok("The notification.", "Notification"),
+                        "404": _problem("Unknown, or another tenant's (never revealed)."),
+                        **_COMMON,
+                    },
+                }
+            },
+            "/v1/tenants/{tenantId}/deliveries": {
+                "get": {
+                    "summary": "Deliveries of a tenant, newest first, cursor-paged",
+                    "security": _BEARER,
+                    "parameters": [
+                        {
+                            "name": "tenantId",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                        query("user_id", {"type": "string", "pattern": _ID_PATTERN}),
+                        query("state", {"type": "string", "enum": states}),
+                        query("since", {"type": "string", "format": "date-time"}),
+                        query("until", {"type": "string", "format": "date-time"}),
+                        query(
+                            "limit",
+                            {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                        ),
+                        query("cursor", {"type": "string"}),
+                    ],
+                    "responses": {
+                        "200": json_ok("One page.", "Deliveries"),
+                        "400": _problem("Invalid cursor."),
+                        "422": _problem("Invalid query parameters."),
+                        **_COMMON,
+                    },
+                }
+            },
+            "/health/live": {
+                "get": {"summary": "Liveness", "responses": {"200": {"description": "Running."}}}
+            },
+            "/health": {
+                "get": {
+                    "summary": "Readiness: redis, storage, supervision",
+                    "responses": {
+                        "200": {"description": "All checks ok."},
+                        "503": {"description": "A check failed; the body names it."},
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text format.",
+                            "content": {"text/plain": {}},
+                        }
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {"200": {"description": "OpenAPI 3.1."}},
+                }
+            },
+        },
+    }

@@ -1,0 +1,99 @@
+"""``GET /v1/tenants/{tenantId}/deliveries``: a tenant's delivery history, newest first."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from notifactor.auth.verify import SCOPE_DELIVERIES
+from notifactor.domain.cursor import InvalidCursorError
+from notifactor.domain.delivery_state import DeliveryState
+from notifactor.domain.identifiers import check_user_id
+from notifactor.gateway import problems
+from notifactor.gateway.context import Gateway, require_scope, require_tenant
+from notifactor.gateway.http import Request, Response, json_response
+from notifactor.gateway.problems import FieldError, ProblemError
+from notifactor.gateway.rfc3339 import format_rfc3339, parse_rfc3339
+from notifactor.ports.notification_store import MAX_PAGE_LIMIT, TransientStoreError
+
+QUERY_PARAMS = frozenset({"user_id", "state", "since", "until", "limit", "cursor"})
+DEFAULT_LIMIT = 50
+
+
+def _parse_query(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    errors: list[FieldError] = []
+    values: dict[str, str] = {}
+    for name, value in pairs:
+        if name not in QUERY_PARAMS:
+            errors.append(FieldError(field=name, message="unknown query parameter"))
+        elif name in values:
+            errors.append(FieldError(field=name, message="given more than once"))
+        else:
+            values[name] = value
+    parsed: dict[str, Any] = {"limit": DEFAULT_LIMIT}
+    if "user_id" in values:
+        if (reason := check_user_id(values["user_id"])) is not None:
+            errors.append(FieldError(field="user_id", message=reason))
+        parsed["user_id"] = values["user_id"]
+    if "state" in values:
+        try:
+            parsed["state"] = DeliveryState(values["state"])
+        except ValueError:
+            states = ", ".join(s.value for s in DeliveryState)
+            errors.append(FieldError(field="state", message=f"must be one of {states}"))
+    for name in ("since", "until"):
+        if name in values:
+            try:
+                parsed[name] = parse_rfc3339(values[name])
+            except ValueError as error:
+                errors.append(FieldError(field=name, message=str(error)))
+    if "limit" in values:
+        raw = values["limit"]
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_LIMIT:
+            errors.append(
+                FieldError(field="limit", message=f"must be an integer 1..{MAX_PAGE_LIMIT}")
+            )
+        else:
+            parsed["limit"] = int(raw)
+    if "cursor" in values:
+        if not values["cursor"]:
+            errors.append(FieldError(field="cursor", message="must not be empty"))
+        parsed["cursor"] = values["cursor"]
+    since, until = parsed.get("since"), parsed.get("until")
+    if isinstance(since, datetime) and isinstance(until, datetime) and since > until:
+        errors.append(FieldError(field="until", message="must not be before since"))
+    if errors:
+        raise ProblemError(problems.validation_failed(errors))
+    return parsed
+
+
+async def list_deliveries(gateway: Gateway, request: Request) -> Response:
+    """One page of deliveries and the cursor of the next (``null`` at the end)."""
+    principal = gateway.authenticate(request)
+    require_tenant(principal, request.path_params["tenant_id"])
+    require_scope(principal, SCOPE_DELIVERIES)
+    query = _parse_query(request.query())
+    try:
+        page = await gateway.store.list_deliveries(principal.tenant_id, **query)
+    except InvalidCursorError as error:
+        raise ProblemError(
+            problems.bad_request(
+                "The cursor is not valid for this listing.",
+                [FieldError(field="cursor", message=str(error))],
+            )
+        ) from None
+    except TransientStoreError:
+        raise ProblemError(problems.overloaded("Storage is unavailable; retry later.", 1)) from None
+    items = [
+        {
+            "notification_id": record.notification_id,
+            "user_id": record.user_id,
+            "channel": record.channel,
+            "state": record.state.value,
+            "attempts": record.attempts,
+            "last_error": record.last_error,
+            "updated_at": format_rfc3339(record.updated_at),
+        }
+        for record in page.items
+    ]
+    return json_response(200, {"items": items, "next_cursor": page.next_cursor})

@@ -1,0 +1,267 @@
+"""``POST /v1/notifications``, ``POST /v1/notifications:batch``, ``GET /v1/notifications/{id}``."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from notifactor.auth.verify import SCOPE_READ, SCOPE_WRITE, Principal
+from notifactor.domain.envelope import Envelope, new_traceparent
+from notifactor.domain.ids import is_notification_id, new_notification_id
+from notifactor.domain.partitioning import partition_for
+from notifactor.domain.rate_limit import RateRule, whole_seconds
+from notifactor.gateway import problems
+from notifactor.gateway.context import Gateway, require_scope
+from notifactor.gateway.http import Request, Response, json_response
+from notifactor.gateway.metrics import NOTIFICATIONS_INGESTED, NOTIFICATIONS_REJECTED
+from notifactor.gateway.problems import FieldError, Problem, ProblemError
+from notifactor.gateway.rfc3339 import format_rfc3339
+from notifactor.gateway.validation import (
+    NotificationInput,
+    check_idempotency_key,
+    validate_notification,
+)
+from notifactor.ports.ingest import Accepted, IngestItem, IngestResult, Limited, Outcome, Shed
+from notifactor.ports.notification_store import StoreError
+
+log = logging.getLogger("notifactor.gateway")
+
+SHED_RETRY_AFTER_S = 1
+
+
+def _idempotency_key(request: Request) -> str | None:
+    value = request.headers.get("idempotency-key")
+    if value is None:
+        return None
+    if (reason := check_idempotency_key(value)) is not None:
+        raise ProblemError(
+            problems.bad_request(
+                "Invalid Idempotency-Key header.",
+                [FieldError(field="Idempotency-Key", message=reason)],
+            )
+        )
+    return value
+
+
+def _body_tenant_mismatch(body: object, principal: Principal) -> bool:
+    return (
+        isinstance(body, dict)
+        and isinstance(body.get("tenant_id"), str)
+        and body["tenant_id"] != principal.tenant_id
+    )
+
+
+def _envelope(
+    gateway: Gateway, item: NotificationInput, traceparent: str, key: str | None
+) -> Envelope:
+    return Envelope(
+        id=new_notification_id(),
+        tenant_id=item.tenant_id,
+        user_id=item.user_id,
+        channel=item.channel,
+        content=item.content,
+        priority=item.priority,
+        metadata=item.metadata,
+        accepted_at=datetime.now(UTC),
+        traceparent=traceparent,
+        idempotency_key=key,
+    )
+
+
+def rate_headers(
+    rule: RateRule, result: IngestResult, outcome: Outcome | None
+) -> list[tuple[str, str]]:
+    """``RateLimit-*`` (and ``Retry-After`` when limited) after an ingest call."""
+    if isinstance(outcome, Limited) and outcome.reason == "quota":
+        reset = whole_seconds(outcome.retry_after_us)
+        return [
+            ("retry-after", str(max(1, reset))),
+            ("ratelimit-limit", str(rule.daily_quota)),
+            ("ratelimit-remaining", "0"),
+            ("ratelimit-reset", str(reset)),
+        ]
+    ahead = max(0, result.tat_us - result.now_us)
+    remaining = max(0, (rule.tolerance_us - ahead) // rule.emission_us)
+    if rule.daily_quota > 0:
+        remaining = min(remaining, max(0, rule.daily_quota - result.used_today))
+    headers = [
+        ("ratelimit-limit", str(rule.burst)),
+        ("ratelimit-remaining", str(remaining)),
+        ("ratelimit-reset", str(whole_seconds(ahead))),
+    ]
+    if isinstance(outcome, Limited):
+        headers.insert(0, ("retry-after", str(max(1, whole_seconds(outcome.retry_after_us)))))
+    return headers
+
+
+def _outcome_problem(outcome: Limited | Shed, headers: list[tuple[str, str]]) -> Problem:
+    if isinstance(outcome, Shed):
+        NOTIFICATIONS_REJECTED.labels(reason="overloaded").inc()
+        return problems.overloaded(
+            "The delivery pipeline is saturated; retry later.", SHED_RETRY_AFTER_S
+        )
+    NOTIFICATIONS_REJECTED.labels(reason=outcome.reason).inc()
+    detail = (
+        "The tenant's daily quota is exhausted."
+        if outcome.reason == "quota"
+        else "The tenant's rate limit is exceeded."
+    )
+    return problems.rate_limited(detail, headers)
+
+
+async def post_notification(gateway: Gateway, request: Request) -> Response:
+    """Accept one notification: 202 with its id, or a problem."""
+    principal = gateway.authenticate(request)
+    require_scope(principal, SCOPE_WRITE)
+    key = _idempotency_key(request)
+    body = await request.read_json(gateway.config.limits.body_max_bytes)
+    if _body_tenant_mismatch(body, principal):
+        raise ProblemError(problems.forbidden("The body's tenant_id is not the token's tenant."))
+    checked = validate_notification(body, gateway.config.limits)
+    if isinstance(checked, list):
+        NOTIFICATIONS_REJECTED.labels(reason="invalid").inc()
+        raise ProblemError(problems.validation_failed(checked))
+    traceparent = new_traceparent(request.headers.get("traceparent"))
+    envelope = _envelope(gateway, checked, traceparent, key)
+    rule = gateway.rate_rule(principal.tenant_id)
+    item = IngestItem(
+        envelope=envelope,
+        partition=partition_for(envelope.tenant_id, envelope.user_id, gateway.partitions),
+        idempotency_key=key,
+    )
+    result = await gateway.ingest.ingest(principal.tenant_id, rule, [item])
+    (outcome,) = result.outcomes
+    headers = rate_headers(rule, result, outcome)
+    if not isinstance(outcome, Accepted):
+        raise ProblemError(_outcome_problem(outcome, headers))
+    if not outcome.duplicate:
+        NOTIFICATIONS_INGESTED.inc()
+    headers.append(("location", f"/v1/notifications/{outcome.id}"))
+    return json_response(202, {"id": outcome.id, "status": "accepted"}, headers)
+
+
+async def post_batch(gateway: Gateway, request: Request) -> Response:
+    """Accept up to ``batch_max_items`` notifications in one round trip to Redis."""
+    principal = gateway.authenticate(request)
+    require_scope(principal, SCOPE_WRITE)
+    key = _idempotency_key(request)
+    limits = gateway.config.limits
+    body = await request.read_json(limits.body_max_bytes)
+    items = _batch_items(body, limits.batch_max_items)
+    traceparent = new_traceparent(request.headers.get("traceparent"))
+    results: list[dict[str, Any] | None] = [None] * len(items)
+    pending: list[tuple[int, IngestItem]] = []
+    for index, raw in enumerate(items):
+        if _body_tenant_mismatch(raw, principal):
+            problem = problems.forbidden("The item's tenant_id is not the token's tenant.")
+            results[index] = {"error": problem.to_dict()}
+            continue
+        checked = validate_notification(raw, limits)
+        if isinstance(checked, list):
+            NOTIFICATIONS_REJECTED.labels(reason="invalid").inc()
+            results[index] = {"error": problems.validation_failed(checked).to_dict()}
+            continue
+        item_key = None if key is None else f"{key}#{index}"
+        envelope = _envelope(gateway, checked, traceparent, item_key)
+        partition = partition_for(envelope.tenant_id, envelope.user_id, gateway.partitions)
+        pending.append(
+            (index, IngestItem(envelope=envelope, partition=partition, idempotency_key=item_key))
+        )
+    rule = gateway.rate_rule(principal.tenant_id)
+    headers: list[tuple[str, str]] = []
+    if pending:
+        result = await gateway.ingest.ingest(principal.tenant_id, rule, [i for _, i in pending])
+        headers = rate_headers(rule, result, None)
+        for (index, _), outcome in zip(pending, result.outcomes, strict=True):
+            if isinstance(outcome, Accepted):
+                if not outcome.duplicate:
+                    NOTIFICATIONS_INGESTED.inc()
+                results[index] = {"id": outcome.id}
+            else:
+                problem = _outcome_problem(outcome, rate_headers(rule, result, outcome))
+                results[index] = {"error": problem.to_dict()}
+    return json_response(202, {"results": results}, headers)
+
+
+def _batch_items(body: object, max_items: int) -> list[object]:
+    if not isinstance(body, dict):
+        raise ProblemError(
+            problems.validation_failed([FieldError(field="$", message="must be a JSON object")])
+        )
+    errors = [
+        FieldError(field=name, message="unknown field")
+        for name in sorted(body)
+        if name != "notifications"
+    ]
+    items = body.get("notifications")
+    if items is None:
+        errors.append(FieldError(field="notifications", message="is required"))
+    elif not isinstance(items, list):
+        errors.append(FieldError(field="notifications", message="must be an array"))
+    elif not 1 <= len(items) <= max_items:
+        errors.append(
+            FieldError(
+                field="notifications", message=f"must hold 1..{max_items} items, got {len(items)}"
+            )
+        )
+    if errors:
+        raise ProblemError(problems.validation_failed(errors))
+    assert isinstance(items, list)
+    return items
+
+
+async def get_notification(gateway: Gateway, request: Request) -> Response:
+    """The notification with its status; 404 for unknown ids and other tenants' ids."""
+    principal = gateway.authenticate(request)
+    notification_id = request.path_params["id"]
+    if not is_notification_id(notification_id):
+        raise ProblemError(problems.not_found("No such notification."))
+    view: dict[str, Any] | None = None
+    store_failed = False
+    try:
+        stored = await gateway.store.get_notification(principal.tenant_id, notification_id)
+    except StoreError:
+        log.warning("storage read failed; falling back to the accepted record", exc_info=True)
+        stored, store_failed = None, True
+    if stored is not None:
+        n = stored.notification
+        view = {
+            "id": n.id,
+            "tenant_id": n.tenant_id,
+            "user_id": n.user_id,
+            "channel": n.channel,
+            "content": n.content,
+            "priority": n.priority,
+            "metadata": n.metadata,
+            "created_at": format_rfc3339(n.created_at),
+            "updated_at": format_rfc3339(stored.updated_at),
+            "status": stored.status.value,
+            "attempts": stored.attempts,
+            "last_error": stored.last_error,
+        }
+    else:
+        envelope = await gateway.ingest.get_accepted(principal.tenant_id, notification_id)
+        if envelope is not None:
+            accepted_at = format_rfc3339(envelope.accepted_at)
+            view = {
+                "id": envelope.id,
+                "tenant_id": envelope.tenant_id,
+                "user_id": envelope.user_id,
+                "channel": envelope.channel,
+                "content": envelope.content,
+                "priority": envelope.priority,
+                "metadata": envelope.metadata,
+                "created_at": accepted_at,
+                "updated_at": accepted_at,
+                "status": "accepted",
+                "attempts": 0,
+                "last_error": None,
+            }
+        elif store_failed:
+            raise ProblemError(problems.overloaded("Storage is unavailable; retry later.", 1))
+    if view is None or view["tenant_id"] != principal.tenant_id:
+        raise ProblemError(problems.not_found("No such notification."))
+    if not principal.has_scope(SCOPE_READ) and view["user_id"] != principal.subject:
+        raise ProblemError(problems.not_found("No such notification."))
+    return json_response(200, view)

@@ -1,0 +1,144 @@
+"""A real gateway for end-to-end tests: hypercorn on a free port, real Redis, real SQLite.
+
+``serve_gateway`` starts one with the given tenant policies and ingest
+settings; the ``gateway`` fixture is one with generous defaults. Each test
+gets its own tenant ids (``tenant``), so rate limits and idempotency keys of
+different tests never meet.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+import coredis
+import httpx
+import pytest
+import trio
+
+from notifactor.adapters.redis_client import open_redis
+from notifactor.adapters.redis_ingest import IngestSettings, RedisIngest
+from notifactor.adapters.sqlite_store import SqliteNotificationStore
+from notifactor.auth.tokens import DEFAULT_SCOPES, mint_token
+from notifactor.auth.verify import build_verifier
+from notifactor.config import Config, TenantPolicy
+from notifactor.gateway.app import GatewayApp
+from notifactor.gateway.context import Gateway
+from notifactor.gateway.server import run_http_server
+
+SECRET = "e2e-secret-" + "s" * 40
+GENEROUS = TenantPolicy(rate_per_s=100_000, burst=100_000, daily_quota=0)
+
+
+@attrs.define
+class RunningGateway:
+    """A listening gateway and handles to what it talks to."""
+
+    port: int
+    config: Config
+    redis: coredis.Redis[bytes]
+    store: SqliteNotificationStore
+    settings: IngestSettings
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def token(
+        self,
+        tenant_id: str,
+        subject: str = "user-1",
+        scopes: tuple[str, ...] = (*DEFAULT_SCOPES,),
+        ttl_s: int = 3600,
+        now: int | None = None,
+    ) -> str:
+        return mint_token(
+            secret=SECRET,
+            tenant_id=tenant_id,
+            subject=subject,
+            scopes=scopes,
+            ttl_s=ttl_s,
+            now=int(time.time()) if now is None else now,
+        )
+
+    def auth(self, tenant_id: str, subject: str = "user-1", **kwargs: Any) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(tenant_id, subject, **kwargs)}"}
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.base_url, timeout=10.0)
+
+
+@asynccontextmanager
+async def serve_gateway(
+    redis_url: str,
+    data_dir: Path,
+    *,
+    tenants: Mapping[str, TenantPolicy] | None = None,
+    settings: IngestSettings | None = None,
+    supervision_check: Callable[[], Awaitable[None]] | None = None,
+) -> AsyncIterator[RunningGateway]:
+    """Run a gateway until the block exits (then shut it down gracefully)."""
+    config = Config(
+        jwt_secret=SECRET,
+        http_port=0,
+        data_dir=data_dir,
+        shutdown_grace_s=2.0,
+        tenants={"default": GENEROUS, **(tenants or {})},
+    )
+    settings = settings or IngestSettings(stream_prefix=f"test:{uuid.uuid4().hex[:12]}:stream:")
+    store = await SqliteNotificationStore.open(data_dir / "notifactor.db", lambda _t: 30)
+    try:
+        async with open_redis(redis_url) as redis:
+            extra: dict[str, Any] = {}
+            if supervision_check is not None:
+                extra["supervision_check"] = supervision_check
+            gateway = Gateway(
+                config=config,
+                verifier=build_verifier(config, hs256_secret=SECRET),
+                ingest=RedisIngest(redis, settings),
+                store=store,
+                **extra,
+            )
+            async with trio.open_nursery() as nursery:
+                port = await nursery.start(run_http_server, GatewayApp(gateway), config)
+                yield RunningGateway(
+                    port=port, config=config, redis=redis, store=store, settings=settings
+                )
+                nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await store.aclose()
+
+
+@pytest.fixture
+async def gateway(redis_url: str, tmp_path: Path) -> AsyncIterator[RunningGateway]:
+    async with serve_gateway(redis_url, tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def tenant() -> str:
+    return f"tenant-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def other_tenant() -> str:
+    return f"other-{uuid.uuid4().hex[:10]}"
+
+
+def notification(tenant_id: str, user_id: str = "user-1", **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "tenant_id": tenant_id,
+        "user_id": user_id,
+        "channel": "alerts",
+        "content": "Deployment completed",
+        "priority": "normal",
+        "metadata": {"build": 42},
+    }
+    body.update(overrides)
+    return body

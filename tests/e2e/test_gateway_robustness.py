@@ -1,0 +1,118 @@
+"""Malformed traffic never takes the HTTP server down (hypercorn on Trio, upstream issue 225).
+
+Each test sends raw bytes over a plain socket, then proves the same listener
+still answers a normal request.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import trio
+
+from notifactor.config import Config
+from notifactor.gateway.server import run_http_server
+from tests.e2e.conftest import RunningGateway
+
+WS_UPGRADE = (
+    b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+RAW_INPUTS = {
+    "garbage": b"\x00\xff\x13\x37 not http at all \r\n\r\n",
+    "bad_request_line": b"GET\r\n\r\n",
+    "oversized_header": b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Big: "
+    + b"a" * 70_000
+    + b"\r\n\r\n",
+    "half_sent_headers": b"POST /v1/notifications HTTP/1.1\r\nHost: x\r\nContent-Len",
+    "half_sent_body": b"POST /v1/notifications HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{",
+    "ws_upgrade_trailing_bytes": WS_UPGRADE + b"\x81\x85garbage-after-headers" * 50,
+    "ws_upgrade_plain": WS_UPGRADE,
+    "bad_content_length": b"POST /v1/notifications HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+    "h2_preface": b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00" * 64,
+    "two_content_lengths": (
+        b"POST /v1/notifications HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
+        b"Content-Length: 2\r\n\r\nab"
+    ),
+}
+
+
+async def _send_raw(port: int, payload: bytes, *, read: bool = True) -> bytes:
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    received = b""
+    try:
+        try:
+            await stream.send_all(payload)
+        except trio.BrokenResourceError:
+            return b""
+        if read:
+            with trio.move_on_after(1.0):
+                while chunk := await stream.receive_some(65536):
+                    received += chunk
+    except trio.BrokenResourceError:
+        pass
+    finally:
+        await stream.aclose()
+    return received
+
+
+async def _still_serving(gateway: RunningGateway) -> None:
+    async with gateway.client() as client:
+        response = await client.get("/health/live")
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("name", sorted(RAW_INPUTS))
+async def test_raw_bytes_do_not_take_the_server_down(gateway: RunningGateway, name: str) -> None:
+    reply = await _send_raw(gateway.port, RAW_INPUTS[name])
+    assert b"Traceback" not in reply
+    await _still_serving(gateway)
+
+
+async def test_many_bad_connections_at_once(gateway: RunningGateway) -> None:
+    async with trio.open_nursery() as nursery:
+        for payload in RAW_INPUTS.values():
+            for _ in range(5):
+                nursery.start_soon(_send_raw, gateway.port, payload)
+    await _still_serving(gateway)
+
+
+async def test_websocket_upgrade_is_refused(gateway: RunningGateway) -> None:
+    reply = await _send_raw(gateway.port, WS_UPGRADE)
+    assert not reply.startswith(b"HTTP/1.1 101")
+    await _still_serving(gateway)
+
+
+async def test_abrupt_disconnect_mid_request(gateway: RunningGateway) -> None:
+    for _ in range(10):
+        await _send_raw(gateway.port, RAW_INPUTS["half_sent_body"], read=False)
+    await _still_serving(gateway)
+
+
+async def test_cancellation_drains_in_flight_requests() -> None:
+    """Cancelling the server lets a request that is already running finish."""
+    started = trio.Event()
+
+    async def slow_app(scope: dict[str, object], receive: object, send: object) -> None:
+        assert scope["type"] == "http"
+        started.set()
+        await trio.sleep(0.3)
+        await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": b"done"})  # type: ignore[operator]
+
+    config = Config(jwt_secret="x" * 40, http_port=0, shutdown_grace_s=5.0)
+    result: list[httpx.Response] = []
+    async with trio.open_nursery() as clients, trio.open_nursery() as server:
+        port = await server.start(run_http_server, slow_app, config)
+
+        async def call() -> None:
+            async with httpx.AsyncClient() as client:
+                result.append(await client.get(f"http://127.0.0.1:{port}/"))
+
+        clients.start_soon(call)
+        await started.wait()
+        server.cancel_scope.cancel()
+    assert result
+    assert result[0].status_code == 200
+    assert result[0].text == "done"
