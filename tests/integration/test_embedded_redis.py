@@ -105,3 +105,16 @@ async def test_server_that_dies_is_reported(tmp_path: Path) -> None:
 async def test_binary_that_never_answers_fails_before_started(tmp_path: Path) -> None:
     with pytest.raises(EmbeddedRedisError, match="before answering"):
         await run_embedded_redis(tmp_path / "redis", binary=Path("/bin/false"))
+
+
+async def test_relative_workdir_is_anchored_to_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `serve` with the default data dir `./var` passes a relative path.
+    monkeypatch.chdir(tmp_path)
+    async with trio.open_nursery() as nursery:
+        url = await nursery.start(run_embedded_redis, Path("var/redis"))
+        async with open_redis(url) as client:
+            assert await client.ping() == b"PONG"
+        nursery.cancel_scope.cancel()
+    assert (tmp_path / "var" / "redis" / "server.log").exists()

@@ -221,3 +221,33 @@ def test_harness_variables_are_not_settings(tmp_path: Path) -> None:
         NOTIFACTOR_BENCH_SECONDS="3",
     )
     assert config.redis_url is None
+
+
+def test_cassandra_section(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        '[cassandra]\nreplication_class = "NetworkTopologyStrategy"\n'
+        'datacenters = "dc1, dc2"\nreplication_factor = 3\n',
+    )
+    assert config.cassandra.datacenter_names == ("dc1", "dc2")
+    assert config.cassandra.replication_factor == 3
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        (
+            '[cassandra]\nreplication_class = "NetworkTopologyStrategy"\n',
+            "cassandra.datacenters: NetworkTopologyStrategy needs",
+        ),
+        (
+            '[cassandra]\nreplication_class = "Everywhere"\n',
+            "cassandra.replication_class: must be one of",
+        ),
+        ('[cassandra]\ndatacenters = "dc 1"\n', "cassandra.datacenters: bad datacenter name"),
+        ("[cassandra]\nreplication_factor = 0\n", "cassandra.replication_factor: must be > 0"),
+        ("[limits]\nmax_stream_lag = -1\n", "limits.max_stream_lag: must be >= 0"),
+    ],
+)
+def test_bad_cassandra_and_limits(tmp_path: Path, toml: str, expected: str) -> None:
+    assert expected in error(tmp_path, toml)

@@ -271,6 +271,9 @@ async def run_embedded_redis(
     Raises:
         EmbeddedRedisError: no binary, no PING within the bound, or the server died.
     """
+    # The server runs in ``workdir`` and is also told ``--dir``: a relative
+    # path would be taken twice, so anchor it to our own working directory.
+    workdir = Path(await trio.Path(workdir).absolute())
     await trio.Path(workdir).mkdir(parents=True, exist_ok=True)
     binary = binary or find_server_binary()
     socket_path, short_dir = unix_socket_path(workdir)

@@ -1,12 +1,13 @@
 """Configuration: TOML plus ``NOTIFACTOR_*`` environment overrides (SPEC §2)."""
 
 from notifactor.config.loader import CONFIG_PATH_ENV, load_config, structure_config
-from notifactor.config.model import Config, LimitsConfig, TenantPolicy
+from notifactor.config.model import CassandraConfig, Config, LimitsConfig, TenantPolicy
 from notifactor.config.targets import CassandraTarget, SqliteTarget, StorageTarget
 from notifactor.errors import ConfigError
 
 __all__ = [
     "CONFIG_PATH_ENV",
+    "CassandraConfig",
     "CassandraTarget",
     "Config",
     "ConfigError",

@@ -7,6 +7,7 @@ on; the loader turns it into one ``ConfigError`` line naming the dotted key.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Mapping
 from pathlib import Path
@@ -115,6 +116,8 @@ class LimitsConfig:
     batch_max_items: int = attrs.field(default=500, validator=_positive)
     ws_max_message_bytes: int = attrs.field(default=65536, validator=_positive)
     idempotency_ttl_s: int = attrs.field(default=86_400, validator=_positive)
+    accepted_record_ttl_s: int = attrs.field(default=3600, validator=_positive)
+    max_stream_lag: int = attrs.field(default=100_000, validator=_non_negative)
 
     def __attrs_post_init__(self) -> None:
         if self.content_max_bytes > self.body_max_bytes:
@@ -122,6 +125,40 @@ class LimitsConfig:
                 "content_max_bytes",
                 f"must be <= body_max_bytes ({self.content_max_bytes} > {self.body_max_bytes})",
             )
+
+
+def _datacenters(_inst: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    for name in filter(None, (part.strip() for part in value.split(","))):
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+            raise ValueError(f"bad datacenter name {name!r}")
+
+
+@attrs.frozen(kw_only=True)
+class CassandraConfig:
+    """How notifactor uses a Cassandra cluster (when ``storage_url`` is ``cassandra://``).
+
+    ``replication_class = "SimpleStrategy"`` with factor 1 suits one test node;
+    production uses ``NetworkTopologyStrategy`` with ``datacenters`` listed and
+    ``replication_factor`` replicas in each (3 lets QUORUM survive a node).
+    """
+
+    replication_class: Literal["SimpleStrategy", "NetworkTopologyStrategy"] = "SimpleStrategy"
+    replication_factor: int = attrs.field(default=1, validator=_positive)
+    datacenters: str = attrs.field(default="", validator=_datacenters)
+    local_dc: str | None = None
+    request_timeout_s: float = attrs.field(default=10.0, validator=_positive)
+    max_in_flight: int = attrs.field(default=128, validator=_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if self.replication_class == "NetworkTopologyStrategy" and not self.datacenter_names:
+            raise FieldValueError(
+                "datacenters", "NetworkTopologyStrategy needs at least one datacenter"
+            )
+
+    @property
+    def datacenter_names(self) -> tuple[str, ...]:
+        """The datacenters named in ``datacenters`` (comma-separated)."""
+        return tuple(filter(None, (part.strip() for part in self.datacenters.split(","))))
 
 
 @attrs.frozen(kw_only=True)
@@ -147,6 +184,7 @@ class Config:
     otel_exporter: OtelExporter = "none"
     shutdown_grace_s: float = attrs.field(default=10.0, validator=_positive)
     limits: LimitsConfig = attrs.Factory(LimitsConfig)
+    cassandra: CassandraConfig = attrs.Factory(CassandraConfig)
     tenants: Mapping[str, TenantPolicy] = attrs.field(
         factory=lambda: {"default": TenantPolicy()}, validator=_tenant_ids
     )

@@ -1,0 +1,194 @@
+"""`notifactor serve` as an operator runs it: a real process on its embedded defaults."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+START_TIMEOUT_S = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@attrs.define
+class ServeProcess:
+    process: subprocess.Popen[str]
+    data_dir: Path
+    base_url: str
+    log_path: Path
+
+    def env(self) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFACTOR_")}
+        return {**base, "NOTIFACTOR_DATA_DIR": str(self.data_dir)}
+
+    def token(self, tenant: str, sub: str, scope: str | None = None) -> str:
+        args = [sys.executable, "-m", "notifactor", "token", "--tenant", tenant, "--sub", sub]
+        if scope is not None:
+            args += ["--scope", scope]
+        result = subprocess.run(args, env=self.env(), capture_output=True, text=True, check=True)
+        return result.stdout.strip()
+
+    def log_lines(self) -> list[str]:
+        return self.log_path.read_text(encoding="utf-8").splitlines()
+
+
+def _redis_server_pids(data_dir: Path) -> list[int]:
+    result = subprocess.run(
+        ["pgrep", "-f", "--", f"unixsocket:{data_dir}/redis/redis.sock"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return [int(pid) for pid in result.stdout.split()]
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[ServeProcess]:
+    data_dir = tmp_path / "var"
+    port = free_port()
+    log_path = tmp_path / "serve.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFACTOR_")}
+    env.update(
+        NOTIFACTOR_DATA_DIR=str(data_dir),
+        NOTIFACTOR_HTTP_PORT=str(port),
+        NOTIFACTOR_WS_PORT=str(free_port()),
+        NOTIFACTOR_LOG_FORMAT="json",
+    )
+    with log_path.open("w", encoding="utf-8") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "notifactor", "serve"],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=tmp_path,
+        )
+    running = ServeProcess(process, data_dir, f"http://127.0.0.1:{port}", log_path)
+    try:
+        _wait_live(running)
+        yield running
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def _wait_live(running: ServeProcess) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if running.process.poll() is not None:
+            pytest.fail(
+                f"serve exited with {running.process.returncode}:\n{running.log_path.read_text()}"
+            )
+        try:
+            if httpx.get(f"{running.base_url}/health/live", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"serve did not answer within {START_TIMEOUT_S}s:\n{running.log_path.read_text()}")
+
+
+def test_serve_accepts_a_notification_and_stops_cleanly(serve: ServeProcess) -> None:
+    token = serve.token("acme", "user-1")
+    headers = {"Authorization": f"Bearer {token}"}
+    body = {"tenant_id": "acme", "user_id": "user-1", "channel": "alerts", "content": "hello"}
+    with httpx.Client(base_url=serve.base_url, timeout=10.0) as client:
+        health = client.get("/health")
+        assert health.status_code == 200
+        assert health.json() == {
+            "status": "ok",
+            "checks": {"redis": "ok", "storage": "ok", "supervision": "ok"},
+        }
+        created = client.post("/v1/notifications", json=body, headers=headers)
+        assert created.status_code == 202
+        notification_id = created.json()["id"]
+        assert created.headers["location"] == f"/v1/notifications/{notification_id}"
+        fetched = client.get(f"/v1/notifications/{notification_id}", headers=headers)
+        assert fetched.status_code == 200
+        assert fetched.json()["status"] == "accepted"
+
+    assert _redis_server_pids(serve.data_dir), "the embedded server should be running"
+    serve.process.send_signal(signal.SIGTERM)
+    assert serve.process.wait(timeout=20) == 0
+    assert _redis_server_pids(serve.data_dir) == []
+    # The SQLite store and the embedded server's data live under the data dir.
+    assert (serve.data_dir / "notifactor.db").exists()
+    assert (serve.data_dir / "redis").is_dir()
+
+
+def test_serve_generates_a_private_jwt_secret(serve: ServeProcess) -> None:
+    secret_file = serve.data_dir / "jwt_secret"
+    assert secret_file.exists()
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    assert any(str(secret_file) in line for line in serve.log_lines())
+
+
+def test_serve_logs_are_json_lines_without_tokens(serve: ServeProcess) -> None:
+    token = serve.token("acme", "user-2")
+    with httpx.Client(base_url=serve.base_url, timeout=10.0) as client:
+        client.get("/v1/notifications/nope", headers={"Authorization": f"Bearer {token}"})
+        client.get("/v1/notifications/nope", headers={"Authorization": "Bearer not-a-token"})
+    serve.process.send_signal(signal.SIGINT)
+    assert serve.process.wait(timeout=20) == 0
+    lines = serve.log_lines()
+    assert lines
+    for line in lines:
+        record = json.loads(line)
+        assert {"ts", "level", "logger", "instance_id", "message"} <= record.keys()
+    text = "\n".join(lines)
+    assert token not in text
+    assert "not-a-token" not in text
+
+
+def test_embedded_redis_dies_with_a_killed_serve(serve: ServeProcess) -> None:
+    assert _redis_server_pids(serve.data_dir)
+    serve.process.kill()
+    serve.process.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while _redis_server_pids(serve.data_dir) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _redis_server_pids(serve.data_dir) == []
+
+
+def test_serve_restarts_embedded_redis_after_a_crash(serve: ServeProcess) -> None:
+    [pid] = _redis_server_pids(serve.data_dir)
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    token = serve.token("acme", "user-3")
+    body = {"tenant_id": "acme", "user_id": "user-3", "channel": "alerts", "content": "again"}
+    status = None
+    while time.monotonic() < deadline:
+        try:
+            status = httpx.post(
+                f"{serve.base_url}/v1/notifications",
+                json=body,
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=2.0,
+            ).status_code
+        except httpx.TransportError:
+            status = None
+        if status == 202:
+            break
+        time.sleep(0.1)
+    assert status == 202
+    assert _redis_server_pids(serve.data_dir) not in ([], [pid])
