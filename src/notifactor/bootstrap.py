@@ -266,6 +266,8 @@ def run_migrate(config: Config) -> int:
     configure_logging(
         log_format=config.log_format, level=config.log_level, instance_id=config.instance_id
     )
+    # A one-shot command reports the driver's failure itself, in one line.
+    logging.getLogger("cassandra").setLevel(logging.CRITICAL)
     return trio.run(_migrate, config)
 
 
