@@ -1,0 +1,234 @@
+"""Dispatch throughput of one dispatcher process vs. a raw XREADGROUP + XACK loop.
+
+Starts a private Redis-compatible server (the same binary as ``notifactor
+serve``) and an embedded SQLite store, pre-fills the partition streams with
+``--n`` envelopes (half the recipients online on one gateway), and measures
+in one run:
+
+* **raw**: one task per partition doing ``XREADGROUP COUNT 64`` + ``XACK`` and
+  nothing else — the ceiling any consumer on this Redis can reach;
+* **dispatcher**: the real dispatcher subtree (decode, persist notification +
+  state through the batching storage writer, presence lookup, route to the
+  gateway delivery stream, record ``delivered``, ack), from the first read
+  until every entry is acknowledged.
+
+Writes ``bench/results/dispatch.json``. Run: ``.venv/bin/python -m bench.dispatch_bench``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import coredis
+import trio
+
+from infra.local.redis_server import LocalRedis
+from notifactor.actors import ActorRef, run_actor
+from notifactor.actors.storage_writer import (
+    StorageWriter,
+    StorageWriterClient,
+    WriterMessage,
+    kind_only,
+)
+from notifactor.adapters.redis_client import open_redis
+from notifactor.adapters.redis_dispatch import DEFAULT_GROUP, RedisKeys
+from notifactor.adapters.redis_presence import RedisPresence
+from notifactor.adapters.sqlite_store import SqliteNotificationStore
+from notifactor.config import Config
+from notifactor.dispatcher.runner import build_dispatcher, redis_deps
+from notifactor.dispatcher.settings import DispatcherSettings
+from notifactor.domain.envelope import ENVELOPE_FIELD, Envelope, encode_envelope, new_traceparent
+from notifactor.domain.ids import new_notification_id
+from notifactor.domain.partitioning import partition_for
+from notifactor.supervisors import SupervisionConfig
+
+RESULTS = Path(__file__).resolve().parent / "results" / "dispatch.json"
+TENANT = "bench"
+
+
+async def prefill(redis: coredis.Redis[bytes], keys: RedisKeys, n: int, partitions: int) -> None:
+    for start in range(0, n, 1000):
+        async with redis.pipeline(transaction=False) as pipe:
+            for i in range(start, min(n, start + 1000)):
+                user = f"user-{i % 1000}"
+                envelope = Envelope(
+                    id=new_notification_id(),
+                    tenant_id=TENANT,
+                    user_id=user,
+                    channel="alerts",
+                    content="Deployment completed",
+                    metadata={"i": i},
+                    accepted_at=datetime.now(UTC),
+                    traceparent=new_traceparent(),
+                )
+                stream = keys.stream(partition_for(TENANT, user, partitions))
+                pipe.xadd(stream, {ENVELOPE_FIELD: encode_envelope(envelope)})
+
+
+def _int(value: object) -> int:
+    return int(value) if isinstance(value, int | bytes | str) else 0
+
+
+async def wait_drained(
+    redis: coredis.Redis[bytes], keys: RedisKeys, partitions: int, group: str, n: int
+) -> None:
+    while True:
+        read = pending = 0
+        for p in range(partitions):
+            for info in await redis.xinfo_groups(keys.stream(p)):
+                if info[b"name"] == group.encode():
+                    read += _int(info[b"entries-read"])
+                    pending += _int(info[b"pending"])
+        if read >= n and pending == 0:
+            return
+        await trio.sleep(0.02)
+
+
+async def bench_raw(redis: coredis.Redis[bytes], n: int, partitions: int) -> float:
+    keys = RedisKeys(prefix="bench-raw:")
+    await prefill(redis, keys, n, partitions)
+    for p in range(partitions):
+        await redis.xgroup_create(keys.stream(p), "raw", identifier="0", mkstream=True)
+
+    async def consume(p: int) -> None:
+        stream = keys.stream(p)
+        while True:
+            reply = await redis.xreadgroup("raw", "c", streams={stream: ">"}, count=64, block=50)
+            if not reply:
+                return
+            ids = [e.identifier for entries in reply.values() for e in entries]
+            await redis.xack(stream, "raw", ids)
+
+    started = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for p in range(partitions):
+            nursery.start_soon(consume, p)
+    elapsed = time.perf_counter() - started
+    await wait_drained(redis, keys, partitions, "raw", n)
+    return n / elapsed
+
+
+class NullStore:
+    """Accepts every write at once: isolates the dispatcher's own cost from storage."""
+
+    async def _accept(self, items: Any) -> None:
+        await trio.lowlevel.checkpoint()
+
+    save_notifications = apply_delivery_updates = append_audit = record_dead_letters = _accept
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def bench_dispatcher(
+    redis: coredis.Redis[bytes],
+    n: int,
+    partitions: int,
+    workdir: Path,
+    *,
+    null_store: bool,
+    args_read_count: int = 256,
+) -> dict[str, float]:
+    keys = RedisKeys(prefix="bench-null:" if null_store else "bench-dispatch:")
+    config = Config(instance_id="bench", supervision=SupervisionConfig(partitions=partitions))
+    await prefill(redis, keys, n, partitions)
+    presence = RedisPresence(redis, keys=keys, ttl_ms=600_000)
+    for u in range(0, 1000, 2):
+        await presence.register(TENANT, f"user-{u}", "gw-bench")
+    store: Any = (
+        NullStore()
+        if null_store
+        else await SqliteNotificationStore.open(workdir / "bench.db", lambda _t: 30)
+    )
+    ref: ActorRef[WriterMessage] = ActorRef("writer", mailbox_size=4096)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                run_actor, ref, lambda: StorageWriter(store, partition_key=kind_only)
+            )
+            writer = StorageWriterClient(ref)
+            deps = redis_deps(
+                config,
+                redis,
+                writer,
+                settings=DispatcherSettings(read_count=args_read_count),
+                keys=keys,
+            )
+            supervisor = build_dispatcher(config, deps)
+            started = time.perf_counter()
+            await nursery.start(supervisor.run)
+            await wait_drained(redis, keys, partitions, DEFAULT_GROUP, n)
+            elapsed = time.perf_counter() - started
+            supervisor.request_stop()
+            nursery.cancel_scope.cancel()  # the supervisor stops its children, shielded
+        routed = await redis.xlen(keys.gateway_stream("gw-bench"))
+    finally:
+        await store.aclose()
+    return {"per_s": n / elapsed, "seconds": elapsed, "routed": float(routed)}
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    server = LocalRedis()
+    url = server.start()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            async with open_redis(url, max_connections=args.partitions * 2 + 16) as redis:
+                raw = await bench_raw(redis, args.n, args.partitions)
+                dispatched = await bench_dispatcher(
+                    redis,
+                    args.n,
+                    args.partitions,
+                    Path(tmp),
+                    null_store=False,
+                    args_read_count=args.read_count,
+                )
+                no_storage = await bench_dispatcher(
+                    redis,
+                    args.n,
+                    args.partitions,
+                    Path(tmp),
+                    null_store=True,
+                    args_read_count=args.read_count,
+                )
+    finally:
+        server.stop()
+    return {
+        "benchmark": "dispatch",
+        "when": datetime.now(UTC).isoformat(),
+        "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
+        "n": args.n,
+        "partitions": args.partitions,
+        "read_count": args.read_count,
+        "storage": "sqlite (embedded, WAL, synchronous=NORMAL)",
+        "raw_xreadgroup_xack_per_s": round(raw),
+        "dispatcher_per_s": round(dispatched["per_s"]),
+        "dispatcher_seconds": round(dispatched["seconds"], 3),
+        "dispatcher_vs_raw": round(dispatched["per_s"] / raw, 3),
+        "routed_to_gateway_stream": int(dispatched["routed"]),
+        "dispatcher_null_store_per_s": round(no_storage["per_s"]),
+        "dispatcher_null_store_vs_raw": round(no_storage["per_s"] / raw, 3),
+        "celery": "not measured (see docs/dispatcher.md)",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--n", type=int, default=20_000)
+    parser.add_argument("--partitions", type=int, default=16)
+    parser.add_argument("--read-count", type=int, default=256, help="XREADGROUP COUNT")
+    args = parser.parse_args()
+    report = trio.run(main_async, args)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,496 @@
+"""The partition consumer: one per stream partition, in every dispatcher process.
+
+It reads its partition through the shared consumer group, and for each entry:
+
+1. decodes the envelope — an entry that is not one goes to the DLQ as
+   ``malformed`` and is acknowledged (it never crashes the consumer or blocks
+   the partition);
+2. persists the notification with state ``pending`` through the storage writer
+   and waits until that is durable;
+3. routes it to the live gateways of the recipient and records ``delivered``
+   (an offline recipient stays ``pending``: no retries);
+4. acknowledges the entry (XACK) only then.
+
+A failed attempt (storage or Redis error, every gateway gone, timeout) is a
+transient failure: the entry is acknowledged and, atomically with the ack,
+scheduled to come back after a backoff (:mod:`notifactor.domain.retry_schedule`)
+or, once the tenant's attempts are exhausted, dead-lettered. Entries of one
+user are processed in order within a batch; different users concurrently.
+
+Entries another consumer left pending (it died) are taken over after
+``claim_idle_ms`` with XAUTOCLAIM; one delivered more than ``max_deliveries``
+times is dead-lettered as ``poison``. On a graceful stop the consumer stops
+reading, finishes the batch at hand, acknowledges it and leaves the group.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+import attrs
+import msgspec
+import trio
+
+from notifactor.actors.router import Router
+from notifactor.actors.stop import StopSignal, optional_stop_signal
+from notifactor.actors.storage_writer import StorageItem, StorageWriterClient
+from notifactor.adapters.redis_dispatch import ATTEMPTS_FIELD, FIRST_ATTEMPT_FIELD, LAST_ERROR_FIELD
+from notifactor.dispatcher.metrics import (
+    DISPATCHED,
+    DLQ_EVENTS,
+    RETRY_ATTEMPTS,
+    STREAM_CONSUMER_LAG,
+)
+from notifactor.dispatcher.settings import DispatcherSettings
+from notifactor.domain.dead_letter import DeadLetter
+from notifactor.domain.delivery_state import DeliveryState
+from notifactor.domain.dlq_entry import DLQ_ENTRY_FIELD, DlqEntry, DlqReason, encode_dlq_entry
+from notifactor.domain.envelope import (
+    ENVELOPE_FIELD,
+    SCHEMA_VERSION,
+    Envelope,
+    decode_envelope,
+    trace_id_of,
+)
+from notifactor.domain.notification import DeliveryUpdate
+from notifactor.domain.retry_schedule import GiveUp, RetryAt, RetryPolicy, after_failure
+from notifactor.domain.timestamps import from_us
+from notifactor.ports.dispatch import DispatchBus, StreamEntry
+
+logger = logging.getLogger(__name__)
+
+_MAX_ERROR_CHARS = 500
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _error_text(error: BaseException) -> str:
+    text = f"{type(error).__name__}: {error}"
+    return text[:_MAX_ERROR_CHARS]
+
+
+@attrs.frozen(kw_only=True)
+class AttemptHistory:
+    """Attempts an entry carries from earlier tries (fields set by the retry path)."""
+
+    attempts: int = 0
+    first_attempt_ms: int | None = None
+    last_error: str = ""
+
+    @classmethod
+    def of(cls, fields: Mapping[str, bytes]) -> AttemptHistory:
+        try:
+            attempts = int(fields.get(ATTEMPTS_FIELD, b"0"))
+            first = fields.get(FIRST_ATTEMPT_FIELD)
+            return cls(
+                attempts=max(0, attempts),
+                first_attempt_ms=int(first) if first else None,
+                last_error=fields.get(LAST_ERROR_FIELD, b"").decode(errors="replace"),
+            )
+        except ValueError:
+            return cls()
+
+
+@attrs.frozen(kw_only=True)
+class _Decoded:
+    entry: StreamEntry
+    envelope: Envelope
+    history: AttemptHistory
+
+    @property
+    def attempt(self) -> int:
+        """The number of the attempt being made now."""
+        return self.history.attempts + 1
+
+
+class PartitionConsumer:
+    """Consumes one partition stream; a start function for a supervisor.
+
+    Args:
+        partition: the partition number.
+        consumer: this process's consumer name in the group (its instance id).
+        bus: the stream bus.
+        router: routes to gateways.
+        writer: the storage writer.
+        policy_for: the retry policy of a tenant.
+        settings: timings and sizes.
+        rng: jitter source of retry delays.
+    """
+
+    def __init__(
+        self,
+        *,
+        partition: int,
+        consumer: str,
+        bus: DispatchBus,
+        router: Router,
+        writer: StorageWriterClient,
+        policy_for: Callable[[str], RetryPolicy],
+        settings: DispatcherSettings,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.partition = partition
+        self.consumer = consumer
+        self._bus = bus
+        self._router = router
+        self._writer = writer
+        self._policy_for = policy_for
+        self._settings = settings
+        self._rng = rng or random.Random()
+        self._claim_start = "0-0"
+
+    @property
+    def _stream_label(self) -> str:
+        return f"partition {self.partition}"
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Consume until a graceful stop is requested, then leave the group.
+
+        A reader task fetches the next batch (new entries, claimed entries)
+        while the processor handles the current one; the channel between
+        them holds one batch, so at most two batches are in this consumer's
+        hands at any time. On a stop the reader stops first and the
+        processor finishes what was already read, including entries whose
+        read the stop interrupted, before the consumer leaves the group.
+        """
+        await self._bus.ensure_group(self.partition)
+        stop = optional_stop_signal()
+        task_status.started()
+        try:
+            await self._drain_own_pending()
+            send, receive = trio.open_memory_channel[list[StreamEntry]](1)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._read_loop, send, stop)
+                async with receive:
+                    async for entries in receive:
+                        await self.process_batch(entries)
+            # A read cancelled by the stop may have been answered by the
+            # server already: those entries are ours now, finish them too.
+            await self._drain_own_pending()
+        finally:
+            with trio.CancelScope(shield=True) as leave_scope:
+                leave_scope.deadline = trio.current_time() + 2.0
+                try:
+                    await self._bus.leave(self.partition, self.consumer)
+                except Exception as error:  # leaving is a courtesy; stale consumers are reaped
+                    logger.warning("could not leave the group cleanly: %s", error)
+
+    async def _read_loop(
+        self, send: trio.MemorySendChannel[list[StreamEntry]], stop: StopSignal | None
+    ) -> None:
+        async with send:
+            next_claim = trio.current_time()
+            next_maintenance = trio.current_time()
+            while stop is None or not stop.requested:
+                now = trio.current_time()
+                if now >= next_claim:
+                    await self._claim_idle(send)
+                    next_claim = now + self._settings.claim_interval_s
+                if now >= next_maintenance:
+                    await self._maintain()
+                    next_maintenance = now + self._settings.maintenance_interval_s
+                entries: list[StreamEntry] = []
+                with trio.CancelScope() as read_scope:
+                    if stop is not None:
+                        stop.register(read_scope)
+                    try:
+                        entries = await self._bus.read_new(
+                            self.partition,
+                            self.consumer,
+                            count=self._settings.read_count,
+                            block_ms=self._settings.block_ms,
+                        )
+                    finally:
+                        if stop is not None:
+                            stop.unregister(read_scope)
+                if entries:
+                    await send.send(entries)
+
+    async def _drain_own_pending(self) -> None:
+        """Finish entries this consumer name took before a restart."""
+        while True:
+            entries = await self._bus.read_own_pending(
+                self.partition, self.consumer, count=self._settings.read_count
+            )
+            if not entries:
+                return
+            await self.process_batch(entries)
+
+    async def _claim_idle(self, send: trio.MemorySendChannel[list[StreamEntry]]) -> None:
+        """Take over entries other consumers left pending (one pass, bounded)."""
+        for _ in range(16):
+            batch = await self._bus.claim_idle(
+                self.partition,
+                self.consumer,
+                min_idle_ms=self._settings.claim_idle_ms,
+                start=self._claim_start,
+                count=self._settings.claim_count,
+            )
+            self._claim_start = batch.next_start
+            if batch.deleted_ids:
+                await self._bus.ack(self.partition, batch.deleted_ids)
+            if batch.entries:
+                logger.info("claimed %d idle entries of %s", len(batch.entries), self._stream_label)
+                await send.send(list(batch.entries))
+            if batch.next_start == "0-0":
+                return
+
+    async def _maintain(self) -> None:
+        """Trim acknowledged entries, refresh the lag gauge, reap stale consumers."""
+        try:
+            lag = await self._bus.trim_acknowledged(self.partition)
+            if lag is not None:
+                STREAM_CONSUMER_LAG.labels(partition=str(self.partition)).set(lag)
+            await self._bus.reap_stale_consumers(
+                self.partition, idle_ms=self._settings.stale_consumer_idle_ms, keep=self.consumer
+            )
+        except Exception as error:  # housekeeping never stops consumption
+            logger.warning("maintenance of %s failed: %s", self._stream_label, error)
+
+    async def process_batch(self, entries: list[StreamEntry]) -> None:
+        """One delivery attempt for every entry of ``entries``, as a batch.
+
+        The batch costs one durable write (notifications + ``pending``), one
+        presence lookup, one routing script and one more durable write
+        (``delivered``) whatever its size, which is what keeps a consumer
+        near raw stream speed. Entries keep their stream order within each
+        step, so one user's notifications are routed in acceptance order.
+        A failure of a whole step fails every entry of the batch; a routing
+        failure of one recipient fails only that entry.
+        """
+        items: list[_Decoded] = []
+        for entry in entries:
+            decoded = await self._decode(entry)
+            if decoded is None:
+                continue
+            if entry.deliveries > self._settings.max_deliveries:
+                await self._dead_letter(
+                    decoded,
+                    DlqReason.POISON,
+                    attempts=max(decoded.history.attempts, 1),
+                    last_error=decoded.history.last_error
+                    or f"delivered {entry.deliveries} times without being acknowledged",
+                )
+                continue
+            items.append(decoded)
+        if not items:
+            return
+        phase = "routing"
+        try:
+            with trio.fail_after(self._settings.attempt_timeout_s):
+                # Presence first, so an online recipient costs one state write
+                # (``delivered``) and an offline one one (``pending``).
+                present = await self._router.lookup([item.envelope for item in items])
+                phase = "storage"
+                stored: list[StorageItem] = []
+                for item in items:
+                    envelope = item.envelope
+                    stored.append(envelope.to_notification())
+                    online = bool(present.get((envelope.tenant_id, envelope.user_id)))
+                    if not online or not self._settings.mark_delivered_on_route:
+                        stored.append(self._update(envelope, DeliveryState.PENDING, item.attempt))
+                await self._writer.write(stored)
+                phase = "routing"
+                results = await self._router.route_to(
+                    [(item.envelope, item.attempt) for item in items], present
+                )
+                phase = "storage"
+                # Offline recipients are already ``pending``; a failed route
+                # is recorded as ``retrying`` by the retry path.
+                delivered: list[StorageItem] = [
+                    self._update(item.envelope, DeliveryState.DELIVERED, item.attempt)
+                    for item, result in zip(items, results, strict=True)
+                    if result.routed
+                ]
+                if delivered and self._settings.mark_delivered_on_route:
+                    await self._writer.write(delivered)
+        except Exception as error:  # every failed attempt is retried (Cancelled is not caught)
+            text = _error_text(error)
+            for item in items:
+                await self._after_failure(item, text, record_retrying=phase == "routing")
+            return
+        done: list[str] = []
+        for item, result in zip(items, results, strict=True):
+            if result.error is not None:
+                await self._after_failure(item, result.error, record_retrying=True)
+                continue
+            done.append(item.entry.id)
+            DISPATCHED.labels(outcome="delivered" if result.routed else "pending").inc()
+        await self._bus.ack(self.partition, done)
+
+    async def _decode(self, entry: StreamEntry) -> _Decoded | None:
+        raw = entry.fields.get(ENVELOPE_FIELD)
+        try:
+            if raw is None:
+                raise ValueError(f"the entry has no {ENVELOPE_FIELD!r} field")
+            envelope = decode_envelope(raw)
+            if envelope.schema_version != SCHEMA_VERSION:
+                raise ValueError(f"unknown schema_version {envelope.schema_version}")
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as error:
+            await self._dead_letter_malformed(entry, _error_text(error))
+            return None
+        return _Decoded(entry=entry, envelope=envelope, history=AttemptHistory.of(entry.fields))
+
+    @staticmethod
+    def _update(
+        envelope: Envelope, state: DeliveryState, attempts: int, last_error: str | None = None
+    ) -> DeliveryUpdate:
+        return DeliveryUpdate(
+            tenant_id=envelope.tenant_id,
+            notification_id=envelope.id,
+            recipient_id=envelope.user_id,
+            created_at=envelope.accepted_at,
+            state=state,
+            event_time=_now(),
+            attempts=attempts,
+            last_error=last_error,
+        )
+
+    async def _after_failure(self, item: _Decoded, error: str, *, record_retrying: bool) -> None:
+        envelope, history, attempt = item.envelope, item.history, item.attempt
+        decision = after_failure(self._policy_for(envelope.tenant_id), attempt, self._rng)
+        match decision:
+            case RetryAt(delay_ms=delay_ms):
+                RETRY_ATTEMPTS.inc()
+                logger.info(
+                    "attempt %d of %s failed, retrying in %d ms: %s",
+                    attempt,
+                    envelope.id,
+                    delay_ms,
+                    error,
+                )
+                # Only when storage works: a ``retrying`` that lands after the
+                # outage would outrank the ``pending`` of the successful retry.
+                if record_retrying:
+                    await self._record_retrying(envelope, attempt, error)
+                now_ms = int(time.time() * 1000)
+                first = history.first_attempt_ms or now_ms
+                fields = {
+                    ENVELOPE_FIELD: item.entry.fields[ENVELOPE_FIELD],
+                    ATTEMPTS_FIELD: str(attempt).encode(),
+                    FIRST_ATTEMPT_FIELD: str(first).encode(),
+                    LAST_ERROR_FIELD: error.encode(),
+                }
+                await self._bus.ack_and_retry_later(
+                    self.partition, item.entry.id, due_ms=now_ms + delay_ms, fields=fields
+                )
+                DISPATCHED.labels(outcome="retry").inc()
+            case GiveUp(attempts=attempts):
+                await self._dead_letter(
+                    item, DlqReason.EXHAUSTED, attempts=attempts, last_error=error
+                )
+            case _:
+                raise AssertionError(decision)
+
+    async def _record_retrying(self, envelope: Envelope, attempt: int, error: str) -> None:
+        with trio.move_on_after(self._settings.dead_letter_timeout_s):
+            try:
+                await self._writer.write(
+                    [self._update(envelope, DeliveryState.RETRYING, attempt, error)]
+                )
+            except Exception as record_error:  # the retry is scheduled regardless
+                logger.warning("could not record retrying of %s: %s", envelope.id, record_error)
+
+    async def _dead_letter(
+        self, item: _Decoded, reason: DlqReason, *, attempts: int, last_error: str
+    ) -> None:
+        """Record ``dead`` durably, then DLQ + ack atomically; on a storage error leave it pending."""
+        envelope, history = item.envelope, item.history
+        now = _now()
+        first = from_us(history.first_attempt_ms * 1000) if history.first_attempt_ms else now
+        trace_id = _trace_id(envelope.traceparent)
+        records: list[StorageItem] = [
+            envelope.to_notification(),
+            self._update(envelope, DeliveryState.DEAD, attempts, last_error),
+            DeadLetter(
+                tenant_id=envelope.tenant_id,
+                notification_id=envelope.id,
+                user_id=envelope.user_id,
+                channel=envelope.channel,
+                reason=reason.value,
+                attempts=attempts,
+                last_error=last_error,
+                trace_id=trace_id,
+                dead_at=now,
+                created_at=envelope.accepted_at,
+            ),
+        ]
+        try:
+            with trio.fail_after(self._settings.dead_letter_timeout_s):
+                await self._writer.write(records)
+        except Exception as error:
+            logger.warning(
+                "could not record dead letter %s (%s); it stays pending: %s",
+                envelope.id,
+                reason.value,
+                error,
+            )
+            return
+        dlq = DlqEntry(
+            reason=reason.value,
+            notification_id=envelope.id,
+            tenant_id=envelope.tenant_id,
+            user_id=envelope.user_id,
+            channel=envelope.channel,
+            attempts=attempts,
+            last_error=last_error,
+            first_attempt_at=first,
+            last_attempt_at=now,
+            trace_id=trace_id,
+            source_stream=self._stream_name,
+            source_id=item.entry.id,
+            dead_at=now,
+        )
+        await self._bus.ack_and_dead_letter(
+            self.partition,
+            item.entry.id,
+            {
+                DLQ_ENTRY_FIELD: encode_dlq_entry(dlq),
+                ENVELOPE_FIELD: item.entry.fields[ENVELOPE_FIELD],
+            },
+        )
+        DLQ_EVENTS.labels(reason=reason.value).inc()
+        DISPATCHED.labels(outcome="dead").inc()
+
+    async def _dead_letter_malformed(self, entry: StreamEntry, error: str) -> None:
+        now = _now()
+        dlq = DlqEntry(
+            reason=DlqReason.MALFORMED.value,
+            notification_id=None,
+            tenant_id=None,
+            attempts=1,
+            last_error=error,
+            first_attempt_at=now,
+            last_attempt_at=now,
+            trace_id=None,
+            source_stream=self._stream_name,
+            source_id=entry.id,
+            dead_at=now,
+        )
+        fields = {DLQ_ENTRY_FIELD: encode_dlq_entry(dlq)}
+        raw = entry.fields.get(ENVELOPE_FIELD)
+        if raw is not None:
+            fields[ENVELOPE_FIELD] = raw
+        logger.warning("malformed entry %s of %s: %s", entry.id, self._stream_label, error)
+        await self._bus.ack_and_dead_letter(self.partition, entry.id, fields)
+        DLQ_EVENTS.labels(reason=DlqReason.MALFORMED.value).inc()
+        DISPATCHED.labels(outcome="dead").inc()
+
+    @property
+    def _stream_name(self) -> str:
+        keys = getattr(self._bus, "keys", None)
+        stream = getattr(keys, "stream", None)
+        return str(stream(self.partition)) if callable(stream) else f"partition:{self.partition}"
+
+
+def _trace_id(traceparent: str) -> str | None:
+    try:
+        return trace_id_of(traceparent)
+    except IndexError:
+        return None

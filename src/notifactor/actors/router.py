@@ -1,0 +1,99 @@
+"""Routing: which gateways get a notification, and handing it to them.
+
+The router looks the recipient up in the presence registry and appends one
+:class:`~notifactor.domain.routing.RoutedMessage` to the delivery stream of
+every live gateway holding a session of the recipient. It owns no state, so
+partition consumers share one instance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+from notifactor.domain.envelope import Envelope
+from notifactor.domain.routing import encode_routed, routed_message
+from notifactor.ports.dispatch import DispatchBus
+from notifactor.ports.presence import Presence
+
+
+@attrs.frozen(kw_only=True)
+class RouteResult:
+    """Where one notification went.
+
+    Attributes:
+        gateways: the gateways that took it; empty when the recipient is
+            offline or routing failed.
+        error: why routing failed (every gateway of the recipient vanished
+            before the hand-off), or ``None``.
+    """
+
+    gateways: frozenset[str]
+    error: str | None = None
+
+    @property
+    def routed(self) -> bool:
+        return bool(self.gateways)
+
+
+Presences = dict[tuple[str, str], frozenset[str]]
+"""Live gateways by ``(tenant_id, user_id)``."""
+
+
+class Router:
+    """Routes notifications to the gateways of their recipients."""
+
+    def __init__(self, presence: Presence, bus: DispatchBus) -> None:
+        self._presence = presence
+        self._bus = bus
+
+    async def route(self, envelope: Envelope, attempt: int) -> RouteResult:
+        """Route one notification (see :meth:`route_many`)."""
+        (result,) = await self.route_many([(envelope, attempt)])
+        return result
+
+    async def route_many(self, items: Sequence[tuple[Envelope, int]]) -> list[RouteResult]:
+        """Hand each notification to every live gateway of its recipient, in order.
+
+        One presence lookup and one routing call for the whole batch.
+
+        Raises:
+            Redis errors: the whole batch failed (transient for the caller).
+        """
+        present = await self.lookup([envelope for envelope, _ in items])
+        return await self.route_to(items, present)
+
+    async def lookup(self, envelopes: Sequence[Envelope]) -> Presences:
+        """The live gateways of the recipients of ``envelopes`` (offline ones may be missing)."""
+        recipients = {(envelope.tenant_id, envelope.user_id) for envelope in envelopes}
+        return await self._presence.gateways_for_many(sorted(recipients))
+
+    async def route_to(
+        self, items: Sequence[tuple[Envelope, int]], present: Presences
+    ) -> list[RouteResult]:
+        """Route ``items`` to the gateways ``present`` (from :meth:`lookup`) names."""
+        deliveries: list[tuple[str, bytes]] = []
+        owners: list[int] = []
+        for index, (envelope, attempt) in enumerate(items):
+            gateways = present.get((envelope.tenant_id, envelope.user_id), frozenset())
+            if not gateways:
+                continue
+            message = encode_routed(routed_message(envelope, attempt))
+            for gateway in sorted(gateways):
+                deliveries.append((gateway, message))
+                owners.append(index)
+        taken: list[set[str]] = [set() for _ in items]
+        if deliveries:
+            accepted = await self._bus.route(deliveries)
+            for (gateway, _), owner, ok in zip(deliveries, owners, accepted, strict=True):
+                if ok:
+                    taken[owner].add(gateway)
+        results: list[RouteResult] = []
+        for (envelope, _), took in zip(items, taken, strict=True):
+            wanted = present.get((envelope.tenant_id, envelope.user_id), frozenset())
+            error = None
+            if wanted and not took:
+                error = f"no live gateway took the notification (tried {', '.join(sorted(wanted))})"
+            results.append(RouteResult(gateways=frozenset(took), error=error))
+        return results

@@ -1,0 +1,170 @@
+"""Reading the dead-letter stream and re-enqueueing its entries (for replay).
+
+The stream (``notifactor:dlq``) is written by the partition consumers (see
+:mod:`notifactor.adapters.redis_dispatch`); this module pages through it
+newest first with filters, marks entries as replayed (``SET NX`` with a TTL,
+so a second replay of the same dead letter is refused even while the first
+one is still in flight) and appends envelopes back to their partition stream.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import attrs
+import coredis
+import msgspec
+
+from notifactor.adapters.redis_dispatch import RedisKeys
+from notifactor.domain.dlq_entry import DLQ_ENTRY_FIELD, DlqEntry, decode_dlq_entry
+from notifactor.domain.envelope import ENVELOPE_FIELD
+from notifactor.domain.timestamps import to_us
+
+_CHUNK = 200
+DEFAULT_REPLAY_MARK_TTL_S = 7 * 86_400
+
+
+@attrs.frozen(kw_only=True)
+class DlqFilter:
+    """Which dead letters an operation applies to; ``None`` matches everything.
+
+    Attributes:
+        tenant_id: only this tenant's.
+        reason: only this reason (``malformed``, ``poison``, ``exhausted``).
+        since, until: dead-lettered at or after ``since``, before ``until``.
+        ids: only these notification ids or DLQ entry ids.
+    """
+
+    tenant_id: str | None = None
+    reason: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    ids: frozenset[str] | None = None
+
+    def matches(self, stream_id: str, entry: DlqEntry) -> bool:
+        if self.tenant_id is not None and entry.tenant_id != self.tenant_id:
+            return False
+        if self.reason is not None and entry.reason != self.reason:
+            return False
+        if self.since is not None and entry.dead_at < self.since:
+            return False
+        if self.until is not None and entry.dead_at >= self.until:
+            return False
+        return self.ids is None or stream_id in self.ids or entry.notification_id in self.ids
+
+
+@attrs.frozen(kw_only=True)
+class DlqRecord:
+    """One dead letter: its DLQ stream id, what was recorded, the original payload."""
+
+    stream_id: str
+    entry: DlqEntry
+    envelope: bytes | None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisDeadLetterQueue:
+    """The DLQ stream, for listing and replay."""
+
+    def __init__(
+        self,
+        client: coredis.Redis[bytes],
+        *,
+        keys: RedisKeys | None = None,
+        replay_mark_ttl_s: int = DEFAULT_REPLAY_MARK_TTL_S,
+    ) -> None:
+        self._client = client
+        self.keys = keys or RedisKeys()
+        self._mark_ttl_s = replay_mark_ttl_s
+
+    async def page(
+        self,
+        where: DlqFilter,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        max_scan: int = 20_000,
+    ) -> tuple[list[DlqRecord], str | None]:
+        """Up to ``limit`` matching records, newest first, and the cursor of the rest.
+
+        Scans at most ``max_scan`` entries per call; a page may then hold
+        fewer than ``limit`` records and still have a next cursor.
+
+        Raises:
+            ValueError: ``cursor`` is not one this method returned.
+        """
+        end = "+"
+        if cursor is not None:
+            if not _is_stream_id(cursor):
+                raise ValueError("not a DLQ cursor")
+            end = f"({cursor}"
+        elif where.until is not None:
+            end = f"({to_us(where.until) // 1000}-0"
+        start = "-" if where.since is None else f"{to_us(where.since) // 1000}-0"
+        found: list[DlqRecord] = []
+        scanned = 0
+        last_seen: str | None = None
+        while len(found) < limit and scanned < max_scan:
+            raws: Any = await self._client.xrevrange(
+                self.keys.dlq, end=end, start=start, count=_CHUNK
+            )
+            if not raws:
+                return found, None
+            for raw in raws:
+                scanned += 1
+                stream_id = _text(raw.identifier)
+                last_seen = stream_id
+                record = _record(stream_id, raw.field_values)
+                if record is not None and where.matches(stream_id, record.entry):
+                    found.append(record)
+                    if len(found) == limit:
+                        return found, stream_id
+            end = f"({last_seen}"
+            if len(raws) < _CHUNK:
+                return found, None
+        return found, last_seen
+
+    async def mark_replayed(self, stream_id: str) -> bool:
+        """Claim the replay of one dead letter; False if it was already replayed."""
+        reply = await self._client.set(
+            self.keys.replayed(stream_id), b"1", ex=self._mark_ttl_s, condition=coredis.PureToken.NX
+        )
+        return bool(reply)
+
+    async def unmark_replayed(self, stream_id: str) -> None:
+        """Undo :meth:`mark_replayed` (the re-enqueue failed)."""
+        await self._client.delete([self.keys.replayed(stream_id)])
+
+    async def was_replayed(self, stream_id: str) -> bool:
+        return bool(await self._client.exists([self.keys.replayed(stream_id)]))
+
+    async def requeue(self, partition: int, envelope: bytes) -> str:
+        """Append ``envelope`` to its partition stream as a fresh entry (attempts start over)."""
+        entry_id = await self._client.xadd(self.keys.stream(partition), {ENVELOPE_FIELD: envelope})
+        return _text(entry_id)
+
+
+def _record(stream_id: str, fields: Any) -> DlqRecord | None:
+    values = {_text(k): v for k, v in fields.items()}
+    raw_entry = values.get(DLQ_ENTRY_FIELD)
+    if raw_entry is None:
+        return None
+    try:
+        entry = decode_dlq_entry(raw_entry)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    envelope = values.get(ENVELOPE_FIELD)
+    return DlqRecord(
+        stream_id=stream_id,
+        entry=entry,
+        envelope=envelope if isinstance(envelope, bytes) else None,
+    )
+
+
+def _is_stream_id(text: str) -> bool:
+    ms, sep, seq = text.partition("-")
+    return bool(sep) and ms.isdigit() and seq.isdigit()

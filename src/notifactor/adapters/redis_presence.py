@@ -1,0 +1,154 @@
+"""Presence on Redis: which gateway instances hold sessions of which users.
+
+Keys (see :class:`notifactor.adapters.redis_dispatch.RedisKeys`):
+
+* ``presence:{tenant}/{user}`` — hash ``gateway_id → live session count``.
+* ``gwalive:{gateway_id}`` — exists while the gateway heartbeats (TTL ``ttl_ms``).
+* ``gwusers:{gateway_id}`` — set of the presence keys the gateway registered,
+  so a heartbeat can keep them alive and a clean shutdown can remove them.
+
+A gateway that crashes stops heartbeating: within ``ttl_ms`` its ``gwalive``
+key expires and routing ignores its registrations at once (the dispatcher's
+route script checks ``gwalive`` atomically with the XADD). Its leftover hash
+fields are removed the next time someone looks the user up, and the keys
+themselves expire after ``ttl_ms`` without heartbeats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import coredis
+
+from notifactor.adapters.redis_dispatch import RedisKeys
+
+DEFAULT_TTL_MS = 30_000
+
+REGISTER_LUA = """
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('SADD', KEYS[3], KEYS[1])
+redis.call('PEXPIRE', KEYS[3], ARGV[2])
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+return 1
+"""
+
+UNREGISTER_LUA = """
+local left = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+if left <= 0 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('SREM', KEYS[2], KEYS[1])
+end
+return left
+"""
+
+HEARTBEAT_LUA = """
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+for _, key in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  redis.call('PEXPIRE', key, ARGV[1])
+end
+return 1
+"""
+
+DROP_LUA = """
+for _, key in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  redis.call('HDEL', key, ARGV[1])
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+return 1
+"""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisPresence:
+    """:class:`notifactor.ports.presence.Presence` on Redis.
+
+    Args:
+        client: an entered coredis client.
+        keys: key names (tests pass a prefix).
+        ttl_ms: how long a registration outlives its gateway's last heartbeat.
+    """
+
+    def __init__(
+        self,
+        client: coredis.Redis[bytes],
+        *,
+        keys: RedisKeys | None = None,
+        ttl_ms: int = DEFAULT_TTL_MS,
+    ) -> None:
+        if ttl_ms < 1:
+            raise ValueError("ttl_ms must be >= 1")
+        self._client = client
+        self._keys = keys or RedisKeys()
+        self.ttl_ms = ttl_ms
+        self._register = client.register_script(REGISTER_LUA)
+        self._unregister = client.register_script(UNREGISTER_LUA)
+        self._heartbeat = client.register_script(HEARTBEAT_LUA)
+        self._drop = client.register_script(DROP_LUA)
+
+    async def register(self, tenant_id: str, user_id: str, gateway_id: str) -> None:
+        await self._register(
+            keys=[
+                self._keys.presence(tenant_id, user_id),
+                self._keys.gateway_alive(gateway_id),
+                self._keys.gateway_users(gateway_id),
+            ],
+            args=[gateway_id, self.ttl_ms],
+        )
+
+    async def unregister(self, tenant_id: str, user_id: str, gateway_id: str) -> None:
+        await self._unregister(
+            keys=[self._keys.presence(tenant_id, user_id), self._keys.gateway_users(gateway_id)],
+            args=[gateway_id],
+        )
+
+    async def heartbeat(self, gateway_id: str) -> None:
+        await self._heartbeat(
+            keys=[self._keys.gateway_alive(gateway_id), self._keys.gateway_users(gateway_id)],
+            args=[self.ttl_ms],
+        )
+
+    async def gateways_for(self, tenant_id: str, user_id: str) -> frozenset[str]:
+        key = self._keys.presence(tenant_id, user_id)
+        registered = [_text(g) for g in await self._client.hkeys(key)]
+        if not registered:
+            return frozenset()
+        alive: Any = await self._client.mget([self._keys.gateway_alive(g) for g in registered])
+        dead = [g for g, flag in zip(registered, alive, strict=True) if flag is None]
+        if dead:
+            await self._client.hdel(key, dead)
+        return frozenset(g for g, flag in zip(registered, alive, strict=True) if flag is not None)
+
+    async def gateways_for_many(
+        self, recipients: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], frozenset[str]]:
+        if not recipients:
+            return {}
+        async with self._client.pipeline(transaction=False) as pipe:
+            for tenant_id, user_id in recipients:
+                pipe.hkeys(self._keys.presence(tenant_id, user_id))
+        registered = {
+            recipient: [_text(g) for g in gateways]
+            for recipient, gateways in zip(recipients, pipe.results or (), strict=True)
+        }
+        everyone = sorted({g for gateways in registered.values() for g in gateways})
+        if not everyone:
+            return {}
+        flags: Any = await self._client.mget([self._keys.gateway_alive(g) for g in everyone])
+        alive = {g for g, flag in zip(everyone, flags, strict=True) if flag is not None}
+        return {
+            recipient: frozenset(g for g in gateways if g in alive)
+            for recipient, gateways in registered.items()
+            if gateways
+        }
+
+    async def drop_gateway(self, gateway_id: str) -> None:
+        await self._drop(
+            keys=[self._keys.gateway_alive(gateway_id), self._keys.gateway_users(gateway_id)],
+            args=[gateway_id],
+        )

@@ -1,0 +1,18 @@
+"""Dispatcher metrics (SPEC §7), on the default prometheus-client registry."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+DLQ_EVENTS = Counter("dlq_events_total", "Entries appended to the dead-letter stream.", ["reason"])
+RETRY_ATTEMPTS = Counter("retry_attempts_total", "Delivery retries scheduled.")
+STREAM_CONSUMER_LAG = Gauge(
+    "stream_consumer_lag",
+    "Entries of a partition stream not yet delivered to the dispatcher group.",
+    ["partition"],
+)
+DISPATCHED = Counter(
+    "dispatcher_entries_total",
+    "Partition-stream entries the dispatcher finished, by outcome.",
+    ["outcome"],
+)

@@ -1,0 +1,257 @@
+"""DLQ replay: dry run, idempotency, audit, and the ``dlq list``/``replay`` commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import attrs
+import coredis
+import trio
+
+from notifactor.adapters.redis_dispatch import RedisKeys
+from notifactor.adapters.redis_dlq import DlqFilter, RedisDeadLetterQueue
+from notifactor.dispatcher.replay import ReplayAction, ReplayService
+from notifactor.domain.delivery_state import DeliveryState
+from notifactor.domain.routing import decode_routed
+from tests.integration.dispatcher_harness import (
+    dispatcher_config,
+    make_envelope,
+    open_store,
+    running_dispatcher,
+)
+from tests.integration.test_dispatcher_failures import FlakyPresence
+
+CONFIG = dispatcher_config(max_attempts=2, base_ms=5, cap_ms=10)
+
+
+def _always_failing(deps: Any) -> Any:
+    return attrs.evolve(deps, presence=FlakyPresence(deps.presence, failures=-1))
+
+
+async def _make_dead_letters(redis: coredis.Redis[bytes], prefix: str, db: Path) -> list[Any]:
+    dead = [
+        make_envelope("tenant-a", "ua"),
+        make_envelope("tenant-a", "ua"),
+        make_envelope("tenant-b", "ub"),
+    ]
+    async with (
+        open_store(db) as store,
+        running_dispatcher(redis, store, prefix, config=CONFIG, wrap=_always_failing) as h,
+    ):
+        for envelope in dead:
+            await h.publish(envelope)
+        await h.publish_raw(0, {"envelope": b"garbage"})
+        await h.wait_states(dead, lambda s: s is DeliveryState.DEAD)
+    return dead
+
+
+async def test_replay_is_dry_runnable_idempotent_and_audited(
+    redis_client: coredis.Redis[bytes], redis_prefix: str, tmp_path: Path
+) -> None:
+    db = tmp_path / "n.db"
+    dead = await _make_dead_letters(redis_client, redis_prefix, db)
+    async with (
+        open_store(db) as store,
+        running_dispatcher(redis_client, store, redis_prefix, config=CONFIG) as h,
+    ):
+        await h.presence.register("tenant-a", "ua", "gw-1")
+        service = ReplayService(
+            RedisDeadLetterQueue(redis_client, keys=h.keys), store, partitions=h.partitions
+        )
+        records, cursor = await service.list(DlqFilter(), limit=10)
+        assert cursor is None
+        assert len(records) == 4
+        assert [r.entry.reason for r in records].count("exhausted") == 3
+
+        dry = await service.replay(DlqFilter(), dry_run=True)
+        assert dry.count(ReplayAction.WOULD_REPLAY) == 3
+        assert dry.count(ReplayAction.MALFORMED) == 1
+        await trio.sleep(0.3)
+        assert await h.gateway_messages("gw-1") == []  # nothing was enqueued
+
+        started = trio.current_time()
+        report = await service.replay(
+            DlqFilter(tenant_id="tenant-a"), dry_run=False, rate_per_s=10, actor="alice"
+        )
+        assert report.count(ReplayAction.REPLAYED) == 2
+        assert trio.current_time() - started >= 0.1  # paced at 10/s
+        await h.wait_states(dead[:2], lambda s: s is DeliveryState.DELIVERED)
+
+        again = await service.replay(DlqFilter(tenant_id="tenant-a"), dry_run=False)
+        assert again.count(ReplayAction.ALREADY_DELIVERED) == 2
+        by_id = DlqFilter(ids=frozenset({dead[2].id}))
+        first = await service.replay(by_id, dry_run=False)
+        second = await service.replay(by_id, dry_run=False)
+        assert first.count(ReplayAction.REPLAYED) == 1
+        assert second.count(ReplayAction.ALREADY_REPLAYED) == 1
+
+        await trio.sleep(0.5)
+        routed = [decode_routed(m).id for m in await h.gateway_messages("gw-1")]
+        assert sorted(routed) == sorted(e.id for e in dead[:2])  # each exactly once
+
+        audit = await store.list_audit("tenant-a")
+        kinds = sorted(e.event_type for e in audit.items)
+        assert kinds == ["dlq.replay", "dlq.replay", "dlq.replay.dry_run"]
+        replay_event = next(
+            e for e in audit.items if e.event_type == "dlq.replay" and e.metadata["replayed"]
+        )
+        assert replay_event.metadata["actor"] == "alice"
+        assert sorted(replay_event.metadata["replayed"]) == sorted(e.id for e in dead[:2])
+
+
+async def test_dlq_commands_list_and_dry_run(
+    redis_client: coredis.Redis[bytes], redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    db = tmp_path / "n.db"
+    dead = await _make_dead_letters(redis_client, redis_prefix, db)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFACTOR_")}
+    env.update(
+        NOTIFACTOR_REDIS_URL=redis_url,
+        NOTIFACTOR_STORAGE_URL=f"sqlite:///{db}",
+        NOTIFACTOR_DATA_DIR=str(tmp_path),
+    )
+
+    async def dlq(*argv: str) -> subprocess.CompletedProcess[bytes]:
+        return await trio.run_process(
+            [
+                sys.executable,
+                "-m",
+                "notifactor.dispatcher.cli_dlq",
+                *argv,
+                "--prefix",
+                redis_prefix,
+            ],
+            env=env,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+
+    listed = await dlq("list", "--tenant", "tenant-a", "--reason", "exhausted")
+    assert listed.returncode == 0, listed.stderr
+    lines = [json.loads(line) for line in listed.stdout.decode().splitlines()]
+    assert sorted(line["notification_id"] for line in lines) == sorted(e.id for e in dead[:2])
+    assert all(line["attempts"] == 2 and line["trace_id"] for line in lines)
+
+    async def stream_entries() -> int:
+        total = 0
+        for p in range(CONFIG.supervision.partitions):
+            total += await redis_client.xlen(f"{redis_prefix}stream:{p}")
+        return total
+
+    before = await stream_entries()
+    dry = await dlq("replay", "--dry-run", "--tenant", "tenant-b")
+    assert dry.returncode == 0, dry.stderr
+    report = json.loads(dry.stdout)
+    assert report["dry_run"] is True
+    assert report["counts"] == {"would_replay": 1}
+    assert await stream_entries() == before  # a dry run enqueues nothing
+
+    bad = await dlq("list", "--since", "yesterday")
+    assert bad.returncode == 2
+    assert b"RFC 3339" in bad.stderr
+
+
+SECRET = "admin-test-" + "s" * 40
+
+
+async def test_admin_dlq_endpoints_list_and_replay_own_tenant_only(
+    redis_client: coredis.Redis[bytes], redis_prefix: str, tmp_path: Path
+) -> None:
+    import time
+
+    import pytest
+
+    from notifactor.adapters.redis_ingest import IngestSettings, RedisIngest
+    from notifactor.auth.tokens import mint_token
+    from notifactor.auth.verify import build_verifier
+    from notifactor.config import Config
+    from notifactor.gateway import routes_admin
+    from notifactor.gateway.context import Gateway
+    from notifactor.gateway.http import Request
+    from notifactor.gateway.problems import ProblemError
+
+    @attrs.frozen(kw_only=True)
+    class AdminGateway(Gateway):
+        dlq: ReplayService
+
+    db = tmp_path / "n.db"
+    dead = await _make_dead_letters(redis_client, redis_prefix, db)
+    config = Config(jwt_secret=SECRET, supervision=CONFIG.supervision)
+
+    def token(tenant: str, scopes: tuple[str, ...] = ("admin",)) -> bytes:
+        raw = mint_token(
+            secret=SECRET,
+            tenant_id=tenant,
+            subject="ops",
+            scopes=scopes,
+            ttl_s=60,
+            now=int(time.time()),
+        )
+        return f"Bearer {raw}".encode()
+
+    def request(
+        method: str, path: str, auth: bytes, query: bytes = b"", body: bytes = b""
+    ) -> Request:
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        headers = [(b"authorization", auth), (b"content-type", b"application/json")]
+        scope = {
+            "type": "http",
+            "method": method,
+            "path": path,
+            "query_string": query,
+            "headers": headers,
+        }
+        return Request(scope, receive)
+
+    async with open_store(db) as store:
+        gateway = AdminGateway(
+            config=config,
+            verifier=build_verifier(config, hs256_secret=SECRET),
+            ingest=RedisIngest(redis_client, IngestSettings()),
+            store=store,
+            dlq=ReplayService(
+                RedisDeadLetterQueue(redis_client, keys=RedisKeys(prefix=redis_prefix)),
+                store,
+                partitions=CONFIG.supervision.partitions,
+            ),
+        )
+        listed = await routes_admin.list_dlq(
+            gateway, request("GET", "/v1/admin/dlq", token("tenant-a"), b"limit=10")
+        )
+        assert listed.status == 200
+        page = json.loads(listed.body)
+        assert sorted(i["notification_id"] for i in page["items"]) == sorted(e.id for e in dead[:2])
+        assert page["next_cursor"] is None
+
+        replay = await routes_admin.replay_dlq(
+            gateway,
+            request(
+                "POST",
+                "/v1/admin/dlq/replay",
+                token("tenant-b"),
+                body=json.dumps({"dry_run": True, "reason": "exhausted"}).encode(),
+            ),
+        )
+        assert replay.status == 200
+        assert json.loads(replay.body)["counts"] == {"would_replay": 1}  # tenant-b only
+
+        with pytest.raises(ProblemError) as forbidden:
+            await routes_admin.list_dlq(
+                gateway,
+                request("GET", "/v1/admin/dlq", token("tenant-a", ("notifications:read",))),
+            )
+        assert forbidden.value.problem.status == 403
+        with pytest.raises(ProblemError) as invalid:
+            await routes_admin.replay_dlq(
+                gateway,
+                request("POST", "/v1/admin/dlq/replay", token("tenant-a"), body=b'{"ids": 5}'),
+            )
+        assert invalid.value.problem.status == 422

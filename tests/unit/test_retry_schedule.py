@@ -1,0 +1,67 @@
+"""The retry schedule: full jitter within the exponential ceiling, bounded attempts."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from notifactor.domain.retry_schedule import (
+    GiveUp,
+    RetryAt,
+    RetryPolicy,
+    after_failure,
+    delay_ceiling_ms,
+)
+
+policies = st.builds(
+    RetryPolicy,
+    max_attempts=st.integers(1, 50),
+    base_ms=st.integers(1, 10_000),
+    cap_ms=st.integers(1, 3_600_000),
+)
+
+
+@given(policies, st.integers(1, 200), st.integers(0, 2**32))
+def test_delay_is_within_zero_and_the_capped_ceiling(
+    policy: RetryPolicy, failed: int, seed: int
+) -> None:
+    decision = after_failure(policy, failed, random.Random(seed))
+    if failed >= policy.max_attempts:
+        assert decision == GiveUp(attempts=failed)
+    else:
+        assert isinstance(decision, RetryAt)
+        assert decision.attempt == failed + 1
+        ceiling = min(policy.cap_ms, policy.base_ms * 2 ** (failed - 1))
+        assert 0 <= decision.delay_ms <= ceiling
+
+
+@given(policies, st.integers(0, 2**32))
+def test_a_delivery_is_attempted_at_most_max_attempts_times(policy: RetryPolicy, seed: int) -> None:
+    rng = random.Random(seed)
+    attempts = 1
+    while isinstance(decision := after_failure(policy, attempts, rng), RetryAt):
+        attempts = decision.attempt
+    assert attempts == policy.max_attempts
+
+
+@given(policies, st.integers(0, 10_000))
+def test_ceiling_grows_monotonically_up_to_the_cap(policy: RetryPolicy, retry: int) -> None:
+    assert delay_ceiling_ms(policy, retry) <= delay_ceiling_ms(policy, retry + 1) <= policy.cap_ms
+
+
+def test_delays_are_spread_not_in_lockstep() -> None:
+    policy = RetryPolicy(max_attempts=10, base_ms=1000, cap_ms=60_000)
+    rng = random.Random(7)
+    delays = {after_failure(policy, 3, rng).delay_ms for _ in range(200)}  # type: ignore[union-attr]
+    assert len(delays) > 150
+    assert max(delays) <= 4000
+
+
+def test_invalid_inputs_are_refused() -> None:
+    with pytest.raises(ValueError):
+        RetryPolicy(max_attempts=0, base_ms=1, cap_ms=1)
+    with pytest.raises(ValueError):
+        after_failure(RetryPolicy(max_attempts=2, base_ms=1, cap_ms=1), 0, random.Random())
