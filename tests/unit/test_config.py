@@ -251,3 +251,18 @@ def test_cassandra_section(tmp_path: Path) -> None:
 )
 def test_bad_cassandra_and_limits(tmp_path: Path, toml: str, expected: str) -> None:
     assert expected in error(tmp_path, toml)
+
+
+def test_dispatcher_section(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        NOTIFACTOR_DISPATCHER__CLAIM_IDLE_MS="2000",
+        NOTIFACTOR_DISPATCHER__ATTEMPT_TIMEOUT_S="1",
+    )
+    assert config.dispatcher.claim_idle_ms == 2000
+    assert config.dispatcher.attempt_timeout_s == 1.0
+
+
+def test_dispatcher_claim_must_outlast_an_attempt(tmp_path: Path) -> None:
+    message = error(tmp_path, NOTIFACTOR_DISPATCHER__CLAIM_IDLE_MS="500")
+    assert message.startswith("dispatcher.claim_idle_ms: must exceed attempt_timeout_s")

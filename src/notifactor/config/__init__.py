@@ -1,7 +1,14 @@
 """Configuration: TOML plus ``NOTIFACTOR_*`` environment overrides (SPEC §2)."""
 
 from notifactor.config.loader import CONFIG_PATH_ENV, load_config, structure_config
-from notifactor.config.model import CassandraConfig, Config, LimitsConfig, TenantPolicy
+from notifactor.config.model import (
+    CassandraConfig,
+    Config,
+    DispatcherConfig,
+    LimitsConfig,
+    ObservabilityConfig,
+    TenantPolicy,
+)
 from notifactor.config.targets import CassandraTarget, SqliteTarget, StorageTarget
 from notifactor.errors import ConfigError
 
@@ -11,7 +18,9 @@ __all__ = [
     "CassandraTarget",
     "Config",
     "ConfigError",
+    "DispatcherConfig",
     "LimitsConfig",
+    "ObservabilityConfig",
     "SqliteTarget",
     "StorageTarget",
     "TenantPolicy",

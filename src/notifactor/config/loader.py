@@ -181,6 +181,15 @@ def _to_str(value: object, _type: type) -> str:
     raise ValueError(f"expected a string, got {value!r}")
 
 
+def _to_str_tuple(value: object, _type: Any) -> tuple[str, ...]:
+    """A list of strings (TOML), or one comma-separated string (environment)."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if isinstance(value, list | tuple):
+        return tuple(_to_str(item, str) for item in value)
+    raise ValueError(f"expected a list of strings, got {value!r}")
+
+
 def _to_path(value: object, _type: type) -> Path:
     return Path(_to_str(value, str))
 
@@ -260,6 +269,7 @@ _converter.register_structure_hook(float, _to_float)
 _converter.register_structure_hook(bool, _to_bool)
 _converter.register_structure_hook(str, _to_str)
 _converter.register_structure_hook(Path, _to_path)
+_converter.register_structure_hook_func(lambda t: t == tuple[str, ...], _to_str_tuple)
 _converter.register_structure_hook_func(_is_optional, _to_optional)
 _converter.register_structure_hook_func(_is_literal, _to_literal)
 _base_structure: dict[type, Any] = {}

@@ -161,6 +161,72 @@ class CassandraConfig:
         return tuple(filter(None, (part.strip() for part in self.datacenters.split(","))))
 
 
+def _allowlisted_tenants(
+    _inst: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]
+) -> None:
+    for tenant_id in value:
+        if tenant_id == "other" or not TENANT_ID.fullmatch(tenant_id):
+            raise ValueError(
+                f"tenant id {tenant_id!r} must match {TENANT_ID.pattern} and not be 'other'"
+            )
+    if len(value) > MAX_TENANT_LABELS:
+        raise ValueError(f"at most {MAX_TENANT_LABELS} tenants, got {len(value)}")
+
+
+#: Bound on ``observability.tenant_label_allowlist``: every listed tenant
+#: multiplies the series of each tenant-labelled metric.
+MAX_TENANT_LABELS = 100
+
+
+@attrs.frozen(kw_only=True)
+class ObservabilityConfig:
+    """Metrics and introspection (``[observability]``).
+
+    Attributes:
+        tenant_label_allowlist: tenants whose id may appear as a metric label;
+            every other tenant is labelled ``other``, so the number of series
+            stays bounded by configuration.
+        metrics_host, metrics_port: the metrics-only listener of processes
+            without the REST API (``notifactor dispatcher``); port 0 turns it off.
+        tree_loopback_without_token: whether ``GET /v1/admin/tree`` answers a
+            loopback client that sends no token (a token with scope ``admin``
+            is always accepted).
+    """
+
+    tenant_label_allowlist: tuple[str, ...] = attrs.field(
+        default=(), validator=_allowlisted_tenants
+    )
+    metrics_host: str = attrs.field(default="127.0.0.1", validator=_non_empty)
+    metrics_port: int = attrs.field(default=9464, validator=_port)
+    tree_loopback_without_token: bool = True
+
+
+@attrs.frozen(kw_only=True)
+class DispatcherConfig:
+    """Timings of the partition consumers and the retry scheduler (``[dispatcher]``)."""
+
+    read_count: int = attrs.field(default=64, validator=_positive)
+    block_ms: int = attrs.field(default=1000, validator=_positive)
+    claim_idle_ms: int = attrs.field(default=30_000, validator=_positive)
+    claim_interval_s: float = attrs.field(default=5.0, validator=_positive)
+    claim_count: int = attrs.field(default=64, validator=_positive)
+    max_deliveries: int = attrs.field(default=5, validator=_positive)
+    attempt_timeout_s: float = attrs.field(default=10.0, validator=_positive)
+    dead_letter_timeout_s: float = attrs.field(default=10.0, validator=_positive)
+    maintenance_interval_s: float = attrs.field(default=10.0, validator=_positive)
+    stale_consumer_idle_ms: int = attrs.field(default=3_600_000, validator=_positive)
+    retry_poll_s: float = attrs.field(default=0.25, validator=_positive)
+    retry_batch: int = attrs.field(default=256, validator=_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if self.claim_idle_ms <= self.attempt_timeout_s * 1000:
+            raise FieldValueError(
+                "claim_idle_ms",
+                f"must exceed attempt_timeout_s ({self.claim_idle_ms} ms <= "
+                f"{self.attempt_timeout_s} s): a slow attempt would be claimed twice",
+            )
+
+
 @attrs.frozen(kw_only=True)
 class Config:
     """The whole configuration of one notifactor process."""
@@ -185,10 +251,12 @@ class Config:
     shutdown_grace_s: float = attrs.field(default=10.0, validator=_positive)
     limits: LimitsConfig = attrs.Factory(LimitsConfig)
     cassandra: CassandraConfig = attrs.Factory(CassandraConfig)
+    dispatcher: DispatcherConfig = attrs.Factory(DispatcherConfig)
     tenants: Mapping[str, TenantPolicy] = attrs.field(
         factory=lambda: {"default": TenantPolicy()}, validator=_tenant_ids
     )
     supervision: SupervisionConfig = attrs.Factory(SupervisionConfig)
+    observability: ObservabilityConfig = attrs.Factory(ObservabilityConfig)
 
     def __attrs_post_init__(self) -> None:
         if self.jwt_secret is not None and len(self.jwt_secret.encode()) < 32:

@@ -59,6 +59,26 @@ class DispatcherSettings:
             raise ValueError("max_deliveries, read_count and block_ms must be >= 1")
 
 
+def settings_from_config(config: Config, *, mark_delivered_on_route: bool) -> DispatcherSettings:
+    """The ``[dispatcher]`` section as settings; the bootstrap says who records ``delivered``."""
+    section = config.dispatcher
+    return DispatcherSettings(
+        read_count=section.read_count,
+        block_ms=section.block_ms,
+        claim_idle_ms=section.claim_idle_ms,
+        claim_interval_s=section.claim_interval_s,
+        claim_count=section.claim_count,
+        max_deliveries=section.max_deliveries,
+        attempt_timeout_s=section.attempt_timeout_s,
+        dead_letter_timeout_s=section.dead_letter_timeout_s,
+        maintenance_interval_s=section.maintenance_interval_s,
+        stale_consumer_idle_ms=section.stale_consumer_idle_ms,
+        retry_poll_s=section.retry_poll_s,
+        retry_batch=section.retry_batch,
+        mark_delivered_on_route=mark_delivered_on_route,
+    )
+
+
 def retry_policy_for(config: Config) -> Callable[[str], RetryPolicy]:
     """The tenant policy lookup of ``config`` as retry policies."""
 

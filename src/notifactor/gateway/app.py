@@ -10,11 +10,20 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 
 import attrs
 
-from notifactor.gateway import problems, routes_deliveries, routes_health, routes_notifications
+from notifactor.gateway import (
+    problems,
+    routes_admin,
+    routes_deliveries,
+    routes_health,
+    routes_notifications,
+    routes_tree,
+)
+from notifactor.gateway.access import CLIENT_CLOSED, record_request
 from notifactor.gateway.context import Gateway
 from notifactor.gateway.http import (
     ClientGone,
@@ -25,8 +34,8 @@ from notifactor.gateway.http import (
     Send,
     problem_response,
 )
-from notifactor.gateway.metrics import HTTP_RESPONSES
 from notifactor.gateway.problems import ProblemError
+from notifactor.observability.log_context import log_context
 
 log = logging.getLogger("notifactor.gateway")
 
@@ -60,6 +69,11 @@ ROUTES: tuple[Route, ...] = (
         "deliveries",
         re.compile(r"/v1/tenants/(?P<tenant_id>[^/]+)/deliveries"),
         {"GET": routes_deliveries.list_deliveries},
+    ),
+    Route("tree", re.compile(r"/v1/admin/tree"), {"GET": routes_tree.get_tree}),
+    Route("admin-dlq", re.compile(r"/v1/admin/dlq"), {"GET": routes_admin.list_dlq}),
+    Route(
+        "admin-dlq-replay", re.compile(r"/v1/admin/dlq/replay"), {"POST": routes_admin.replay_dlq}
     ),
     Route("live", re.compile(r"/health/live"), {"GET": routes_health.live}),
     Route("health", re.compile(r"/health"), {"GET": routes_health.health}),
@@ -95,9 +109,30 @@ class GatewayApp:
             await _lifespan(receive, send)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """One request inside its own log context, counted and access-logged."""
+        started = time.perf_counter()
         method, path = str(scope["method"]), str(scope["path"])
         name, handler, params, allowed = resolve(method, path)
-        request = Request(scope=scope, receive=receive, path_params=params)
+        with log_context():
+            status = CLIENT_CLOSED
+            try:
+                request = Request(scope=scope, receive=receive, path_params=params)
+                status = await self._respond(
+                    request, send, name=name, handler=handler, allowed=allowed
+                )
+            finally:
+                record_request(name, method, status, started)
+
+    async def _respond(
+        self,
+        request: Request,
+        send: Send,
+        *,
+        name: str,
+        handler: Handler | None,
+        allowed: tuple[str, ...],
+    ) -> int:
+        """Run the handler and send its response (or a problem); the status sent."""
         try:
             if handler is None:
                 if allowed:
@@ -107,12 +142,12 @@ class GatewayApp:
         except ProblemError as error:
             response = problem_response(error.problem)
         except ClientGone:
-            return
+            return CLIENT_CLOSED
         except Exception:
             log.exception("unhandled error", extra={"event": "http_500", "reason": name})
             response = problem_response(problems.internal_error())
-        HTTP_RESPONSES.labels(route=name, status=str(response.status)).inc()
         await response.send(send)
+        return response.status
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -13,12 +14,18 @@ from notifactor.domain.rate_limit import RateRule
 from notifactor.gateway import problems
 from notifactor.gateway.http import Request
 from notifactor.gateway.problems import ProblemError
+from notifactor.observability.log_context import bind_log_fields
 from notifactor.ports.ingest import IngestBus
 from notifactor.ports.notification_store import NotificationStore
+from notifactor.supervisors.statistics import NodeStatistics
+
+if TYPE_CHECKING:
+    from notifactor.dispatcher.replay import ReplayService
 
 log = logging.getLogger("notifactor.gateway")
 
 HealthCheck = Callable[[], Awaitable[None]]
+TreeSnapshot = Callable[[], NodeStatistics | None]
 
 
 async def _always_ok() -> None:
@@ -36,6 +43,9 @@ class Gateway:
         store: durable notifications and delivery statuses.
         supervision_check: raises when the supervision tree is unhealthy;
             ``/health`` reports it as ``supervision``.
+        dlq: dead-letter listing and replay for ``/v1/admin/dlq`` (None: 503).
+        supervision_snapshot: the live tree for ``GET /v1/admin/tree``
+            (None, or returning None: the process has no tree to show).
     """
 
     config: Config
@@ -43,6 +53,8 @@ class Gateway:
     ingest: IngestBus
     store: NotificationStore
     supervision_check: HealthCheck = _always_ok
+    supervision_snapshot: TreeSnapshot | None = None
+    dlq: ReplayService | None = None
 
     @property
     def partitions(self) -> int:
@@ -57,10 +69,12 @@ class Gateway:
     def authenticate(self, request: Request) -> Principal:
         """The caller's principal, or a 401 problem (the reason is logged, never the token)."""
         try:
-            return self.verifier.verify_header(request.headers.get("authorization"))
+            principal = self.verifier.verify_header(request.headers.get("authorization"))
         except InvalidTokenError as error:
             log.info("rejected bearer token", extra={"reason": str(error), "event": "auth"})
             raise ProblemError(problems.unauthorized(str(error))) from None
+        bind_log_fields(tenant_id=principal.tenant_id)
+        return principal
 
 
 def require_scope(principal: Principal, scope: str) -> None:

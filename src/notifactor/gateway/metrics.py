@@ -1,25 +1,27 @@
-"""Gateway metrics (SPEC §7), on the process-wide Prometheus registry."""
+"""Gateway metrics (SPEC §7): the definitions live in :mod:`notifactor.observability.metrics`.
+
+Re-exported here so gateway modules import from their own package; there is
+one process-wide registry (prometheus-client's default).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, generate_latest
-
-NOTIFICATIONS_INGESTED = Counter(
-    "notifications_ingested",
-    "Notifications accepted into a partition stream (duplicates excluded).",
-)
-NOTIFICATIONS_REJECTED = Counter(
-    "notifications_rejected",
-    "Notifications refused by the gateway, by reason.",
-    ["reason"],
-)
-HTTP_RESPONSES = Counter(
-    "gateway_http_responses",
-    "HTTP responses sent by the gateway, by route and status code.",
-    ["route", "status"],
+from notifactor.observability.metrics import (
+    HTTP_REQUEST_DURATION,
+    HTTP_REQUESTS,
+    NOTIFICATIONS_INGESTED,
+    NOTIFICATIONS_REJECTED,
+    RATE_LIMIT_REJECTIONS,
+    render_metrics,
+    tenant_label,
 )
 
-
-def render_metrics() -> tuple[bytes, str]:
-    """The Prometheus text exposition of every registered metric, and its content type."""
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+__all__ = [
+    "HTTP_REQUESTS",
+    "HTTP_REQUEST_DURATION",
+    "NOTIFICATIONS_INGESTED",
+    "NOTIFICATIONS_REJECTED",
+    "RATE_LIMIT_REJECTIONS",
+    "render_metrics",
+    "tenant_label",
+]

@@ -7,14 +7,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from notifactor.auth.verify import SCOPE_READ, SCOPE_WRITE, Principal
-from notifactor.domain.envelope import Envelope, new_traceparent
+from notifactor.domain.envelope import Envelope, trace_id_of
 from notifactor.domain.ids import is_notification_id, new_notification_id
 from notifactor.domain.partitioning import partition_for
 from notifactor.domain.rate_limit import RateRule, whole_seconds
 from notifactor.gateway import problems
 from notifactor.gateway.context import Gateway, require_scope
 from notifactor.gateway.http import Request, Response, json_response
-from notifactor.gateway.metrics import NOTIFICATIONS_INGESTED, NOTIFICATIONS_REJECTED
+from notifactor.gateway.metrics import (
+    NOTIFICATIONS_INGESTED,
+    NOTIFICATIONS_REJECTED,
+    RATE_LIMIT_REJECTIONS,
+    tenant_label,
+)
 from notifactor.gateway.problems import FieldError, Problem, ProblemError
 from notifactor.gateway.rfc3339 import format_rfc3339
 from notifactor.gateway.validation import (
@@ -22,6 +27,8 @@ from notifactor.gateway.validation import (
     check_idempotency_key,
     validate_notification,
 )
+from notifactor.observability.log_context import bind_log_fields
+from notifactor.observability.tracing import current_traceparent, ingest_span, mark_error
 from notifactor.ports.ingest import Accepted, IngestItem, IngestResult, Limited, Outcome, Shed
 from notifactor.ports.notification_store import StoreError
 
@@ -95,13 +102,17 @@ def rate_headers(
     return headers
 
 
-def _outcome_problem(outcome: Limited | Shed, headers: list[tuple[str, str]]) -> Problem:
+def _outcome_problem(
+    gateway: Gateway, tenant_id: str, outcome: Limited | Shed, headers: list[tuple[str, str]]
+) -> Problem:
     if isinstance(outcome, Shed):
         NOTIFICATIONS_REJECTED.labels(reason="overloaded").inc()
         return problems.overloaded(
             "The delivery pipeline is saturated; retry later.", SHED_RETRY_AFTER_S
         )
     NOTIFICATIONS_REJECTED.labels(reason=outcome.reason).inc()
+    tenant = tenant_label(gateway.config.observability.tenant_label_allowlist, tenant_id)
+    RATE_LIMIT_REJECTIONS.labels(reason=outcome.reason, tenant=tenant).inc()
     detail = (
         "The tenant's daily quota is exhausted."
         if outcome.reason == "quota"
@@ -122,19 +133,26 @@ async def post_notification(gateway: Gateway, request: Request) -> Response:
     if isinstance(checked, list):
         NOTIFICATIONS_REJECTED.labels(reason="invalid").inc()
         raise ProblemError(problems.validation_failed(checked))
-    traceparent = new_traceparent(request.headers.get("traceparent"))
-    envelope = _envelope(gateway, checked, traceparent, key)
-    rule = gateway.rate_rule(principal.tenant_id)
-    item = IngestItem(
-        envelope=envelope,
-        partition=partition_for(envelope.tenant_id, envelope.user_id, gateway.partitions),
-        idempotency_key=key,
-    )
-    result = await gateway.ingest.ingest(principal.tenant_id, rule, [item])
-    (outcome,) = result.outcomes
-    headers = rate_headers(rule, result, outcome)
-    if not isinstance(outcome, Accepted):
-        raise ProblemError(_outcome_problem(outcome, headers))
+    incoming = request.headers.get("traceparent")
+    with ingest_span("gateway.ingest", incoming, {"notifactor.batch_size": 1}) as span:
+        traceparent = current_traceparent(incoming)
+        bind_log_fields(trace_id=trace_id_of(traceparent))
+        envelope = _envelope(gateway, checked, traceparent, key)
+        span.set_attribute("notifactor.notification_id", envelope.id)
+        rule = gateway.rate_rule(principal.tenant_id)
+        item = IngestItem(
+            envelope=envelope,
+            partition=partition_for(envelope.tenant_id, envelope.user_id, gateway.partitions),
+            idempotency_key=key,
+        )
+        result = await gateway.ingest.ingest(principal.tenant_id, rule, [item])
+        (outcome,) = result.outcomes
+        headers = rate_headers(rule, result, outcome)
+        if not isinstance(outcome, Accepted):
+            mark_error(span, "limited" if isinstance(outcome, Limited) else "shed")
+            raise ProblemError(_outcome_problem(gateway, principal.tenant_id, outcome, headers))
+        bind_log_fields(notification_id=outcome.id)
+        span.set_attribute("notifactor.duplicate", outcome.duplicate)
     if not outcome.duplicate:
         NOTIFICATIONS_INGESTED.inc()
     headers.append(("location", f"/v1/notifications/{outcome.id}"))
@@ -149,7 +167,21 @@ async def post_batch(gateway: Gateway, request: Request) -> Response:
     limits = gateway.config.limits
     body = await request.read_json(limits.body_max_bytes)
     items = _batch_items(body, limits.batch_max_items)
-    traceparent = new_traceparent(request.headers.get("traceparent"))
+    incoming = request.headers.get("traceparent")
+    with ingest_span("gateway.ingest_batch", incoming, {"notifactor.batch_size": len(items)}):
+        traceparent = current_traceparent(incoming)
+        bind_log_fields(trace_id=trace_id_of(traceparent))
+        return await _ingest_batch(gateway, principal, key, items, traceparent)
+
+
+async def _ingest_batch(
+    gateway: Gateway,
+    principal: Principal,
+    key: str | None,
+    items: list[object],
+    traceparent: str,
+) -> Response:
+    limits = gateway.config.limits
     results: list[dict[str, Any] | None] = [None] * len(items)
     pending: list[tuple[int, IngestItem]] = []
     for index, raw in enumerate(items):
@@ -179,7 +211,9 @@ async def post_batch(gateway: Gateway, request: Request) -> Response:
                     NOTIFICATIONS_INGESTED.inc()
                 results[index] = {"id": outcome.id}
             else:
-                problem = _outcome_problem(outcome, rate_headers(rule, result, outcome))
+                problem = _outcome_problem(
+                    gateway, principal.tenant_id, outcome, rate_headers(rule, result, outcome)
+                )
                 results[index] = {"error": problem.to_dict()}
     return json_response(202, {"results": results}, headers)
 

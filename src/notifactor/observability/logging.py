@@ -1,8 +1,9 @@
 """Structured logs: JSON lines for machines, a console format for people.
 
-Fields beyond the message come from ``extra={...}`` on the log call; only the
-names in ``CONTEXT_FIELDS`` are copied, so nothing a caller attaches by
-accident (a token, a notification body) reaches the output.
+Fields beyond the message come from ``extra={...}`` on the log call, or from
+the request's bound fields (:mod:`.log_context`: tenant, notification id,
+trace id); only the names in ``CONTEXT_FIELDS`` are copied, so nothing a
+caller attaches by accident (a token, a notification body) reaches the output.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 from typing import Literal, TextIO
+
+from notifactor.observability.log_context import ContextFieldsFilter
 
 CONTEXT_FIELDS = (
     "tenant_id",
@@ -24,6 +27,10 @@ CONTEXT_FIELDS = (
     "reason",
     "partition",
     "event",
+    "method",
+    "route",
+    "status",
+    "duration_ms",
 )
 
 
@@ -82,6 +89,7 @@ def configure_logging(
         JsonLineFormatter(instance_id) if log_format == "json" else ConsoleFormatter()
     )
     handler.setFormatter(formatter)
+    handler.addFilter(ContextFieldsFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

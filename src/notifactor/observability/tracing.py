@@ -1,0 +1,208 @@
+"""OpenTelemetry tracing: provider set-up from ``otel_exporter`` and W3C trace-context helpers.
+
+The trace of one notification crosses processes through the ``traceparent``
+string the gateway writes into the stream envelope. The gateway opens an
+``ingest`` span (:func:`ingest_span`) and stores :func:`current_traceparent`
+(the context of that span) in the envelope; the dispatcher and the edge
+continue the trace with :func:`consume_span`::
+
+    with consume_span("dispatch.consume", envelope.traceparent, {"partition": p}):
+        ...
+
+With ``otel_exporter = "none"`` no SDK provider is installed: spans are the
+API's no-op spans, and :func:`current_traceparent` still returns a valid
+``traceparent`` (a fresh child of the incoming one), so envelopes and logs
+carry a trace id either way.
+
+Spans are kept in :mod:`contextvars`, which Trio copies into each new task:
+a span is "current" in the task that opened it and in tasks it starts while
+it is open.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+import attrs
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+)
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import AttributeValue
+
+from notifactor import __version__
+from notifactor.config import Config
+from notifactor.domain.envelope import new_traceparent
+
+log = logging.getLogger("notifactor.tracing")
+
+TRACER_NAME = "notifactor"
+SERVICE_NAME = "notifactor"
+
+Attributes = Mapping[str, AttributeValue]
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+@attrs.define
+class _TracingState:
+    provider: TracerProvider | None = None
+
+
+_STATE = _TracingState()
+
+
+def build_tracer_provider(config: Config, *processors: SpanProcessor) -> TracerProvider:
+    """A provider with this process's resource and the given span processors."""
+    resource = Resource.create(
+        {
+            "service.name": SERVICE_NAME,
+            "service.version": __version__,
+            "service.instance.id": config.instance_id,
+        }
+    )
+    provider = TracerProvider(resource=resource)
+    for processor in processors:
+        provider.add_span_processor(processor)
+    return provider
+
+
+def configure_tracing(config: Config) -> TracerProvider | None:
+    """Install the provider ``config.otel_exporter`` asks for; None for ``none``.
+
+    ``otlp`` reads the standard ``OTEL_EXPORTER_OTLP_*`` variables (endpoint,
+    headers, timeout) and exports over HTTP/protobuf from a background thread,
+    so a slow collector never blocks the event loop.
+    """
+    processor: SpanProcessor
+    if config.otel_exporter == "none":
+        return None
+    if config.otel_exporter == "console":
+        processor = SimpleSpanProcessor(ConsoleSpanExporter())
+    else:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        processor = BatchSpanProcessor(OTLPSpanExporter())
+    provider = build_tracer_provider(config, processor)
+    use_tracer_provider(provider)
+    # Also the global provider, so instrumented libraries join the same traces.
+    # The API allows setting it once per process; later calls only warn.
+    trace.set_tracer_provider(provider)
+    log.info("tracing enabled", extra={"event": "tracing", "reason": config.otel_exporter})
+    return provider
+
+
+def use_tracer_provider(provider: TracerProvider | None) -> None:
+    """Make notifactor's spans go to ``provider`` (None: back to the global one).
+
+    Tests and benchmarks use this to switch an in-memory provider on and off
+    within one process; the global provider can only be set once.
+    """
+    _STATE.provider = provider
+
+
+def shutdown_tracing() -> None:
+    """Flush and stop the installed provider (end of a command)."""
+    if _STATE.provider is not None:
+        _STATE.provider.shutdown()
+
+
+def tracer() -> trace.Tracer:
+    """notifactor's tracer on the current provider."""
+    if _STATE.provider is not None:
+        return _STATE.provider.get_tracer(TRACER_NAME, __version__)
+    return trace.get_tracer(TRACER_NAME, __version__)
+
+
+def context_from_traceparent(traceparent: str | None) -> Context | None:
+    """The remote parent context carried by a ``traceparent`` (None if absent or invalid)."""
+    if not traceparent:
+        return None
+    context = _PROPAGATOR.extract({"traceparent": traceparent})
+    if not trace.get_current_span(context).get_span_context().is_valid:
+        return None
+    return context
+
+
+def current_traceparent(fallback_parent: str | None = None) -> str:
+    """The ``traceparent`` of the current span, to carry across a process boundary.
+
+    When no span is recording (tracing is off), a fresh child of
+    ``fallback_parent`` (or a new trace) keeps envelopes and logs correlated.
+    """
+    span = trace.get_current_span()
+    if span.is_recording():
+        carrier: dict[str, str] = {}
+        _PROPAGATOR.inject(carrier)
+        value = carrier.get("traceparent")
+        if value:
+            return value
+    return new_traceparent(fallback_parent)
+
+
+def current_trace_id() -> str | None:
+    """The 32-hex trace id of the current span, for log lines (None without one)."""
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else None
+
+
+@contextmanager
+def _span(
+    name: str,
+    traceparent: str | None,
+    kind: SpanKind,
+    attributes: Attributes | None,
+) -> Iterator[Span]:
+    with tracer().start_as_current_span(
+        name,
+        context=context_from_traceparent(traceparent),
+        kind=kind,
+        attributes=attributes,
+        record_exception=True,
+        set_status_on_exception=True,
+    ) as span:
+        yield span
+
+
+@contextmanager
+def ingest_span(
+    name: str, incoming_traceparent: str | None, attributes: Attributes | None = None
+) -> Iterator[Span]:
+    """A server span for accepting a request, child of the client's ``traceparent`` if valid."""
+    with _span(name, incoming_traceparent, SpanKind.SERVER, attributes) as span:
+        yield span
+
+
+@contextmanager
+def consume_span(
+    name: str,
+    traceparent: str | None,
+    attributes: Attributes | None = None,
+    *,
+    kind: SpanKind = SpanKind.CONSUMER,
+) -> Iterator[Span]:
+    """A span continuing the trace of an envelope (``dispatch.consume``, ``edge.deliver``).
+
+    Args:
+        name: the span name.
+        traceparent: the envelope's ``traceparent``; an invalid one starts a new trace.
+        attributes: span attributes (ids and partition numbers; never content or tokens).
+        kind: ``CONSUMER`` for stream reads, ``PRODUCER`` for re-enqueues,
+            ``INTERNAL`` for steps inside one process.
+    """
+    with _span(name, traceparent, kind, attributes) as span:
+        yield span
+
+
+def mark_error(span: Span, description: str) -> None:
+    """Record a handled failure on ``span`` (one that did not raise out of it)."""
+    span.set_status(Status(StatusCode.ERROR, description))

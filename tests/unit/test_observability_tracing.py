@@ -1,0 +1,113 @@
+"""Trace context: the ingest span, the traceparent carried in envelopes, and log fields."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from notifactor.config import Config
+from notifactor.domain.envelope import trace_id_of
+from notifactor.observability.log_context import bind_log_fields, log_context
+from notifactor.observability.logging import configure_logging
+from notifactor.observability.tracing import (
+    build_tracer_provider,
+    configure_tracing,
+    consume_span,
+    current_trace_id,
+    current_traceparent,
+    ingest_span,
+    use_tracer_provider,
+)
+
+CLIENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
+CLIENT_SPAN = "b7ad6b7169203331"
+CLIENT_TRACEPARENT = f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = build_tracer_provider(Config(instance_id="test-1"), SimpleSpanProcessor(exporter))
+    use_tracer_provider(provider)
+    try:
+        yield exporter
+    finally:
+        use_tracer_provider(None)
+        provider.shutdown()
+
+
+def test_the_carried_traceparent_is_the_ingest_span(spans: InMemorySpanExporter) -> None:
+    with ingest_span("gateway.ingest", None) as span:
+        carried = current_traceparent()
+        context = span.get_span_context()
+    (finished,) = spans.get_finished_spans()
+    assert finished.name == "gateway.ingest"
+    assert finished.kind == SpanKind.SERVER
+    assert carried.startswith(f"00-{context.trace_id:032x}-{context.span_id:016x}-")
+    assert finished.resource.attributes["service.name"] == "notifactor"
+    assert finished.resource.attributes["service.instance.id"] == "test-1"
+
+
+def test_a_client_traceparent_becomes_the_parent(spans: InMemorySpanExporter) -> None:
+    with ingest_span("gateway.ingest", CLIENT_TRACEPARENT):
+        carried = current_traceparent(CLIENT_TRACEPARENT)
+    (finished,) = spans.get_finished_spans()
+    assert trace_id_of(carried) == CLIENT_TRACE
+    assert finished.parent is not None
+    assert format(finished.parent.span_id, "016x") == CLIENT_SPAN
+
+
+def test_consume_span_continues_the_envelope_trace(spans: InMemorySpanExporter) -> None:
+    with ingest_span("gateway.ingest", None):
+        carried = current_traceparent()
+    with consume_span("dispatch.consume", carried, {"notifactor.partition": 3}):
+        assert current_trace_id() == trace_id_of(carried)
+    ingest, consume = spans.get_finished_spans()
+    assert consume.kind == SpanKind.CONSUMER
+    assert consume.parent is not None
+    assert consume.parent.span_id == ingest.context.span_id
+
+
+def test_a_garbage_traceparent_starts_a_new_trace(spans: InMemorySpanExporter) -> None:
+    with consume_span("dispatch.consume", "not-a-traceparent"):
+        pass
+    (finished,) = spans.get_finished_spans()
+    assert finished.parent is None
+
+
+def test_without_tracing_envelopes_still_carry_a_valid_trace() -> None:
+    assert configure_tracing(Config(otel_exporter="none")) is None
+    with ingest_span("gateway.ingest", CLIENT_TRACEPARENT):
+        carried = current_traceparent(CLIENT_TRACEPARENT)
+    assert trace_id_of(carried) == CLIENT_TRACE
+    assert carried.split("-")[2] != CLIENT_SPAN
+    with ingest_span("gateway.ingest", None):
+        fresh = current_traceparent(None)
+    assert len(trace_id_of(fresh)) == 32
+
+
+def test_log_lines_carry_bound_fields_and_the_trace_id(spans: InMemorySpanExporter) -> None:
+    stream = io.StringIO()
+    configure_logging(log_format="json", level="info", instance_id="i-1", stream=stream)
+    log = logging.getLogger("notifactor.test")
+    try:
+        with log_context(), ingest_span("gateway.ingest", None):
+            bind_log_fields(tenant_id="acme", notification_id="n-1", token="secret-token")
+            log.info("accepted")
+            trace_id = current_trace_id()
+        log.info("outside")
+    finally:
+        logging.getLogger().handlers.clear()
+    inside, outside = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert inside["tenant_id"] == "acme"
+    assert inside["notification_id"] == "n-1"
+    assert inside["trace_id"] == trace_id
+    assert "secret-token" not in stream.getvalue()
+    assert "tenant_id" not in outside
