@@ -255,3 +255,22 @@ async def test_bounded_concurrency(autojump_clock: trio.testing.MockClock) -> No
         assert store.max_in_flight == 3
         assert len(store.stored) == 20
         stop.request()
+
+
+async def test_flushes_are_measured(autojump_clock: trio.testing.MockClock) -> None:
+    from prometheus_client import REGISTRY
+
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name) or 0.0
+
+    flushes = sample("storage_writer_flush_items_count")
+    items = sample("storage_writer_flush_items_sum")
+    timed = sample("storage_writer_flush_duration_seconds_count")
+    store = FakeStore()
+    async with trio.open_nursery() as nursery:
+        writer, stop = await start_writer(nursery, store, config())
+        await writer.write([note(i) for i in range(4)])
+        stop.request()
+    assert sample("storage_writer_flush_items_count") == flushes + 1
+    assert sample("storage_writer_flush_items_sum") == items + 4
+    assert sample("storage_writer_flush_duration_seconds_count") == timed + 1

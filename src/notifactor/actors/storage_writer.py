@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import time
 from collections.abc import Callable, Hashable, Sequence
 from typing import TypeAlias, TypeVar, assert_never
 
@@ -45,6 +46,7 @@ from notifactor.domain.audit import AuditEvent
 from notifactor.domain.batching import BatchBuffer, BatchPolicy, RetryPolicy, group_for_flush
 from notifactor.domain.dead_letter import DeadLetter
 from notifactor.domain.notification import DeliveryUpdate, Notification
+from notifactor.observability.metrics import WRITER_FLUSH_DURATION, WRITER_FLUSH_ITEMS
 from notifactor.ports.notification_store import NotificationStore, TransientStoreError
 
 logger = logging.getLogger(__name__)
@@ -244,6 +246,8 @@ class StorageWriter(Actor[WriterMessage]):
         holds_slot: bool,
     ) -> None:
         requests = {id(pending): pending for _, pending in entries}
+        WRITER_FLUSH_ITEMS.observe(len(entries))
+        started = time.perf_counter()
         try:
             with trio.CancelScope(shield=True) as scope:
                 scope.deadline = trio.current_time() + self._config.flush_timeout_s
@@ -263,6 +267,7 @@ class StorageWriter(Actor[WriterMessage]):
                     if pending.error is None and not pending.reply.resolved:
                         pending.error = error
         finally:
+            WRITER_FLUSH_DURATION.observe(time.perf_counter() - started)
             for pending in requests.values():
                 if pending.reply.resolved:
                     continue
