@@ -16,34 +16,57 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from functools import partial
+from typing import Any
 
 import attrs
+import coredis
 import trio
+from prometheus_client import REGISTRY
+from prometheus_client.registry import Collector
 
+from notifactor.actors import ActorRef
+from notifactor.actors.storage_writer import (
+    StorageWriter,
+    StorageWriterClient,
+    WriterMessage,
+    kind_and_tenant,
+    kind_only,
+)
 from notifactor.adapters.cassandra_schema import Replication, migrate
 from notifactor.adapters.cassandra_session import connect_cassandra
 from notifactor.adapters.cassandra_store import CassandraNotificationStore
 from notifactor.adapters.embedded_redis import run_embedded_redis
-from notifactor.adapters.redis_client import open_redis
+from notifactor.adapters.redis_client import open_redis, pool_size_for
+from notifactor.adapters.redis_dlq import RedisDeadLetterQueue
 from notifactor.adapters.redis_ingest import IngestSettings, RedisIngest
+from notifactor.adapters.redis_presence import RedisPresence
 from notifactor.adapters.sqlite_store import SqliteNotificationStore
 from notifactor.auth.secret import resolve_jwt_secret
 from notifactor.auth.verify import build_verifier
 from notifactor.config import CassandraTarget, Config, SqliteTarget
+from notifactor.dispatcher.replay import ReplayService
+from notifactor.dispatcher.runner import build_dispatcher, redis_deps
+from notifactor.dispatcher.settings import settings_from_config
+from notifactor.edge.runner import WsEdge
 from notifactor.errors import ConfigError
 from notifactor.gateway.app import GatewayApp
 from notifactor.gateway.context import Gateway
 from notifactor.gateway.server import run_http_server
+from notifactor.observability.instrumented import InstrumentedIngest, InstrumentedStore
 from notifactor.observability.logging import configure_logging
+from notifactor.observability.metrics_server import run_metrics_server
+from notifactor.observability.supervision_metrics import register_supervision_metrics
+from notifactor.observability.tracing import configure_tracing, shutdown_tracing
 from notifactor.ports.notification_store import NotificationStore
 from notifactor.supervisors import (
     ChildSpec,
     NodeStatistics,
     Supervisor,
     SupervisorGaveUp,
+    actor_spec,
     current_stop_signal,
     supervisor_from_config,
 )
@@ -63,36 +86,71 @@ class ServeState:
     """What the children of one ``serve`` tree hand to each other."""
 
     config: Config
-    jwt_secret: str
+    jwt_secret: str | None
     redis_url: str | None = None
+    roles: frozenset[str] = frozenset({"gateway", "dispatcher"})
     root: Supervisor | None = None
     http_port: int | None = None
     ready: trio.Event = attrs.Factory(trio.Event)
 
 
+ALL_ROLES = frozenset({"gateway", "dispatcher"})
+
+
 def run_serve(config: Config) -> int:
     """``notifactor serve``: every role in one process until SIGINT/SIGTERM."""
+    return _run_roles(config, ALL_ROLES, command="serve")
+
+
+def run_gateway(config: Config) -> int:
+    """``notifactor gateway``: the HTTP API (and WebSocket edge) only; scale out by running many."""
+    return _run_roles(config, frozenset({"gateway"}), command="gateway")
+
+
+def run_dispatcher(config: Config) -> int:
+    """``notifactor dispatcher``: stream consumers, retries and storage writers only."""
+    return _run_roles(config, frozenset({"dispatcher"}), command="dispatcher")
+
+
+def _run_roles(config: Config, roles: frozenset[str], *, command: str) -> int:
     configure_logging(
         log_format=config.log_format, level=config.log_level, instance_id=config.instance_id
     )
+    if command != "serve" and config.redis_url is None:
+        raise ConfigError(
+            "redis_url",
+            f"required by `notifactor {command}`: every gateway and dispatcher must share "
+            "one Redis (only `serve` runs an embedded one)",
+        )
     try:
         config.data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError("data_dir", f"cannot create {config.data_dir}: {exc}") from None
-    secret, secret_path = resolve_jwt_secret(config, create=True)
-    if secret_path is not None:
-        log.info(
-            "JWT secret generated in %s; mint a token with `notifactor token --tenant T --sub U`",
-            secret_path,
-        )
-    state = ServeState(config=config, jwt_secret=secret, redis_url=config.redis_url)
-    return trio.run(serve_until_signalled, state)
+    secret: str | None = None
+    if "gateway" in roles and config.jwt_algorithm == "HS256":
+        # Only `serve` may invent the secret: gateways of a cluster must share one.
+        secret, secret_path = resolve_jwt_secret(config, create=command == "serve")
+        if secret_path is not None:
+            log.info(
+                "JWT secret in %s; mint a token with `notifactor token --tenant T --sub U`",
+                secret_path,
+            )
+    state = ServeState(config=config, jwt_secret=secret, redis_url=config.redis_url, roles=roles)
+    configure_tracing(config)
+    try:
+        return trio.run(serve_until_signalled, state)
+    finally:
+        shutdown_tracing()
 
 
 async def serve_until_signalled(state: ServeState) -> int:
     """Run the serve tree; the first SIGINT/SIGTERM stops it gracefully."""
     root = build_serve_tree(state)
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    collector = register_supervision_metrics(root.statistics)
+    with (
+        _unregister_on_exit(collector),
+        trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
+    ):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signal, signals, root, state.config.shutdown_grace_s)
             try:
@@ -106,6 +164,14 @@ async def serve_until_signalled(state: ServeState) -> int:
     return EXIT_OK
 
 
+@contextmanager
+def _unregister_on_exit(collector: Collector) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        REGISTRY.unregister(collector)
+
+
 async def _stop_on_signal(signals: AsyncIterator[int], root: Supervisor, grace_s: float) -> None:
     async for signum in signals:
         log.info("received %s: stopping within %.0fs", signal.Signals(signum).name, grace_s)
@@ -117,8 +183,11 @@ def build_serve_tree(state: ServeState) -> Supervisor:
     """The root supervisor of ``serve``, tuned by ``[supervision]``."""
     config = state.config
     children: list[ChildSpec] = []
+    if "gateway" not in state.roles:
+        # Without the REST listener, /metrics needs a port of its own.
+        children.append(_metrics_spec(config))
     if config.redis_url is None:
-        children.append(ChildSpec(id="redis", start=partial(_run_embedded_redis, state)))
+        children.append(_embedded_redis_spec(state))
     services_holder: list[Supervisor] = []
     children.append(
         ChildSpec(
@@ -133,18 +202,45 @@ def build_serve_tree(state: ServeState) -> Supervisor:
     return root
 
 
-async def _run_embedded_redis(
-    state: ServeState, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+async def run_until_stopped(
+    run: Callable[..., Awaitable[object]],
+    on_ready: Callable[[Any], None],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    workdir = state.config.data_dir / "redis"
-    workdir.mkdir(parents=True, exist_ok=True)
+    """Adapt a server task (``run(task_status=...)`` that reports a value) to a child spec.
+
+    Runs ``run`` until the supervisor requests a stop, then cancels it so it
+    shuts down gracefully; ``on_ready`` receives what ``run`` reported.
+    """
     async with trio.open_nursery() as nursery:
-        url = await nursery.start(partial(run_embedded_redis, workdir))
-        state.redis_url = url
-        log.info("embedded Redis-compatible server listening on %s", url)
+        value = await nursery.start(run)
+        on_ready(value)
         task_status.started()
         await current_stop_signal().wait()
         nursery.cancel_scope.cancel()
+
+
+def _embedded_redis_spec(state: ServeState) -> ChildSpec:
+    workdir = state.config.data_dir / "redis"
+
+    def ready(url: str) -> None:
+        state.redis_url = url
+        log.info("embedded Redis-compatible server listening on %s", url)
+
+    return ChildSpec(
+        id="redis", start=partial(run_until_stopped, partial(run_embedded_redis, workdir), ready)
+    )
+
+
+def _metrics_spec(config: Config) -> ChildSpec:
+    def ready(port: int | None) -> None:
+        if port is not None:
+            log.info("metrics on http://%s:%d/metrics", config.observability.metrics_host, port)
+
+    return ChildSpec(
+        id="metrics", start=partial(run_until_stopped, partial(run_metrics_server, config), ready)
+    )
 
 
 async def _run_services(
@@ -156,30 +252,39 @@ async def _run_services(
     config = state.config
     if state.redis_url is None:
         raise RuntimeError("no Redis URL: the embedded server did not start")
+    partitions = config.supervision.partitions
+    # Each partition consumer blocks on a connection of its own.
+    pool = pool_size_for(blocking_readers=partitions, concurrent_pipelines=partitions)
     async with (
-        open_redis(state.redis_url, client_name=config.instance_id) as redis,
+        open_redis(state.redis_url, max_connections=pool, client_name=config.instance_id) as redis,
         open_store(config) as store,
     ):
-        gateway = Gateway(
-            config=config,
-            verifier=build_verifier(config, hs256_secret=state.jwt_secret),
-            ingest=RedisIngest(
-                redis,
-                IngestSettings(
-                    idempotency_ttl_s=config.limits.idempotency_ttl_s,
-                    record_ttl_s=config.limits.accepted_record_ttl_s,
-                    max_stream_lag=config.limits.max_stream_lag,
-                ),
-            ),
-            store=store,
-            supervision_check=partial(check_supervision, state),
+        writer_ref: ActorRef[WriterMessage] = ActorRef(
+            "storage-writer", mailbox_size=config.supervision.writers.mailbox_size
         )
-        http = ChildSpec(id="http", start=partial(_run_http, state, GatewayApp(gateway)))
-        gateway_tree = supervisor_from_config("gateway", config.supervision.gateway, [http])
+        writer_key = kind_only if isinstance(config.storage, SqliteTarget) else kind_and_tenant
+        writers = supervisor_from_config(
+            "writers",
+            config.supervision.writers,
+            [actor_spec(writer_ref, lambda: StorageWriter(store, partition_key=writer_key))],
+        )
+        writer = StorageWriterClient(writer_ref)
+        subtrees = [writers.child_spec()]
+        if "dispatcher" in state.roles:
+            # The WebSocket edge records `delivered` when it writes to a socket.
+            settings = settings_from_config(config, mark_delivered_on_route=False)
+            dispatcher = build_dispatcher(
+                config, redis_deps(config, redis, writer, settings=settings)
+            )
+            subtrees.append(dispatcher.child_spec())
+        if "gateway" in state.roles:
+            subtrees.append(_gateway_tree(state, redis, store, writer).child_spec())
+        # rest_for_one: the dispatcher and the gateway stop before the writers
+        # they flush through, and restart when the writers do.
         services = Supervisor(
             "services",
-            [gateway_tree.child_spec()],
-            strategy="one_for_one",
+            subtrees,
+            strategy="rest_for_one",
             intensity=config.supervision.root.intensity,
             period_s=config.supervision.root.period_s,
             shutdown_s=config.shutdown_grace_s,
@@ -188,26 +293,71 @@ async def _run_services(
         await services.run(task_status=task_status)
 
 
-async def _run_http(
+def _gateway_tree(
     state: ServeState,
-    app: GatewayApp,
-    *,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(run_http_server, app, state.config)
+    redis: coredis.Redis[bytes],
+    store: NotificationStore,
+    writer: StorageWriterClient,
+) -> Supervisor:
+    config = state.config
+    if state.jwt_secret is None and config.jwt_algorithm == "HS256":
+        raise RuntimeError("the gateway needs the HS256 secret")
+    gateway = Gateway(
+        config=config,
+        verifier=build_verifier(config, hs256_secret=state.jwt_secret),
+        ingest=InstrumentedIngest(
+            RedisIngest(
+                redis,
+                IngestSettings(
+                    idempotency_ttl_s=config.limits.idempotency_ttl_s,
+                    record_ttl_s=config.limits.accepted_record_ttl_s,
+                    max_stream_lag=config.limits.max_stream_lag,
+                ),
+            )
+        ),
+        store=store,
+        supervision_check=partial(check_supervision, state),
+        supervision_snapshot=partial(tree_snapshot, state),
+        dlq=ReplayService(
+            RedisDeadLetterQueue(redis), store, partitions=config.supervision.partitions
+        ),
+    )
+    http = _http_spec(state, GatewayApp(gateway))
+    ws = WsEdge(
+        config,
+        redis=redis,
+        store=store,
+        writer=writer,
+        verifier=gateway.verifier,
+        presence=RedisPresence(redis),
+        on_listening=lambda port: log.info(
+            "WebSocket listening on ws://%s:%d/ws", config.ws_host, port
+        ),
+    )
+    return supervisor_from_config("gateway", config.supervision.gateway, [http, ws.child_spec()])
+
+
+def _http_spec(state: ServeState, app: GatewayApp) -> ChildSpec:
+    def ready(port: int) -> None:
         state.http_port = port
         log.info("REST API listening on http://%s:%d", state.config.http_host, port)
         state.ready.set()
-        task_status.started()
-        await current_stop_signal().wait()
-        nursery.cancel_scope.cancel()
+
+    return ChildSpec(
+        id="http",
+        start=partial(run_until_stopped, partial(run_http_server, app, state.config), ready),
+    )
 
 
 def _services_statistics(holder: list[Supervisor]) -> NodeStatistics:
     if holder:
         return holder[0].statistics()
     return NodeStatistics(id="services", kind="supervisor", state="starting")
+
+
+def tree_snapshot(state: ServeState) -> NodeStatistics | None:
+    """The live tree (``GET /v1/admin/tree``), None before it is built."""
+    return None if state.root is None else state.root.statistics()
 
 
 async def check_supervision(state: ServeState) -> None:
@@ -221,7 +371,10 @@ async def check_supervision(state: ServeState) -> None:
 
 @asynccontextmanager
 async def open_store(config: Config) -> AsyncIterator[NotificationStore]:
-    """The configured store, opened (schema created for SQLite), closed on exit."""
+    """The configured store, opened (schema created for SQLite), closed on exit.
+
+    Every call on it is timed (:class:`InstrumentedStore`).
+    """
     target = config.storage
 
     def retention_days(tenant_id: str) -> int:
@@ -244,7 +397,7 @@ async def open_store(config: Config) -> AsyncIterator[NotificationStore]:
             owns_session=True,
         )
     try:
-        yield store
+        yield InstrumentedStore(store)
     finally:
         with trio.CancelScope(shield=True) as scope:
             scope.deadline = trio.current_time() + config.shutdown_grace_s

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from notifactor import __version__
 from notifactor.config import Config, ConfigError, load_config
+from notifactor.dispatcher.cli_dlq import add_dlq_commands, run_dlq
+from notifactor.edge.listen_cli import add_listen_command, run_listen
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -45,6 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="run every role in one process (embedded SQLite and Redis by default)",
     )
     commands.add_parser(
+        "gateway",
+        parents=[common],
+        help="run the HTTP API and WebSocket edge only (needs redis_url; run many)",
+    )
+    commands.add_parser(
+        "dispatcher",
+        parents=[common],
+        help="run stream consumers, retries and storage writers only (needs redis_url; run many)",
+    )
+    add_dlq_commands(commands, common)
+    add_listen_command(commands, common)
+    commands.add_parser(
         "migrate", parents=[common], help="create or upgrade the Cassandra keyspace and tables"
     )
     token = commands.add_parser(
@@ -58,6 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="space-separated scopes (default: %(default)s)",
     )
     token.add_argument("--ttl", type=int, default=3600, help="seconds until expiry (default: 3600)")
+    tree = commands.add_parser(
+        "tree", parents=[common], help="print the live supervision tree of a running instance"
+    )
+    tree.add_argument(
+        "--url",
+        default=None,
+        help="REST base URL of the instance (default: from http_host/http_port of the config)",
+    )
+    tree.add_argument(
+        "--token",
+        default=None,
+        help="bearer token with scope admin (not needed from the same host)",
+    )
+    tree.add_argument("--json", action="store_true", help="print the raw JSON document")
     return parser
 
 
@@ -66,8 +94,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers: dict[str, Callable[[argparse.Namespace, Config], int]] = {
         "serve": _serve,
+        "gateway": _gateway,
+        "dispatcher": _dispatcher,
+        "dlq": run_dlq,
+        "listen": run_listen,
         "migrate": _migrate,
         "token": _token,
+        "tree": _tree,
     }
     try:
         config = load_config(args.config)
@@ -117,10 +150,45 @@ def _token(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
+def _tree(args: argparse.Namespace, config: Config) -> int:
+    import json
+
+    from notifactor.observability.tree_client import (
+        TreeFetchError,
+        default_url,
+        fetch_tree,
+        from_jsonable,
+    )
+    from notifactor.supervisors.statistics import render_tree
+
+    try:
+        document = fetch_tree(args.url or default_url(config), args.token)
+    except TreeFetchError as error:
+        print(f"notifactor: tree: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.json:
+        print(json.dumps(document, indent=2))
+    else:
+        print(render_tree(from_jsonable(document)))
+    return EXIT_OK
+
+
 def _serve(args: argparse.Namespace, config: Config) -> int:
     from notifactor.bootstrap import run_serve
 
     return run_serve(config)
+
+
+def _gateway(args: argparse.Namespace, config: Config) -> int:
+    from notifactor.bootstrap import run_gateway
+
+    return run_gateway(config)
+
+
+def _dispatcher(args: argparse.Namespace, config: Config) -> int:
+    from notifactor.bootstrap import run_dispatcher
+
+    return run_dispatcher(config)
 
 
 def _migrate(args: argparse.Namespace, config: Config) -> int:

@@ -16,6 +16,7 @@ from pathlib import Path
 import attrs
 import httpx
 import pytest
+from websockets.sync.client import connect
 
 pytestmark = pytest.mark.e2e
 
@@ -35,6 +36,7 @@ class ServeProcess:
     data_dir: Path
     base_url: str
     log_path: Path
+    ws_port: int
 
     def env(self) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFACTOR_")}
@@ -65,12 +67,13 @@ def _redis_server_pids(data_dir: Path) -> list[int]:
 def serve(tmp_path: Path) -> Iterator[ServeProcess]:
     data_dir = tmp_path / "var"
     port = free_port()
+    ws_port = free_port()
     log_path = tmp_path / "serve.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFACTOR_")}
     env.update(
         NOTIFACTOR_DATA_DIR=str(data_dir),
         NOTIFACTOR_HTTP_PORT=str(port),
-        NOTIFACTOR_WS_PORT=str(free_port()),
+        NOTIFACTOR_WS_PORT=str(ws_port),
         NOTIFACTOR_LOG_FORMAT="json",
     )
     with log_path.open("w", encoding="utf-8") as log_file:
@@ -82,7 +85,7 @@ def serve(tmp_path: Path) -> Iterator[ServeProcess]:
             text=True,
             cwd=tmp_path,
         )
-    running = ServeProcess(process, data_dir, f"http://127.0.0.1:{port}", log_path)
+    running = ServeProcess(process, data_dir, f"http://127.0.0.1:{port}", log_path, ws_port)
     try:
         _wait_live(running)
         yield running
@@ -125,7 +128,8 @@ def test_serve_accepts_a_notification_and_stops_cleanly(serve: ServeProcess) -> 
         assert created.headers["location"] == f"/v1/notifications/{notification_id}"
         fetched = client.get(f"/v1/notifications/{notification_id}", headers=headers)
         assert fetched.status_code == 200
-        assert fetched.json()["status"] == "accepted"
+        # At least `accepted`: the dispatcher in the same process may have stored it already.
+        assert fetched.json()["status"] in ("accepted", "pending")
 
     assert _redis_server_pids(serve.data_dir), "the embedded server should be running"
     serve.process.send_signal(signal.SIGTERM)
@@ -134,6 +138,29 @@ def test_serve_accepts_a_notification_and_stops_cleanly(serve: ServeProcess) -> 
     # The SQLite store and the embedded server's data live under the data dir.
     assert (serve.data_dir / "notifactor.db").exists()
     assert (serve.data_dir / "redis").is_dir()
+
+
+def test_serve_dispatches_an_offline_users_notification_to_pending(serve: ServeProcess) -> None:
+    token = serve.token("acme", "offline-user")
+    headers = {"Authorization": f"Bearer {token}"}
+    body = {"tenant_id": "acme", "user_id": "offline-user", "channel": "alerts", "content": "later"}
+    with httpx.Client(base_url=serve.base_url, timeout=10.0) as client:
+        notification_id = client.post("/v1/notifications", json=body, headers=headers).json()["id"]
+        deadline = time.monotonic() + 15
+        status = None
+        while time.monotonic() < deadline:
+            status = client.get(f"/v1/notifications/{notification_id}", headers=headers).json()[
+                "status"
+            ]
+            if status == "pending":
+                break
+            time.sleep(0.05)
+        assert status == "pending"
+        deliveries = client.get(
+            "/v1/tenants/acme/deliveries", params={"user_id": "offline-user"}, headers=headers
+        )
+        assert deliveries.status_code == 200
+        assert [item["notification_id"] for item in deliveries.json()["items"]] == [notification_id]
 
 
 def test_serve_generates_a_private_jwt_secret(serve: ServeProcess) -> None:
@@ -192,3 +219,78 @@ def test_serve_restarts_embedded_redis_after_a_crash(serve: ServeProcess) -> Non
         time.sleep(0.1)
     assert status == 202
     assert _redis_server_pids(serve.data_dir) not in ([], [pid])
+
+
+def _wait_status(
+    client: httpx.Client, notification_id: str, headers: dict[str, str], want: str
+) -> str:
+    deadline = time.monotonic() + 15
+    status = ""
+    while time.monotonic() < deadline:
+        status = client.get(f"/v1/notifications/{notification_id}", headers=headers).json()[
+            "status"
+        ]
+        if status == want:
+            break
+        time.sleep(0.05)
+    return status
+
+
+def test_serve_delivers_to_a_live_socket_and_records_the_ack(serve: ServeProcess) -> None:
+    token = serve.token("acme", "live-user")
+    headers = {"Authorization": f"Bearer {token}"}
+    url = f"ws://127.0.0.1:{serve.ws_port}/ws?token={token}"
+    with (
+        connect(url, open_timeout=10) as socket,
+        httpx.Client(base_url=serve.base_url, timeout=10.0) as client,
+    ):
+        welcome = json.loads(socket.recv(timeout=10))
+        assert welcome["type"] == "welcome"
+        assert (welcome["tenant_id"], welcome["user_id"]) == ("acme", "live-user")
+        socket.send(json.dumps({"type": "subscribe", "channels": ["alerts"]}))
+        assert json.loads(socket.recv(timeout=10)) == {"type": "subscribed", "channels": ["alerts"]}
+        body = {"tenant_id": "acme", "user_id": "live-user", "channel": "alerts", "content": "now"}
+        notification_id = client.post("/v1/notifications", json=body, headers=headers).json()["id"]
+        frame = json.loads(socket.recv(timeout=10))
+        assert frame["type"] == "notification"
+        assert frame["id"] == notification_id
+        assert frame["content"] == "now"
+        assert frame["cursor"]
+        assert _wait_status(client, notification_id, headers, "delivered") == "delivered"
+        socket.send(json.dumps({"type": "ack", "id": notification_id}))
+        assert _wait_status(client, notification_id, headers, "acked") == "acked"
+
+
+def test_listen_command_prints_frames(serve: ServeProcess) -> None:
+    env = {
+        **serve.env(),
+        "NOTIFACTOR_WS_PORT": str(serve.ws_port),
+    }
+    listener = subprocess.Popen(
+        [sys.executable, "-m", "notifactor", "listen", "--tenant", "acme", "--sub", "listener"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert listener.stdout is not None
+        welcome = json.loads(listener.stdout.readline())
+        assert welcome["type"] == "welcome"
+        token = serve.token("acme", "sender")
+        body = {"tenant_id": "acme", "user_id": "listener", "channel": "news", "content": "hi"}
+        notification_id = httpx.post(
+            f"{serve.base_url}/v1/notifications",
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10.0,
+        ).json()["id"]
+        frame = json.loads(listener.stdout.readline())
+        assert (frame["type"], frame["id"], frame["content"]) == (
+            "notification",
+            notification_id,
+            "hi",
+        )
+    finally:
+        listener.send_signal(signal.SIGINT)
+        listener.wait(timeout=10)

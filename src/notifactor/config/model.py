@@ -238,6 +238,7 @@ class Config:
     http_port: int = attrs.field(default=8080, validator=_port)
     ws_host: str = attrs.field(default="127.0.0.1", validator=_non_empty)
     ws_port: int = attrs.field(default=8081, validator=_port)
+    ws_heartbeat_s: float = attrs.field(default=25.0, validator=_positive)
     jwt_secret: str | None = attrs.field(default=None)
     jwt_algorithm: JwtAlgorithm = "HS256"
     jwt_public_key_file: Path | None = attrs.field(default=None, validator=_optional_existing_file)

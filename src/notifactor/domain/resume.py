@@ -1,0 +1,112 @@
+"""What one WebSocket session has sent, and merging a resume replay with live traffic.
+
+Pure and synchronous; the session actor drives it.
+
+* :class:`SentWindow` remembers the ids a session wrote recently (bounded),
+  so a notification routed twice (a retry, a dispatcher takeover) reaches the
+  client once, and an ``ack`` can be checked against what this session got.
+* :class:`ReplayMerge` runs while a ``resume`` replays from storage. Live
+  notifications that arrive meanwhile are held back; a replayed id that is
+  also held back is dropped from the held set (the replay sends it, in
+  storage order); when the replay ends, what is still held and lies after the
+  client's cursor is released, in arrival order. Nothing is lost (every live
+  id after the cursor is either replayed or released) and nothing is doubled
+  (each id passes the :class:`SentWindow` once).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+import attrs
+
+from notifactor.domain.cursor import Position
+
+T = TypeVar("T")
+V = TypeVar("V")
+
+
+class ReplayOverflow(Exception):
+    """More live notifications arrived during a replay than the session may hold."""
+
+
+class SentWindow(Generic[V]):
+    """The last ``capacity`` ids sent, each with a value (its ``created_at``).
+
+    Args:
+        capacity: ids remembered; the oldest is forgotten first.
+    """
+
+    __slots__ = ("_capacity", "_ids")
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        self._capacity = capacity
+        self._ids: OrderedDict[str, V] = OrderedDict()
+
+    def __contains__(self, ident: object) -> bool:
+        return ident in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def get(self, ident: str) -> V | None:
+        return self._ids.get(ident)
+
+    def add(self, ident: str, value: V) -> bool:
+        """Remember ``ident``; ``False`` when it was already there (a duplicate)."""
+        if ident in self._ids:
+            return False
+        self._ids[ident] = value
+        if len(self._ids) > self._capacity:
+            self._ids.popitem(last=False)
+        return True
+
+
+@attrs.frozen(kw_only=True)
+class Keyed(Generic[T]):
+    """An item with its id and its place in the user's inbox order."""
+
+    id: str
+    position: Position
+    item: T
+
+
+class ReplayMerge(Generic[T]):
+    """Holds live items back while a replay after ``since`` runs.
+
+    Args:
+        since: the client's cursor position; only items after it are released.
+        limit: most live items held at once (over it: :class:`ReplayOverflow`).
+    """
+
+    __slots__ = ("_held", "_limit", "since")
+
+    def __init__(self, since: Position, limit: int) -> None:
+        self.since = since
+        self._limit = limit
+        self._held: OrderedDict[Hashable, Keyed[T]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def hold(self, live: Keyed[T]) -> None:
+        """Keep a live item until :meth:`release` (a repeat of a held id is dropped)."""
+        if live.id in self._held:
+            return
+        if len(self._held) >= self._limit:
+            raise ReplayOverflow(f"more than {self._limit} live notifications during a resume")
+        self._held[live.id] = live
+
+    def replayed(self, ident: str) -> None:
+        """The replay is sending ``ident``: it need not be released later."""
+        self._held.pop(ident, None)
+
+    def release(self) -> list[Keyed[T]]:
+        """The held items after ``since``, in arrival order; the merge is then empty."""
+        after = [keyed for keyed in self._held.values() if keyed.position > self.since]
+        self._held.clear()
+        return after

@@ -1,0 +1,175 @@
+"""The gateway's delivery stream: routed notifications in, fan-out to local sessions.
+
+Each gateway process owns ``notifactor:gw:{instance_id}``; the dispatcher
+appends a :class:`~notifactor.domain.routing.RoutedMessage` for every
+notification whose recipient has a session here. The consumer reads it with
+plain ``XREAD`` (one reader per stream, no group needed), encodes each
+notification frame once, hands it to the recipient's local sessions, and
+deletes the entries it processed, so the stream holds only what is in flight.
+
+It also keeps this gateway alive in the presence registry (heartbeat every
+``presence_heartbeat_s``) and, now and then, removes the delivery streams of
+gateways that died (no ``gwalive`` key and nothing written for
+``stale_stream_ms``). :func:`reset_gateway` runs once when the edge starts: it
+forgets the registrations and the stream of an earlier run with the same id.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import attrs
+import coredis
+import msgspec
+import trio
+
+from notifactor.adapters.redis_dispatch import RedisKeys
+from notifactor.domain.routing import ROUTED_FIELD, ROUTED_SCHEMA_VERSION, decode_routed
+from notifactor.domain.ws_frames import notification_frame
+from notifactor.edge.registry import Deliver, SessionRegistry
+from notifactor.edge.settings import EdgeSettings
+from notifactor.edge.stopping import until_stop_requested
+from notifactor.ports.presence import Presence
+
+log = logging.getLogger("notifactor.edge.delivery")
+
+
+@attrs.define
+class StreamPosition:
+    """The last processed entry id; outlives restarts of the consumer."""
+
+    last_id: str = "0-0"
+
+
+async def reset_gateway(
+    redis: coredis.Redis[bytes], keys: RedisKeys, presence: Presence, gateway_id: str
+) -> None:
+    """Forget what an earlier run of ``gateway_id`` left behind, then mark it alive."""
+    await presence.drop_gateway(gateway_id)
+    await redis.delete([keys.gateway_stream(gateway_id)])
+    await presence.heartbeat(gateway_id)
+
+
+class DeliveryConsumer:
+    """Reads this gateway's delivery stream and fans it out (see the module docstring)."""
+
+    def __init__(
+        self,
+        redis: coredis.Redis[bytes],
+        *,
+        keys: RedisKeys,
+        presence: Presence,
+        registry: SessionRegistry,
+        gateway_id: str,
+        settings: EdgeSettings,
+        position: StreamPosition | None = None,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._presence = presence
+        self._registry = registry
+        self._gateway_id = gateway_id
+        self._settings = settings
+        self._position = position or StreamPosition()
+        self._stream = keys.gateway_stream(gateway_id)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Consume until cancelled; a start function for the edge supervisor."""
+        await self._presence.heartbeat(self._gateway_id)
+        with until_stop_requested():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._heartbeat_loop)
+                nursery.start_soon(self._janitor_loop)
+                task_status.started()
+                while True:
+                    await self.consume_once()
+
+    async def consume_once(self) -> int:
+        """One ``XREAD`` (blocking up to ``consumer_block_ms``); returns entries processed."""
+        reply: Any = await self._redis.xread(
+            {self._stream: self._position.last_id},
+            count=self._settings.consumer_count,
+            block=self._settings.consumer_block_ms,
+        )
+        if not reply:
+            return 0
+        ids: list[str] = []
+        for entries in reply.values():
+            for entry in entries:
+                ident = _text(entry.identifier)
+                self._fan_out(ident, entry.field_values)
+                ids.append(ident)
+        if ids:
+            self._position.last_id = ids[-1]
+            await self._redis.xdel(self._stream, ids)
+        return len(ids)
+
+    def _fan_out(self, ident: str, fields: Any) -> None:
+        raw = fields.get(ROUTED_FIELD.encode()) or fields.get(ROUTED_FIELD)
+        try:
+            if raw is None:
+                raise ValueError(f"no {ROUTED_FIELD!r} field")
+            message = decode_routed(raw)
+            if message.schema_version != ROUTED_SCHEMA_VERSION:
+                raise ValueError(f"unknown schema_version {message.schema_version}")
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as error:
+            log.warning("skipping delivery-stream entry %s: %s", ident, error)
+            return
+        frame = notification_frame(
+            id=message.id,
+            channel=message.channel,
+            content=message.content,
+            priority=message.priority,
+            metadata=message.metadata,
+            created_at=message.created_at,
+            cursor=message.cursor,
+        )
+        self._registry.fan_out(Deliver(message=message, frame=frame))
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await trio.sleep(self._settings.presence_heartbeat_s)
+            try:
+                await self._presence.heartbeat(self._gateway_id)
+            except Exception as error:  # next tick retries; the TTL spans several ticks
+                log.warning("presence heartbeat failed: %s", error)
+
+    async def _janitor_loop(self) -> None:
+        while True:
+            try:
+                removed = await remove_dead_streams(
+                    self._redis, self._keys, stale_ms=self._settings.stale_stream_ms
+                )
+                if removed:
+                    log.info("removed %d delivery streams of dead gateways", removed)
+            except Exception as error:  # housekeeping never stops delivery
+                log.warning("delivery-stream cleanup failed: %s", error)
+            await trio.sleep(self._settings.janitor_interval_s)
+
+
+async def remove_dead_streams(
+    redis: coredis.Redis[bytes], keys: RedisKeys, *, stale_ms: int
+) -> int:
+    """Delete delivery streams whose gateway is gone and that were idle ``stale_ms``."""
+    pattern = keys.gateway_stream("*")
+    prefix = keys.gateway_stream("")
+    now_ms = int(time.time() * 1000)
+    removed = 0
+    async for key in redis.scan_iter(match=pattern, count=500):
+        name = _text(key)
+        gateway_id = name[len(prefix) :]
+        if await redis.exists([keys.gateway_alive(gateway_id)]):
+            continue
+        last: Any = await redis.xrevrange(name, count=1)
+        if last:
+            last_ms = int(_text(last[0].identifier).partition("-")[0])
+            if now_ms - last_ms < stale_ms:
+                continue
+        removed += int(await redis.delete([name]))
+    return removed
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,93 @@
+"""Delivery-state writes of the edge (``delivered``, ``acked``), batched.
+
+Sessions hand updates to one :class:`DeliveryRecorder` per process through a
+bounded channel and go on; the recorder submits them to the storage writer in
+batches (never one round trip per frame) and a second task waits for each
+batch to be durable and logs failures. Losing such an update is not losing a
+notification: it stays ``pending`` and the next ``resume`` sends it again.
+When the channel is full, sessions wait (backpressure towards storage).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from notifactor.actors.storage_writer import StorageWriterClient, WriteTicket
+from notifactor.domain.notification import DeliveryUpdate
+from notifactor.edge.stopping import until_stop_requested
+
+log = logging.getLogger("notifactor.edge.recorder")
+
+_TICKETS_IN_FLIGHT = 64
+
+
+class DeliveryRecorder:
+    """Batches :class:`DeliveryUpdate` records into a storage writer.
+
+    Args:
+        writer: the storage writer's client.
+        queue_size: updates buffered before :meth:`record` waits.
+        batch: most updates per submission.
+    """
+
+    def __init__(self, writer: StorageWriterClient, *, queue_size: int, batch: int) -> None:
+        self._writer = writer
+        self._batch = batch
+        self._send, self._receive = trio.open_memory_channel[DeliveryUpdate](queue_size)
+
+    async def record(self, update: DeliveryUpdate) -> None:
+        """Queue ``update``; waits only while the queue is full."""
+        await self._send.send(update)
+
+    def queued(self) -> int:
+        """Updates waiting for submission."""
+        return self._receive.statistics().current_buffer_used
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Submit queued updates until cancelled; on cancellation submit what is queued."""
+        tickets_send, tickets_receive = trio.open_memory_channel[WriteTicket](_TICKETS_IN_FLIGHT)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch, tickets_receive)
+            task_status.started()
+            try:
+                with until_stop_requested():
+                    await self._submit_loop(tickets_send)
+            finally:
+                with trio.CancelScope(shield=True) as scope:
+                    scope.deadline = trio.current_time() + 5.0
+                    await self._drain()
+                nursery.cancel_scope.cancel()
+
+    async def _submit_loop(self, tickets: trio.MemorySendChannel[WriteTicket]) -> None:
+        while True:
+            first = await self._receive.receive()
+            batch = [first, *self._take_nowait(self._batch - 1)]
+            ticket = await self._writer.submit(batch)
+            await tickets.send(ticket)
+
+    def _take_nowait(self, most: int) -> list[DeliveryUpdate]:
+        taken: list[DeliveryUpdate] = []
+        while len(taken) < most:
+            try:
+                taken.append(self._receive.receive_nowait())
+            except trio.WouldBlock:
+                break
+        return taken
+
+    async def _drain(self) -> None:
+        while batch := self._take_nowait(self._batch):
+            try:
+                await self._writer.submit(batch)
+            except Exception as error:  # the writer may be gone already
+                log.warning("could not hand %d delivery updates over: %s", len(batch), error)
+                return
+
+    @staticmethod
+    async def _watch(tickets: trio.MemoryReceiveChannel[WriteTicket]) -> None:
+        async for ticket in tickets:
+            try:
+                await ticket.wait_durable()
+            except Exception as error:  # logged; the states stay pending, resume resends
+                log.warning("delivery-state update not stored: %s", error)

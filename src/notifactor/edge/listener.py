@@ -1,0 +1,255 @@
+"""The WebSocket listener: upgrade requests on ``/ws``, one session actor per socket.
+
+Everything a client can get wrong is answered before the upgrade, as plain
+HTTP with an ``application/problem+json`` body:
+
+* a path other than ``/ws`` → 404;
+* a missing, malformed, expired or badly signed token (``?token=`` or
+  ``Authorization: Bearer``) → 401 with ``WWW-Authenticate: Bearer
+  error="invalid_token"``;
+* the tenant already holds ``max_ws_connections`` sessions on this process → 429
+  with ``Retry-After``; the session pool is full → 503.
+
+Each TCP connection runs in a guard: garbage bytes, a broken handshake or a
+peer that vanishes mid-upgrade end that connection only, never the listener.
+A graceful stop closes the listening socket, then stops every session (each
+closes with 1001) within the pool's budget.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import secrets
+from collections.abc import Callable
+from urllib.parse import parse_qs, urlsplit
+
+import msgspec
+import trio
+from trio_websocket import WebSocketRequest, wrap_server_stream
+
+from notifactor.actors import ActorRef, run_actor
+from notifactor.actors.session import CLOSE_INTERNAL, CLOSE_TRY_AGAIN, SessionActor
+from notifactor.actors.stop import optional_stop_signal
+from notifactor.auth.verify import InvalidTokenError, Principal, TokenVerifier
+from notifactor.config import Config
+from notifactor.edge import metrics
+from notifactor.edge.context import EdgeContext
+from notifactor.edge.registry import Deliver
+from notifactor.edge.trio_socket import TrioWebSocket
+from notifactor.supervisors import (
+    ChildSpec,
+    ChildStartFailed,
+    DynamicSupervisor,
+    NodeStatistics,
+    PoolFull,
+    SupervisorNotRunning,
+)
+
+log = logging.getLogger("notifactor.edge.listener")
+
+WS_PATH = "/ws"
+RETRY_AFTER_S = 5
+
+
+class WsListener:
+    """Accepts WebSocket upgrades and starts session actors in ``pool``.
+
+    Args:
+        config: ``ws_host``, ``ws_port`` (0 picks a free port),
+            ``limits.ws_max_message_bytes``, tenant policies, session mailbox size.
+        verifier: checks the bearer token of each upgrade request.
+        context: what sessions share.
+        pool: the ``sessions`` dynamic supervisor (must be running).
+        on_listening: told the bound port once the socket listens.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        verifier: TokenVerifier,
+        context: EdgeContext,
+        pool: DynamicSupervisor,
+        *,
+        on_listening: Callable[[int], None] | None = None,
+    ) -> None:
+        self._config = config
+        self._verifier = verifier
+        self._ctx = context
+        self._pool = pool
+        self._on_listening = on_listening
+        self.port: int | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen until stopped (graceful: sessions close with 1001) or cancelled."""
+        listeners = await trio.open_tcp_listeners(self._config.ws_port, host=self._config.ws_host)
+        self.port = int(listeners[0].socket.getsockname()[1])
+        stop = optional_stop_signal()
+        async with trio.open_nursery() as connections:
+            async with trio.open_nursery() as accepting:
+                accepting.start_soon(
+                    functools.partial(
+                        trio.serve_listeners,
+                        self._guarded,
+                        list(listeners),
+                        handler_nursery=connections,
+                    )
+                )
+                log.info("websocket listener ready on port %d", self.port)
+                if self._on_listening is not None:
+                    self._on_listening(self.port)
+                task_status.started()
+                if stop is None:
+                    await trio.sleep_forever()
+                await stop.wait()
+                accepting.cancel_scope.cancel()
+            with trio.CancelScope(shield=True):
+                for listener in listeners:
+                    await listener.aclose()
+                await self._stop_sessions()
+            connections.cancel_scope.deadline = (
+                trio.current_time() + self._ctx.settings.close_timeout_s
+            )
+
+    async def _stop_sessions(self) -> None:
+        async with trio.open_nursery() as nursery:
+            for child_id in self._pool.child_ids():
+                nursery.start_soon(self._pool.stop_child, child_id)
+
+    async def _guarded(self, stream: trio.SocketStream) -> None:
+        try:
+            await self._serve_connection(stream)
+        except* Exception:
+            log.debug("websocket connection failed; dropped it", exc_info=True)
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+
+    async def _serve_connection(self, stream: trio.SocketStream) -> None:
+        max_bytes = self._config.limits.ws_max_message_bytes
+        async with trio.open_nursery() as nursery:
+            with trio.move_on_after(self._ctx.settings.connect_timeout_s) as upgrade:
+                request = await wrap_server_stream(nursery, stream, max_message_size=max_bytes)
+            if upgrade.cancelled_caught:
+                nursery.cancel_scope.cancel()
+                await stream.aclose()
+                return
+            try:
+                await self._handle(request)
+            finally:
+                # The session closed its socket already; a refused request's
+                # stream is closed here, which also ends the reader task.
+                with trio.CancelScope(shield=True):
+                    await stream.aclose()
+
+    async def _handle(self, request: WebSocketRequest) -> None:
+        target = urlsplit(request.path)
+        if target.path != WS_PATH:
+            await _refuse(request, 404, "Not Found", f"no WebSocket endpoint at {target.path!r}")
+            return
+        try:
+            principal = self._verifier.verify(_token_of(request, target.query))
+        except InvalidTokenError as error:
+            await _refuse(
+                request,
+                401,
+                "Unauthorized",
+                str(error),
+                [(b"WWW-Authenticate", b'Bearer error="invalid_token"')],
+            )
+            return
+        limit = self._config.tenant_policy(principal.tenant_id).max_ws_connections
+        if not self._ctx.registry.reserve(principal.tenant_id, limit):
+            await _refuse(
+                request,
+                429,
+                "Too Many Requests",
+                f"the tenant already has {limit} WebSocket sessions",
+                [(b"Retry-After", str(RETRY_AFTER_S).encode())],
+            )
+            return
+        try:
+            if len(self._pool) >= self._pool.max_children:
+                await _refuse(
+                    request,
+                    503,
+                    "Service Unavailable",
+                    "this gateway holds as many sessions as it may",
+                    [(b"Retry-After", str(RETRY_AFTER_S).encode())],
+                )
+                return
+            await self._run_session(request, principal)
+        finally:
+            self._ctx.registry.release(principal.tenant_id)
+
+    async def _run_session(self, request: WebSocketRequest, principal: Principal) -> None:
+        connection = await request.accept()
+        socket = TrioWebSocket(connection)
+        session_id = secrets.token_urlsafe(12)
+        ref: ActorRef[Deliver] = ActorRef(
+            f"session-{session_id}", mailbox_size=self._config.supervision.sessions.mailbox_size
+        )
+        session = SessionActor(
+            session_id=session_id,
+            tenant_id=principal.tenant_id,
+            user_id=principal.subject,
+            socket=socket,
+            ref=ref,
+            context=self._ctx,
+        )
+        ended = trio.Event()
+
+        def terminated() -> None:
+            ref.close()
+            ended.set()
+
+        spec = ChildSpec(
+            id=ref.name,
+            start=functools.partial(run_actor, ref, lambda: session),
+            restart="temporary",
+            kind="actor",
+            introspect=lambda: NodeStatistics(
+                id=ref.name, kind="actor", state="running", mailbox=ref.statistics()
+            ),
+            on_terminated=terminated,
+        )
+        try:
+            await self._pool.start_child(spec)
+        except PoolFull:
+            await socket.close(CLOSE_TRY_AGAIN, "server at capacity")
+            return
+        except (ChildStartFailed, SupervisorNotRunning) as error:
+            log.warning("session %s could not start: %s", session_id, error)
+            await socket.close(CLOSE_INTERNAL, "session could not start")
+            return
+        await ended.wait()
+
+
+def _token_of(request: WebSocketRequest, query: str) -> str:
+    for name, value in request.headers:
+        if name.lower() == b"authorization":
+            scheme, _, token = value.decode("latin-1").strip().partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+            raise InvalidTokenError("authorization scheme must be Bearer")
+    tokens = parse_qs(query).get("token")
+    if not tokens or not tokens[0]:
+        raise InvalidTokenError("missing bearer token")
+    return tokens[0]
+
+
+async def _refuse(
+    request: WebSocketRequest,
+    status: int,
+    title: str,
+    detail: str,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    metrics.WEBSOCKET_REFUSED.labels(status=str(status)).inc()
+    body = msgspec.json.encode(
+        {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    )
+    await request.reject(
+        status,
+        extra_headers=[(b"Content-Type", b"application/problem+json"), *(headers or [])],
+        body=body,
+    )

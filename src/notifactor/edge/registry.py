@@ -1,0 +1,97 @@
+"""The sessions of this process, by tenant and user: fan-out and connection limits.
+
+Fan-out never waits: each session gets the routed message with
+``tell_nowait``; a session whose mailbox is full is told to close with 1013
+(slow consumer) instead of slowing the others. Every lookup is keyed by
+``(tenant_id, user_id)``, so a message can only reach sessions of its own
+tenant.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+import attrs
+
+from notifactor.actors import ActorRef, ActorStopped, MailboxFull
+from notifactor.domain.routing import RoutedMessage
+
+
+@attrs.frozen(kw_only=True)
+class Deliver:
+    """A routed notification for a session, with its frame text encoded once."""
+
+    message: RoutedMessage
+    frame: str
+
+
+@attrs.frozen(eq=False, kw_only=True)
+class SessionHandle:
+    """What the registry knows of one session."""
+
+    session_id: str
+    tenant_id: str
+    user_id: str
+    ref: ActorRef[Deliver]
+    overloaded: Callable[[], None]
+
+
+class SessionRegistry:
+    """Live sessions by ``(tenant_id, user_id)`` and connection counts by tenant."""
+
+    def __init__(self) -> None:
+        self._by_user: dict[tuple[str, str], dict[str, SessionHandle]] = {}
+        self._per_tenant: Counter[str] = Counter()
+
+    def __len__(self) -> int:
+        return sum(len(sessions) for sessions in self._by_user.values())
+
+    def reserve(self, tenant_id: str, limit: int) -> bool:
+        """Count one more connection of ``tenant_id`` unless it already has ``limit``."""
+        if self._per_tenant[tenant_id] >= limit:
+            return False
+        self._per_tenant[tenant_id] += 1
+        return True
+
+    def release(self, tenant_id: str) -> None:
+        """Undo one :meth:`reserve`."""
+        self._per_tenant[tenant_id] -= 1
+        if self._per_tenant[tenant_id] <= 0:
+            del self._per_tenant[tenant_id]
+
+    def connections(self, tenant_id: str) -> int:
+        return self._per_tenant[tenant_id]
+
+    def add(self, handle: SessionHandle) -> None:
+        self._by_user.setdefault((handle.tenant_id, handle.user_id), {})[handle.session_id] = handle
+
+    def remove(self, handle: SessionHandle) -> None:
+        key = (handle.tenant_id, handle.user_id)
+        sessions = self._by_user.get(key)
+        if sessions is None:
+            return
+        sessions.pop(handle.session_id, None)
+        if not sessions:
+            del self._by_user[key]
+
+    def sessions_of(self, tenant_id: str, user_id: str) -> list[SessionHandle]:
+        return list(self._by_user.get((tenant_id, user_id), {}).values())
+
+    def fan_out(self, deliver: Deliver) -> int:
+        """Hand ``deliver`` to every local session of its recipient; how many took it."""
+        message = deliver.message
+        sessions = self._by_user.get((message.tenant_id, message.user_id))
+        if not sessions:
+            return 0
+        taken = 0
+        for handle in list(sessions.values()):
+            try:
+                handle.ref.tell_nowait(deliver)
+            except MailboxFull:
+                handle.overloaded()
+            except ActorStopped:
+                continue
+            else:
+                taken += 1
+        return taken

@@ -1,0 +1,67 @@
+"""Tuning of the WebSocket edge (defaults suit production; tests shorten the times)."""
+
+from __future__ import annotations
+
+import attrs
+
+from notifactor.config import Config
+
+DEFAULT_HEARTBEAT_S = 25.0
+
+
+@attrs.frozen(kw_only=True)
+class EdgeSettings:
+    """Knobs of the listener, the sessions and the delivery consumer.
+
+    Attributes:
+        heartbeat_s: server ping period, announced in ``welcome``; a session
+            silent (no frame, no pong) for two periods is closed (1008).
+        outbox_size: frames queued for one socket; a live frame that finds it
+            full closes the session with 1013 (slow consumer).
+        sent_window: ids per session remembered for de-duplication and acks.
+        replay_page: rows per storage read during a resume.
+        replay_hold_limit: live frames held back during one resume (over it: 1013).
+        resume_grace_s: live frames are held this long after ``welcome`` unless a
+            client frame comes first; a ``resume`` sent as the first frame then
+            merges them into the replay, in order.
+        send_timeout_s: longest a single socket write may block before the
+            client counts as gone (the connection is then dropped).
+        close_timeout_s: bound on the close handshake.
+        connect_timeout_s: bound on the HTTP upgrade request.
+        presence_heartbeat_s: period of the gateway's presence heartbeat
+            (a third of the presence TTL).
+        consumer_count: entries per XREAD of the gateway delivery stream.
+        consumer_block_ms: longest wait of one XREAD.
+        janitor_interval_s: how often delivery streams of dead gateways are removed.
+        stale_stream_ms: a dead gateway's stream untouched this long is removed.
+        recorder_queue: delivery-state updates buffered before sessions wait.
+        recorder_batch: most updates per storage-writer submission.
+    """
+
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S
+    outbox_size: int = 256
+    sent_window: int = 512
+    replay_page: int = 200
+    replay_hold_limit: int = 4096
+    resume_grace_s: float = 0.5
+    send_timeout_s: float = 10.0
+    close_timeout_s: float = 2.0
+    connect_timeout_s: float = 10.0
+    presence_heartbeat_s: float = 10.0
+    consumer_count: int = 512
+    consumer_block_ms: int = 1000
+    janitor_interval_s: float = 300.0
+    stale_stream_ms: int = 120_000
+    recorder_queue: int = 8192
+    recorder_batch: int = 512
+
+    def __attrs_post_init__(self) -> None:
+        if self.heartbeat_s <= 0 or self.send_timeout_s <= 0 or self.close_timeout_s <= 0:
+            raise ValueError("heartbeat_s, send_timeout_s and close_timeout_s must be > 0")
+        if min(self.outbox_size, self.sent_window, self.replay_page, self.recorder_queue) < 1:
+            raise ValueError("sizes must be >= 1")
+
+
+def settings_from_config(config: Config) -> EdgeSettings:
+    """The edge settings ``config`` asks for."""
+    return EdgeSettings(heartbeat_s=config.ws_heartbeat_s)

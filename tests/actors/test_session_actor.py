@@ -1,0 +1,356 @@
+"""The session actor against fakes: frames, fan-out, slow consumers, heartbeat, resume, acks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import attrs
+import trio
+import trio.testing
+
+from notifactor.actors import ActorRef
+from notifactor.actors.session import SessionActor
+from notifactor.domain.cursor import cursor_for
+from notifactor.domain.delivery_state import DeliveryState
+from notifactor.domain.notification import (
+    DeliveryUpdate,
+    InboxEntry,
+    Notification,
+    NotificationView,
+)
+from notifactor.domain.routing import RoutedMessage
+from notifactor.domain.ws_frames import notification_frame
+from notifactor.edge.context import EdgeContext
+from notifactor.edge.registry import Deliver, SessionRegistry
+from notifactor.edge.settings import EdgeSettings
+from notifactor.edge.socket_port import SocketClosed
+from notifactor.supervisors import Supervisor, actor_spec
+
+BASE = datetime(2026, 11, 3, 12, 0, tzinfo=UTC)
+
+
+class FakeSocket:
+    """A socket whose client side the test drives."""
+
+    def __init__(self, *, pongs: bool = True) -> None:
+        self.to_server, self._incoming = trio.open_memory_channel[str | bytes](16)
+        self._to_client, self.from_server = trio.open_memory_channel[str](10_000)
+        self.pongs = pongs
+        self.writable = trio.Event()
+        self.writable.set()
+        self.closed_with: tuple[int, str] | None = None
+        self.closed = trio.Event()
+
+    async def receive(self) -> str | bytes:
+        try:
+            return await self._incoming.receive()
+        except trio.EndOfChannel:
+            raise SocketClosed(1000, "client left") from None
+
+    async def send(self, text: str) -> None:
+        if self.closed_with is not None:
+            raise SocketClosed(*self.closed_with)
+        await self.writable.wait()
+        await self._to_client.send(text)
+
+    async def ping(self) -> None:
+        if not self.pongs:
+            await trio.sleep_forever()
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.closed_with is None:
+            self.closed_with = (code, reason)
+        self.closed.set()
+
+    async def frame(self) -> dict[str, Any]:
+        with trio.fail_after(5):
+            value: dict[str, Any] = json.loads(await self.from_server.receive())
+            return value
+
+    async def say(self, value: Any) -> None:
+        await self.to_server.send(value if isinstance(value, str) else json.dumps(value))
+
+
+@attrs.define
+class FakePresence:
+    registered: list[tuple[str, str, str]] = attrs.Factory(list)
+    unregistered: list[tuple[str, str, str]] = attrs.Factory(list)
+
+    async def register(self, tenant_id: str, user_id: str, gateway_id: str) -> None:
+        self.registered.append((tenant_id, user_id, gateway_id))
+
+    async def unregister(self, tenant_id: str, user_id: str, gateway_id: str) -> None:
+        self.unregistered.append((tenant_id, user_id, gateway_id))
+
+
+@attrs.define
+class FakeStore:
+    notifications: list[Notification] = attrs.Factory(list)
+    gate: trio.Event | None = None
+
+    async def inbox_after(
+        self, tenant_id: str, user_id: str, cursor: str | None, limit: int
+    ) -> list[InboxEntry]:
+        if self.gate is not None:
+            await self.gate.wait()
+        mine = sorted(
+            (n for n in self.notifications if (n.tenant_id, n.user_id) == (tenant_id, user_id)),
+            key=lambda n: (n.created_at, n.id),
+        )
+        cursors = [cursor_for(n) for n in mine]
+        start = cursors.index(cursor) + 1 if cursor in cursors else 0
+        return [
+            InboxEntry(notification=n, cursor=c, state=DeliveryState.PENDING)
+            for n, c in zip(
+                mine[start : start + limit], cursors[start : start + limit], strict=True
+            )
+        ]
+
+    async def get_notification(
+        self, tenant_id: str, notification_id: str
+    ) -> NotificationView | None:
+        for n in self.notifications:
+            if n.tenant_id == tenant_id and n.id == notification_id:
+                return NotificationView(
+                    notification=n,
+                    status=DeliveryState.PENDING,
+                    attempts=1,
+                    last_error=None,
+                    updated_at=n.created_at,
+                )
+        return None
+
+
+@attrs.define
+class FakeRecorder:
+    updates: list[DeliveryUpdate] = attrs.Factory(list)
+
+    async def record(self, update: DeliveryUpdate) -> None:
+        self.updates.append(update)
+
+    def states(self, state: DeliveryState) -> list[str]:
+        return [u.notification_id for u in self.updates if u.state is state]
+
+
+def notification(
+    n: int, *, tenant: str = "t", user: str = "u", channel: str = "alerts"
+) -> Notification:
+    return Notification(
+        tenant_id=tenant,
+        id=f"id{n:04d}",
+        user_id=user,
+        channel=channel,
+        content=f"c{n}",
+        created_at=BASE + timedelta(milliseconds=n),
+    )
+
+
+def deliver(n: int, **kw: Any) -> Deliver:
+    note = notification(n, **kw)
+    message = RoutedMessage(
+        id=note.id,
+        tenant_id=note.tenant_id,
+        user_id=note.user_id,
+        channel=note.channel,
+        content=note.content,
+        priority=note.priority,
+        metadata={},
+        created_at=note.created_at,
+        cursor=cursor_for(note),
+        attempt=1,
+        traceparent="",
+    )
+    frame = notification_frame(
+        id=note.id,
+        channel=note.channel,
+        content=note.content,
+        priority=note.priority,
+        metadata={},
+        created_at=note.created_at,
+        cursor=message.cursor,
+    )
+    return Deliver(message=message, frame=frame)
+
+
+@attrs.define
+class Env:
+    registry: SessionRegistry
+    presence: FakePresence
+    store: FakeStore
+    recorder: FakeRecorder
+    context: EdgeContext
+    supervisor: Supervisor | None = None
+
+
+def make_env(settings: EdgeSettings | None = None, store: FakeStore | None = None) -> Env:
+    registry, presence, recorder = SessionRegistry(), FakePresence(), FakeRecorder()
+    store = store or FakeStore()
+    context = EdgeContext(
+        gateway_id="gw-test",
+        registry=registry,
+        presence=presence,  # type: ignore[arg-type]
+        store=store,  # type: ignore[arg-type]
+        recorder=recorder,
+        settings=settings or EdgeSettings(heartbeat_s=10, outbox_size=4, close_timeout_s=1),
+    )
+    return Env(registry, presence, store, recorder, context)
+
+
+@asynccontextmanager
+async def sessions(
+    env: Env, specs: Sequence[tuple[str, str, FakeSocket]]
+) -> AsyncIterator[list[SessionActor]]:
+    actors: list[SessionActor] = []
+    children = []
+    for index, (tenant, user, socket) in enumerate(specs):
+        ref: ActorRef[Deliver] = ActorRef(f"session-{index}", mailbox_size=8)
+        actor = SessionActor(
+            session_id=f"s{index}",
+            tenant_id=tenant,
+            user_id=user,
+            socket=socket,
+            ref=ref,
+            context=env.context,
+        )
+        actors.append(actor)
+        children.append(actor_spec(ref, lambda a=actor: a, restart="temporary"))  # type: ignore[misc]
+    env.supervisor = Supervisor("sessions", children)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(env.supervisor.run)
+        yield actors
+        env.supervisor.request_stop()
+
+
+async def test_welcome_ping_errors_and_subscriptions() -> None:
+    env, socket = make_env(), FakeSocket()
+    async with sessions(env, [("t", "u", socket)]):
+        welcome = await socket.frame()
+        assert welcome == {
+            "type": "welcome",
+            "session_id": "s0",
+            "tenant_id": "t",
+            "user_id": "u",
+            "heartbeat_s": 10,
+        }
+        assert env.presence.registered == [("t", "u", "gw-test")]
+        await socket.say({"type": "ping"})
+        assert await socket.frame() == {"type": "pong"}
+        await socket.say("{nope")
+        assert (await socket.frame())["code"] == "invalid_json"
+        await socket.say({"type": "unsubscribe", "channels": ["x"]})
+        assert (await socket.frame())["code"] == "not_subscribed"
+        await socket.say({"type": "subscribe", "channels": ["news", "alerts"]})
+        assert await socket.frame() == {"type": "subscribed", "channels": ["alerts", "news"]}
+        await socket.say({"type": "unsubscribe", "channels": ["news"]})
+        assert await socket.frame() == {"type": "subscribed", "channels": ["alerts"]}
+        env.registry.fan_out(deliver(1, channel="news"))
+        env.registry.fan_out(deliver(2))
+        env.registry.fan_out(deliver(2))  # a repeat (retry): sent once
+        env.registry.fan_out(deliver(3, tenant="other"))  # another tenant: never here
+        frame = await socket.frame()
+        assert frame["id"] == "id0002"
+        assert frame["type"] == "notification"
+        await socket.say({"type": "ping"})
+        assert await socket.frame() == {"type": "pong"}
+    assert socket.closed_with == (1001, "server shutting down")
+    assert env.presence.unregistered == [("t", "u", "gw-test")]
+    assert env.recorder.states(DeliveryState.DELIVERED) == ["id0002"]
+
+
+async def test_slow_consumer_is_closed_1013_and_others_keep_going() -> None:
+    env = make_env()
+    slow, fast = FakeSocket(), FakeSocket()
+    async with sessions(env, [("t", "u", slow), ("t", "u", fast)]) as (slow_actor, fast_actor):
+        await slow.frame()
+        await fast.frame()
+        slow.writable = trio.Event()  # the slow client stops reading
+        for n in range(1, 30):
+            env.registry.fan_out(deliver(n))
+            await trio.testing.wait_all_tasks_blocked()
+            assert (await fast.frame())["id"] == f"id{n:04d}"
+        with trio.fail_after(5):
+            await slow.closed.wait()
+        assert slow.closed_with is not None
+        assert slow.closed_with[0] == 1013
+        assert slow_actor.close_code == 1013
+        assert fast_actor.close_code is None
+        slow.writable.set()
+
+
+async def test_silent_client_is_closed_after_two_heartbeats(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    env = make_env(EdgeSettings(heartbeat_s=5, close_timeout_s=1))
+    silent, chatty = FakeSocket(pongs=False), FakeSocket(pongs=True)
+    async with sessions(env, [("t", "u", silent), ("t", "v", chatty)]):
+        start = trio.current_time()
+        await silent.closed.wait()
+        assert silent.closed_with == (1008, "heartbeat timeout")
+        assert 10 <= trio.current_time() - start <= 15
+        assert chatty.closed_with is None
+
+
+async def test_resume_replays_then_switches_to_live_without_gap_or_duplicate() -> None:
+    gate = trio.Event()
+    store = FakeStore(notifications=[notification(n) for n in range(1, 11)], gate=gate)
+    env = make_env(EdgeSettings(outbox_size=64, replay_page=3), store)
+    socket = FakeSocket()
+    async with sessions(env, [("t", "u", socket)]):
+        await socket.frame()
+        await socket.say({"type": "resume", "since": cursor_for(notification(4))})
+        await trio.testing.wait_all_tasks_blocked()
+        # Live traffic while the replay is still reading storage: an old one
+        # (before the cursor), one the replay also returns, and two new ones.
+        for n in (2, 7, 11, 12):
+            env.registry.fan_out(deliver(n))
+        store.notifications.append(notification(11))
+        gate.set()
+        frames = await _frames_until(socket, "resumed")
+        assert [f["id"] for f in frames[:-1]] == [f"id{n:04d}" for n in range(5, 12)]
+        assert frames[-1] == {"type": "resumed", "count": 7}
+        assert (await socket.frame())["id"] == "id0012"
+        env.registry.fan_out(deliver(13))
+        assert (await socket.frame())["id"] == "id0013"
+
+
+async def test_acks_only_for_own_notifications() -> None:
+    store = FakeStore(notifications=[notification(1), notification(2, user="someone-else")])
+    env = make_env(store=store)
+    socket = FakeSocket()
+    async with sessions(env, [("t", "u", socket)]):
+        await socket.frame()
+        env.registry.fan_out(deliver(3))
+        await socket.frame()
+        await socket.say({"type": "ack", "id": "id0003"})  # sent on this session
+        await socket.say({"type": "ack", "id": "id0001"})  # own, from storage
+        await socket.say({"type": "ack", "id": "id0002"})  # another user's
+        assert (await socket.frame())["code"] == "unknown_notification"
+        await socket.say({"type": "ack", "id": "nope"})
+        assert (await socket.frame())["code"] == "unknown_notification"
+    assert sorted(env.recorder.states(DeliveryState.ACKED)) == ["id0001", "id0003"]
+    assert all(u.tenant_id == "t" and u.recipient_id == "u" for u in env.recorder.updates)
+
+
+async def test_client_leaving_ends_the_session() -> None:
+    env, socket = make_env(), FakeSocket()
+    async with sessions(env, [("t", "u", socket)]):
+        await socket.frame()
+        await socket.to_server.aclose()
+        with trio.fail_after(5):
+            await socket.closed.wait()
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(env.registry) == 0
+        assert env.presence.unregistered == [("t", "u", "gw-test")]
+
+
+async def _frames_until(socket: FakeSocket, kind: str) -> list[dict[str, Any]]:
+    frames = []
+    while True:
+        frame = await socket.frame()
+        frames.append(frame)
+        if frame["type"] == kind:
+            return frames
