@@ -56,3 +56,18 @@ async def test_lua_matches_pure_model(
                     assert outcome.retry_after_us == decision.retry_after_us
             assert result.tat_us == state.tat_us
             assert result.used_today == (state.used if state.day == now // MICROS_PER_DAY else 0)
+
+
+async def test_ingest_survives_a_flushed_script_cache(
+    redis_client: coredis.Redis[bytes], redis_prefix: str
+) -> None:
+    """EVALSHA on a server that forgot the script (restart, SCRIPT FLUSH) loads it and retries."""
+    ingest = RedisIngest(redis_client, IngestSettings(stream_prefix=f"{redis_prefix}stream:"))
+    rule = RateRule.from_policy(rate_per_s=1000, burst=10, daily_quota=0)
+    tenant = f"flush-{uuid.uuid4().hex[:8]}"
+    first = await ingest.ingest(tenant, rule, [_item(tenant)])
+    await redis_client.script_flush()
+    second = await ingest.ingest(tenant, rule, [_item(tenant)])
+    assert isinstance(first.outcomes[0], Accepted)
+    assert isinstance(second.outcomes[0], Accepted)
+    assert await redis_client.xlen(f"{redis_prefix}stream:0") == 2

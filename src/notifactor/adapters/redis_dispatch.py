@@ -30,6 +30,7 @@ import coredis
 import msgspec
 from coredis.tokens import PureToken
 
+from notifactor.adapters.redis_ingest import EvalShaScript
 from notifactor.domain.routing import ROUTED_FIELD
 from notifactor.ports.dispatch import ClaimBatch, StreamEntry
 
@@ -160,9 +161,10 @@ class RedisDispatchBus:
         self.group = group
         self._gateway_stream_maxlen = gateway_stream_maxlen
         self._dlq_maxlen = dlq_maxlen
-        self._route = client.register_script(ROUTE_LUA)
-        self._promote = client.register_script(PROMOTE_LUA)
-        self._delconsumer = client.register_script(DELCONSUMER_IF_IDLE_LUA)
+        # EVALSHA with a load on NOSCRIPT, without coredis' per-call Script overhead.
+        self._route = EvalShaScript(client, ROUTE_LUA)
+        self._promote = EvalShaScript(client, PROMOTE_LUA)
+        self._delconsumer = EvalShaScript(client, DELCONSUMER_IF_IDLE_LUA)
 
     async def ensure_group(self, partition: int) -> None:
         with contextlib.suppress(coredis.exceptions.StreamDuplicateConsumerGroupError):

@@ -5,11 +5,17 @@ RS256/ES256 with a PEM public key or a JWKS file. Required claims are ``sub``,
 ``tenant_id`` and ``exp``; ``iss``/``aud`` are checked when configured; clocks
 may disagree by :data:`LEEWAY_S`. Failures raise :class:`InvalidTokenError`
 with a short reason that never contains the token itself.
+
+Verified tokens are remembered by their exact string for a short while
+(:class:`VerifiedTokenCache`): a client sends the same bearer token on every
+request, and checking the signature again proves nothing new. Only a token
+that passed every check is remembered, never past its own ``exp``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -20,6 +26,10 @@ from notifactor.domain.identifiers import TENANT_ID, USER_ID
 
 LEEWAY_S = 30
 REQUIRED_CLAIMS = ("sub", "tenant_id", "exp")
+#: Longest time a verified token is answered from the cache (never past its ``exp``).
+TOKEN_CACHE_TTL_S = 30.0
+#: Most tokens remembered at once; the oldest entry goes first.
+TOKEN_CACHE_SIZE = 4096
 
 SCOPE_WRITE = "notifications:write"
 SCOPE_READ = "notifications:read"
@@ -43,6 +53,63 @@ class Principal:
         return scope in self.scopes
 
 
+class VerifiedTokenCache:
+    """Principals of recently verified tokens, keyed by the raw token string.
+
+    Security-neutral by construction: an entry is only added after the
+    signature, algorithm, issuer, audience and every required claim were
+    checked, and it stops answering at ``min(verified_at + ttl_s, exp)`` — the
+    cache never extends a token's life (it drops even the clock leeway).
+    Bounded to ``size`` entries; when full, expired entries are purged and
+    then the oldest ones are evicted.
+    """
+
+    def __init__(
+        self,
+        *,
+        size: int = TOKEN_CACHE_SIZE,
+        ttl_s: float = TOKEN_CACHE_TTL_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if size < 0 or ttl_s < 0:
+            raise ValueError("size and ttl_s must not be negative")
+        self.size = size
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._entries: dict[str, tuple[Principal, float]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, token: str) -> Principal | None:
+        """The cached principal of ``token``, or None (unknown or no longer valid)."""
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        principal, valid_until = entry
+        if self._clock() >= valid_until:
+            del self._entries[token]
+            return None
+        return principal
+
+    def put(self, token: str, principal: Principal, exp: float) -> None:
+        """Remember a token that passed verification; ``exp`` is its expiry claim."""
+        if self.size == 0:
+            return
+        now = self._clock()
+        valid_until = min(now + self.ttl_s, exp)
+        if valid_until <= now:
+            return
+        entries = self._entries
+        entries.pop(token, None)
+        if len(entries) >= self.size:
+            for stale in [t for t, (_, until) in entries.items() if until <= now]:
+                del entries[stale]
+            while len(entries) >= self.size:
+                del entries[next(iter(entries))]
+        entries[token] = (principal, valid_until)
+
+
 @attrs.define
 class TokenVerifier:
     """Checks tokens against one algorithm and one key (or one JWKS).
@@ -58,6 +125,7 @@ class TokenVerifier:
     jwks: jwt.PyJWKSet | None = None
     issuer: str | None = None
     audience: str | None = None
+    cache: VerifiedTokenCache = attrs.field(factory=VerifiedTokenCache)
 
     def verify_header(self, authorization: str | None) -> Principal:
         """The principal of an ``Authorization: Bearer <jwt>`` header value."""
@@ -69,7 +137,10 @@ class TokenVerifier:
         return self.verify(token.strip())
 
     def verify(self, token: str) -> Principal:
-        """The principal of a raw token."""
+        """The principal of a raw token (from the cache when it was verified recently)."""
+        cached = self.cache.get(token)
+        if cached is not None:
+            return cached
         try:
             claims = jwt.decode(
                 token,
@@ -92,7 +163,11 @@ class TokenVerifier:
             raise InvalidTokenError(f"missing claim {error.claim}") from None
         except jwt.InvalidTokenError as error:
             raise InvalidTokenError(f"invalid token ({type(error).__name__})") from None
-        return _principal(claims)
+        principal = _principal(claims)
+        exp = claims["exp"]
+        if isinstance(exp, int | float) and not isinstance(exp, bool):
+            self.cache.put(token, principal, float(exp))
+        return principal
 
     def _key_for(self, token: str) -> Any:
         if self.jwks is None:
