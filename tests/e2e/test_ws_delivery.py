@@ -107,12 +107,6 @@ async def test_slow_consumer_is_closed_1013_without_slowing_others(
             await client.close()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="dispatcher looks presence up before persisting: a notification whose lookup falls "
-    "between two sessions and whose write lands after the new session's replay read is never "
-    "routed (stays pending). Passes 8/8 with the lookup moved after the write; see the edge report.",
-)
 async def test_resume_after_random_disconnects_never_loses_or_duplicates(
     redis_url: str, tmp_path: Path, redis_prefix: str
 ) -> None:

@@ -35,7 +35,7 @@ import attrs
 import msgspec
 import trio
 
-from notifactor.actors.router import Router
+from notifactor.actors.router import Presences, Router
 from notifactor.actors.stop import StopSignal, optional_stop_signal
 from notifactor.actors.storage_writer import StorageItem, StorageWriterClient
 from notifactor.adapters.redis_dispatch import ATTEMPTS_FIELD, FIRST_ATTEMPT_FIELD, LAST_ERROR_FIELD
@@ -284,19 +284,29 @@ class PartitionConsumer:
         phase = "routing"
         try:
             with trio.fail_after(self._settings.attempt_timeout_s):
-                # Presence first, so an online recipient costs one state write
-                # (``delivered``) and an offline one one (``pending``).
-                present = await self._router.lookup([item.envelope for item in items])
+                envelopes = [item.envelope for item in items]
+                present: Presences | None = None
+                if self._settings.mark_delivered_on_route:
+                    # Presence first, so an online recipient costs one state
+                    # write (``delivered``) and an offline one one (``pending``).
+                    present = await self._router.lookup(envelopes)
                 phase = "storage"
                 stored: list[StorageItem] = []
                 for item in items:
                     envelope = item.envelope
                     stored.append(envelope.to_notification())
-                    online = bool(present.get((envelope.tenant_id, envelope.user_id)))
-                    if not online or not self._settings.mark_delivered_on_route:
+                    online = present is not None and bool(
+                        present.get((envelope.tenant_id, envelope.user_id))
+                    )
+                    if not online:
                         stored.append(self._update(envelope, DeliveryState.PENDING, item.attempt))
                 await self._writer.write(stored)
                 phase = "routing"
+                if present is None:
+                    # Looked up only once the notification is durable: a session
+                    # registered before the lookup gets it routed, and one that
+                    # registers after it finds it in storage when it resumes.
+                    present = await self._router.lookup(envelopes)
                 results = await self._router.route_to(
                     [(item.envelope, item.attempt) for item in items], present
                 )
