@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 import attrs
 import msgspec
 import trio
+from opentelemetry.trace import Span
 
 from notifactor.actors.router import Presences, Router
 from notifactor.actors.stop import StopSignal, optional_stop_signal
@@ -59,6 +60,7 @@ from notifactor.domain.envelope import (
 from notifactor.domain.notification import DeliveryUpdate
 from notifactor.domain.retry_schedule import GiveUp, RetryAt, RetryPolicy, after_failure
 from notifactor.domain.timestamps import from_us
+from notifactor.observability.tracing import child_item_spans, end_item_span, start_item_spans
 from notifactor.ports.dispatch import DispatchBus, StreamEntry
 
 logger = logging.getLogger(__name__)
@@ -281,6 +283,29 @@ class PartitionConsumer:
             items.append(decoded)
         if not items:
             return
+        spans = start_item_spans(
+            "dispatch.consume",
+            [item.envelope.traceparent for item in items],
+            [
+                {
+                    "notifactor.partition": self.partition,
+                    "notifactor.tenant_id": item.envelope.tenant_id,
+                    "notifactor.notification_id": item.envelope.id,
+                    "notifactor.attempt": item.attempt,
+                }
+                for item in items
+            ],
+        )
+        errors: list[str | None] = [None] * len(items)
+        try:
+            await self._attempt(items, spans, errors)
+        finally:
+            for span, error in zip(spans, errors, strict=True):
+                end_item_span(span, error)
+
+    async def _attempt(
+        self, items: list[_Decoded], spans: list[Span], errors: list[str | None]
+    ) -> None:
         phase = "routing"
         try:
             with trio.fail_after(self._settings.attempt_timeout_s):
@@ -300,16 +325,18 @@ class PartitionConsumer:
                     )
                     if not online:
                         stored.append(self._update(envelope, DeliveryState.PENDING, item.attempt))
-                await self._writer.write(stored)
+                with child_item_spans("dispatch.persist", spans):
+                    await self._writer.write(stored)
                 phase = "routing"
-                if present is None:
-                    # Looked up only once the notification is durable: a session
-                    # registered before the lookup gets it routed, and one that
-                    # registers after it finds it in storage when it resumes.
-                    present = await self._router.lookup(envelopes)
-                results = await self._router.route_to(
-                    [(item.envelope, item.attempt) for item in items], present
-                )
+                with child_item_spans("dispatch.route", spans):
+                    if present is None:
+                        # Looked up only once the notification is durable: a
+                        # session registered before the lookup gets it routed,
+                        # one that registers after it finds it in storage.
+                        present = await self._router.lookup(envelopes)
+                    results = await self._router.route_to(
+                        [(item.envelope, item.attempt) for item in items], present
+                    )
                 phase = "storage"
                 # Offline recipients are already ``pending``; a failed route
                 # is recorded as ``retrying`` by the retry path.
@@ -322,15 +349,20 @@ class PartitionConsumer:
                     await self._writer.write(delivered)
         except Exception as error:  # every failed attempt is retried (Cancelled is not caught)
             text = _error_text(error)
-            for item in items:
+            for index, item in enumerate(items):
+                errors[index] = text
                 await self._after_failure(item, text, record_retrying=phase == "routing")
             return
         done: list[str] = []
-        for item, result in zip(items, results, strict=True):
+        for index, (item, result) in enumerate(zip(items, results, strict=True)):
             if result.error is not None:
+                errors[index] = result.error
                 await self._after_failure(item, result.error, record_retrying=True)
                 continue
             done.append(item.entry.id)
+            spans[index].set_attribute(
+                "notifactor.outcome", "routed" if result.routed else "pending"
+            )
             DISPATCHED.labels(outcome="delivered" if result.routed else "pending").inc()
         await self._bus.ack(self.partition, done)
 

@@ -22,7 +22,7 @@ it is open.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import attrs
@@ -206,3 +206,51 @@ def consume_span(
 def mark_error(span: Span, description: str) -> None:
     """Record a handled failure on ``span`` (one that did not raise out of it)."""
     span.set_status(Status(StatusCode.ERROR, description))
+
+
+def start_item_spans(
+    name: str,
+    traceparents: Sequence[str | None],
+    attributes: Sequence[Attributes | None],
+    *,
+    kind: SpanKind = SpanKind.CONSUMER,
+) -> list[Span]:
+    """One span per item of a batch, each continuing its own envelope's trace.
+
+    A batch is processed together, but every notification keeps a trace of
+    its own; the caller ends each span with :func:`end_item_span`.
+    """
+    return [
+        tracer().start_span(
+            name, context=context_from_traceparent(parent), kind=kind, attributes=attrs
+        )
+        for parent, attrs in zip(traceparents, attributes, strict=True)
+    ]
+
+
+@contextmanager
+def child_item_spans(name: str, parents: Sequence[Span]) -> Iterator[list[Span]]:
+    """A child span under each of ``parents`` around one step done for the whole batch.
+
+    An exception marks every child as failed and propagates.
+    """
+    children = [
+        tracer().start_span(name, context=trace.set_span_in_context(parent)) for parent in parents
+    ]
+    try:
+        yield children
+    except Exception as error:
+        for child in children:
+            child.record_exception(error)
+            mark_error(child, type(error).__name__)
+        raise
+    finally:
+        for child in children:
+            child.end()
+
+
+def end_item_span(span: Span, error: str | None = None) -> None:
+    """End one item's span, failed with ``error`` if given."""
+    if error is not None:
+        mark_error(span, error)
+    span.end()
