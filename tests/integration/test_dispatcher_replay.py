@@ -121,7 +121,8 @@ async def test_dlq_commands_list_and_dry_run(
             [
                 sys.executable,
                 "-m",
-                "notifactor.dispatcher.cli_dlq",
+                "notifactor",
+                "dlq",
                 *argv,
                 "--prefix",
                 redis_prefix,

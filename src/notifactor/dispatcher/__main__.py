@@ -1,7 +1,8 @@
 """``python -m notifactor.dispatcher``: one standalone dispatcher process.
 
-A small entry point for operations and process-level tests (kill -9,
-takeover) until ``notifactor dispatcher`` is wired by the bootstrap. It uses
+The same dispatcher as ``notifactor dispatcher``, with knobs that only
+process-level tests need (kill -9, takeover): a Redis key prefix to isolate
+each test's streams, and shorter timings. It uses
 the normal configuration (``--config`` / ``NOTIFACTOR_*``), an entered Redis
 client, the configured store and a storage writer, prints ``ready`` once the
 dispatcher runs and stops gracefully on SIGINT/SIGTERM.

@@ -173,23 +173,3 @@ def run_dlq(args: argparse.Namespace, config: Config) -> int:
         print("notifactor: --cursor: not a DLQ id", file=sys.stderr)
         return EXIT_USAGE
     return trio.run(_run, args, config)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m notifactor.dispatcher.cli_dlq list|replay ...`` (before the CLI wiring)."""
-    from notifactor.config import load_config
-
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", type=Path, default=None)
-    parser = argparse.ArgumentParser(prog="notifactor")
-    add_dlq_commands(parser.add_subparsers(dest="command", required=True), common)
-    args = parser.parse_args(["dlq", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return run_dlq(args, load_config(args.config))
-    except ConfigError as error:
-        print(f"notifactor: configuration error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-
-
-if __name__ == "__main__":
-    sys.exit(main())
