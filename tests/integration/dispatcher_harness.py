@@ -147,6 +147,19 @@ class Harness:
         raw = await self.redis.xrange(self.keys.dlq)
         return [{_text(k): _raw(v) for k, v in e.field_values.items()} for e in raw]
 
+    async def wait_dlq_entries(self, count: int) -> list[dict[str, bytes]]:
+        """Poll the DLQ stream until it holds ``count`` entries (60 s at most).
+
+        ``dead`` is stored before the DLQ entry is appended, so a test that saw
+        the state must still wait for the entry.
+        """
+        with trio.fail_after(60):
+            while True:
+                entries = await self.dlq_entries()
+                if len(entries) >= count:
+                    return entries
+                await trio.sleep(0.02)
+
     async def gateway_messages(self, gateway_id: str) -> list[bytes]:
         raw = await self.redis.xrange(self.keys.gateway_stream(gateway_id))
         return [_raw(e.field_values[b"message"]) for e in raw]

@@ -77,7 +77,7 @@ async def test_dispatcher_on_cassandra_ends_every_notification(
                 doomed = make_envelope("tenant-a", "doomed")
                 await h.publish(doomed)
                 await h.wait_states([doomed], lambda s: s is DeliveryState.DEAD)
-                (dead,) = [decode_dlq_entry(e["entry"]) for e in await h.dlq_entries()]
+                (dead,) = [decode_dlq_entry(e["entry"]) for e in await h.wait_dlq_entries(1)]
                 assert dead.notification_id == doomed.id
                 letters = await store.list_dead_letters("tenant-a")
                 assert [d.notification_id for d in letters.items] == [doomed.id]

@@ -135,7 +135,7 @@ async def test_exhausted_retries_go_to_the_dlq_with_every_field(
         envelope = make_envelope("tenant-a", "u9")
         await h.publish(envelope)
         await h.wait_states([envelope], lambda s: s is DeliveryState.DEAD)
-        entries = await h.dlq_entries()
+        entries = await h.wait_dlq_entries(1)
         assert len(entries) == 1
         entry = decode_dlq_entry(entries[0]["entry"])
         assert decode_envelope(entries[0]["envelope"]) == envelope
@@ -175,7 +175,7 @@ async def test_entry_delivered_too_often_is_dead_lettered_as_poison(
         async with running_dispatcher(redis_client, store, redis_prefix) as h:
             await h.wait_states([envelope], lambda s: s is DeliveryState.DEAD)
             await h.wait_states([healthy], lambda s: s is DeliveryState.PENDING)
-            (dead,) = [decode_dlq_entry(e["entry"]) for e in await h.dlq_entries()]
+            (dead,) = [decode_dlq_entry(e["entry"]) for e in await h.wait_dlq_entries(1)]
             assert dead.reason == "poison"
             assert dead.notification_id == envelope.id
             assert await pending_count(redis_client, stream, DEFAULT_GROUP) == 0

@@ -68,7 +68,7 @@ async def test_every_notification_ends_delivered_pending_or_dead(
         assert first.cursor
         assert first.traceparent == online[0].traceparent
 
-        dead = [decode_dlq_entry(e["entry"]) for e in await h.dlq_entries()]
+        dead = [decode_dlq_entry(e["entry"]) for e in await h.wait_dlq_entries(2)]
         assert sorted(d.reason for d in dead) == ["malformed", "malformed"]
         assert all(d.source_stream == h.keys.stream(0) for d in dead)
         raw_kept = [e.get("envelope") for e in await h.dlq_entries()]
