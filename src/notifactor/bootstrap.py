@@ -388,6 +388,7 @@ async def open_store(config: Config) -> AsyncIterator[NotificationStore]:
             target.contact_points,
             request_timeout=config.cassandra.request_timeout_s,
             local_dc=config.cassandra.local_dc,
+            consistency=config.cassandra.consistency,
         )
         store = await CassandraNotificationStore.open(
             session,
@@ -431,6 +432,7 @@ async def _migrate(config: Config) -> int:
             target.contact_points,
             request_timeout=config.cassandra.request_timeout_s,
             local_dc=config.cassandra.local_dc,
+            consistency=config.cassandra.consistency,
         )
         try:
             version = await migrate(session, target.keyspace, replication=replication_of(config))

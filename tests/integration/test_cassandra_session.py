@@ -158,3 +158,26 @@ def test_late_callback_after_trio_run_ended_is_harmless(
         assert not [r for r in caplog.records if r.name.startswith("cassandra")]
     finally:
         trio.run(session.close)
+
+
+async def test_requests_use_the_configured_consistency(cassandra_contact: CassandraContact) -> None:
+    from cassandra import ConsistencyLevel
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT
+
+    session = await connect_cassandra(
+        [(cassandra_contact.host, cassandra_contact.port)], consistency="LOCAL_QUORUM"
+    )
+    try:
+        profile = session.driver_session.cluster.profile_manager.profiles[EXEC_PROFILE_DEFAULT]
+        assert profile.consistency_level == ConsistencyLevel.LOCAL_QUORUM
+        # A single replica answers LOCAL_QUORUM (quorum of one).
+        assert await session.execute("SELECT release_version FROM system.local")
+    finally:
+        await session.close()
+
+
+async def test_unknown_consistency_is_refused(cassandra_contact: CassandraContact) -> None:
+    with pytest.raises(ValueError, match="unknown consistency level"):
+        await connect_cassandra(
+            [(cassandra_contact.host, cassandra_contact.port)], consistency="MOST"
+        )

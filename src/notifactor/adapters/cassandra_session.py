@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Any, Self, TypeAlias
 
 import trio
+from cassandra import ConsistencyLevel
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, ResponseFuture
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import PreparedStatement, SimpleStatement, Statement
@@ -136,6 +137,7 @@ async def connect_cassandra(
     keyspace: str | None = None,
     request_timeout: float = 10.0,
     local_dc: str | None = None,
+    consistency: str = "LOCAL_QUORUM",
 ) -> CassandraSession:
     """Connect to the cluster and return a session.
 
@@ -151,15 +153,23 @@ async def connect_cassandra(
             raises ``OperationTimedOut`` when it expires.
         local_dc: The datacenter to route to; None takes the first contact
             point's datacenter, which is right for single-DC clusters.
+        consistency: Consistency level of every request (a
+            ``cassandra.ConsistencyLevel`` name). ``LOCAL_QUORUM`` for both
+            writes and reads means a read sees every acknowledged write while
+            one replica per datacenter is down.
 
     Raises:
         cassandra.cluster.NoHostAvailable: no contact point could be reached.
     """
     if not contact_points:
         raise ValueError("contact_points must not be empty")
+    level = ConsistencyLevel.name_to_value.get(consistency)
+    if level is None:
+        raise ValueError(f"unknown consistency level {consistency!r}")
     profile = ExecutionProfile(
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=local_dc)),
         request_timeout=request_timeout,
+        consistency_level=level,
     )
 
     def connect() -> tuple[Cluster, Any]:

@@ -146,6 +146,9 @@ class CassandraConfig:
     replication_factor: int = attrs.field(default=1, validator=_positive)
     datacenters: str = attrs.field(default="", validator=_datacenters)
     local_dc: str | None = None
+    consistency: Literal["ONE", "LOCAL_ONE", "QUORUM", "LOCAL_QUORUM", "EACH_QUORUM", "ALL"] = (
+        "LOCAL_QUORUM"
+    )
     request_timeout_s: float = attrs.field(default=10.0, validator=_positive)
     max_in_flight: int = attrs.field(default=128, validator=_positive)
 
