@@ -28,6 +28,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.registry import Collector
 
 from notifactor.actors import ActorRef
+from notifactor.actors.retention_sweeper import run_retention_sweeper
 from notifactor.actors.storage_writer import (
     StorageWriter,
     StorageWriterClient,
@@ -270,6 +271,11 @@ async def _run_services(
         )
         writer = StorageWriterClient(writer_ref)
         subtrees = [writers.child_spec()]
+        if isinstance(config.storage, SqliteTarget) and "dispatcher" in state.roles:
+            # Cassandra expires rows by TTL; SQLite needs them deleted.
+            subtrees.append(
+                ChildSpec(id="retention-sweeper", start=partial(run_retention_sweeper, store))
+            )
         if "dispatcher" in state.roles:
             # The WebSocket edge records `delivered` when it writes to a socket.
             settings = settings_from_config(config, mark_delivered_on_route=False)
