@@ -12,36 +12,45 @@ HTTP with an ``application/problem+json`` body:
 
 Each TCP connection runs in a guard: garbage bytes, a broken handshake or a
 peer that vanishes mid-upgrade end that connection only, never the listener.
+The connection's task ends once its session has started: the session owns
+the stream from then on (:mod:`notifactor.edge.ws_connection`), so an open
+session costs its two tasks and nothing here.
 A graceful stop closes the listening socket, then stops every session (each
 closes with 1001) within the pool's budget.
 """
 
 from __future__ import annotations
 
-import functools
+import errno
 import logging
+import os
 import secrets
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 import trio
-from trio_websocket import WebSocketRequest, wrap_server_stream
 
-from notifactor.actors import ActorRef, run_actor
+from notifactor.actors import ActorRef
 from notifactor.actors.session import CLOSE_INTERNAL, CLOSE_TRY_AGAIN, SessionActor
 from notifactor.actors.stop import optional_stop_signal
 from notifactor.auth.verify import InvalidTokenError, Principal, TokenVerifier
 from notifactor.config import Config
 from notifactor.edge import metrics
 from notifactor.edge.context import EdgeContext
-from notifactor.edge.registry import Deliver
-from notifactor.edge.trio_socket import TrioWebSocket
+from notifactor.edge.session_slot import SessionSlot
+from notifactor.edge.ws_connection import (
+    Upgrade,
+    UpgradeError,
+    accept,
+    new_handshake,
+    read_upgrade,
+    refuse,
+)
 from notifactor.supervisors import (
     ChildSpec,
     ChildStartFailed,
     DynamicSupervisor,
-    NodeStatistics,
     PoolFull,
     SupervisorNotRunning,
 )
@@ -49,6 +58,8 @@ from notifactor.supervisors import (
 log = logging.getLogger("notifactor.edge.listener")
 
 WS_PATH = "/ws"
+_ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+_ACCEPT_RETRY_S = 0.1
 RETRY_AFTER_S = 5
 
 
@@ -57,7 +68,9 @@ class WsListener:
 
     Args:
         config: ``ws_host``, ``ws_port`` (0 picks a free port),
-            ``limits.ws_max_message_bytes``, tenant policies, session mailbox size.
+            ``limits.ws_max_message_bytes``, tenant policies. (Sessions get a
+            one-slot mailbox: it only carries the stop request; live frames go
+            through the registry into the session's outbox.)
         verifier: checks the bearer token of each upgrade request.
         context: what sessions share.
         pool: the ``sessions`` dynamic supervisor (must be running).
@@ -87,14 +100,8 @@ class WsListener:
         stop = optional_stop_signal()
         async with trio.open_nursery() as connections:
             async with trio.open_nursery() as accepting:
-                accepting.start_soon(
-                    functools.partial(
-                        trio.serve_listeners,
-                        self._guarded,
-                        list(listeners),
-                        handler_nursery=connections,
-                    )
-                )
+                for listener in listeners:
+                    accepting.start_soon(self._accept_loop, listener, connections)
                 log.info("websocket listener ready on port %d", self.port)
                 if self._on_listening is not None:
                     self._on_listening(self.port)
@@ -111,6 +118,20 @@ class WsListener:
                 trio.current_time() + self._ctx.settings.close_timeout_s
             )
 
+    async def _accept_loop(self, listener: trio.SocketListener, connections: trio.Nursery) -> None:
+        """Accept connections; unlike ``trio.serve_listeners``, the connection's task
+        does not close the stream when it returns (the session owns it then)."""
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as error:
+                if error.errno not in _ACCEPT_CAPACITY_ERRNOS:
+                    raise
+                log.error("accept failed (%s); retrying shortly", os.strerror(error.errno))
+                await trio.sleep(_ACCEPT_RETRY_S)
+            else:
+                connections.start_soon(self._guarded, stream)
+
     async def _stop_sessions(self) -> None:
         async with trio.open_nursery() as nursery:
             for child_id in self._pool.child_ids():
@@ -125,70 +146,85 @@ class WsListener:
                 await stream.aclose()
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
-        max_bytes = self._config.limits.ws_max_message_bytes
-        async with trio.open_nursery() as nursery:
-            with trio.move_on_after(self._ctx.settings.connect_timeout_s) as upgrade:
-                request = await wrap_server_stream(nursery, stream, max_message_size=max_bytes)
-            if upgrade.cancelled_caught:
-                nursery.cancel_scope.cancel()
-                await stream.aclose()
+        handshake = new_handshake()
+        owned = False
+        try:
+            with trio.move_on_after(self._ctx.settings.connect_timeout_s):
+                try:
+                    upgrade = await read_upgrade(stream, handshake)
+                except UpgradeError as error:
+                    log.debug("not a websocket upgrade: %s", error)
+                    return
+            if upgrade is None:
                 return
-            try:
-                await self._handle(request)
-            finally:
-                # The session closed its socket already; a refused request's
-                # stream is closed here, which also ends the reader task.
+            owned = await self._handle(stream, upgrade)
+        finally:
+            if not owned:
                 with trio.CancelScope(shield=True):
                     await stream.aclose()
 
-    async def _handle(self, request: WebSocketRequest) -> None:
-        target = urlsplit(request.path)
+    async def _handle(self, stream: trio.SocketStream, upgrade: Upgrade) -> bool:
+        """Refuse or start a session; ``True`` once a session owns ``stream``."""
+        target = urlsplit(upgrade.path)
         if target.path != WS_PATH:
-            await _refuse(request, 404, "Not Found", f"no WebSocket endpoint at {target.path!r}")
-            return
+            await _refuse(
+                stream, upgrade, 404, "Not Found", f"no WebSocket endpoint at {target.path!r}"
+            )
+            return False
         try:
-            principal = self._verifier.verify(_token_of(request, target.query))
+            principal = self._verifier.verify(_token_of(upgrade.headers, target.query))
         except InvalidTokenError as error:
             await _refuse(
-                request,
+                stream,
+                upgrade,
                 401,
                 "Unauthorized",
                 str(error),
                 [(b"WWW-Authenticate", b'Bearer error="invalid_token"')],
             )
-            return
+            return False
         limit = self._config.tenant_policy(principal.tenant_id).max_ws_connections
         if not self._ctx.registry.reserve(principal.tenant_id, limit):
             await _refuse(
-                request,
+                stream,
+                upgrade,
                 429,
                 "Too Many Requests",
                 f"the tenant already has {limit} WebSocket sessions",
                 [(b"Retry-After", str(RETRY_AFTER_S).encode())],
             )
-            return
+            return False
+        slot = SessionSlot(self._ctx.registry, principal.tenant_id)
         try:
             if len(self._pool) >= self._pool.max_children:
                 await _refuse(
-                    request,
+                    stream,
+                    upgrade,
                     503,
                     "Service Unavailable",
                     "this gateway holds as many sessions as it may",
                     [(b"Retry-After", str(RETRY_AFTER_S).encode())],
                 )
-                return
-            await self._run_session(request, principal)
-        finally:
-            self._ctx.registry.release(principal.tenant_id)
+                slot.release()
+                return False
+            started = await self._run_session(stream, upgrade, principal, slot)
+        except BaseException:
+            slot.release()
+            raise
+        if not started:
+            slot.release()
+        return started
 
-    async def _run_session(self, request: WebSocketRequest, principal: Principal) -> None:
-        connection = await request.accept()
-        socket = TrioWebSocket(connection)
-        session_id = secrets.token_urlsafe(12)
-        ref: ActorRef[Deliver] = ActorRef(
-            f"session-{session_id}", mailbox_size=self._config.supervision.sessions.mailbox_size
+    async def _run_session(
+        self, stream: trio.SocketStream, upgrade: Upgrade, principal: Principal, slot: SessionSlot
+    ) -> bool:
+        """Accept and start the session; ``False`` if it could not start (socket closed)."""
+        socket = await accept(
+            stream, upgrade, max_message_bytes=self._config.limits.ws_max_message_bytes
         )
-        session = SessionActor(
+        session_id = secrets.token_urlsafe(12)
+        ref = slot.ref = ActorRef(f"session-{session_id}", mailbox_size=1)
+        slot.session = SessionActor(
             session_id=session_id,
             tenant_id=principal.tenant_id,
             user_id=principal.subject,
@@ -196,36 +232,28 @@ class WsListener:
             ref=ref,
             context=self._ctx,
         )
-        ended = trio.Event()
-
-        def terminated() -> None:
-            ref.close()
-            ended.set()
-
         spec = ChildSpec(
             id=ref.name,
-            start=functools.partial(run_actor, ref, lambda: session),
+            start=slot.run,
             restart="temporary",
             kind="actor",
-            introspect=lambda: NodeStatistics(
-                id=ref.name, kind="actor", state="running", mailbox=ref.statistics()
-            ),
-            on_terminated=terminated,
+            introspect=slot.statistics,
+            on_terminated=slot.terminated,
         )
         try:
             await self._pool.start_child(spec)
         except PoolFull:
             await socket.close(CLOSE_TRY_AGAIN, "server at capacity")
-            return
+            return False
         except (ChildStartFailed, SupervisorNotRunning) as error:
             log.warning("session %s could not start: %s", session_id, error)
             await socket.close(CLOSE_INTERNAL, "session could not start")
-            return
-        await ended.wait()
+            return False
+        return True
 
 
-def _token_of(request: WebSocketRequest, query: str) -> str:
-    for name, value in request.headers:
+def _token_of(headers: list[tuple[bytes, bytes]], query: str) -> str:
+    for name, value in headers:
         if name.lower() == b"authorization":
             scheme, _, token = value.decode("latin-1").strip().partition(" ")
             if scheme.lower() == "bearer" and token.strip():
@@ -237,8 +265,9 @@ def _token_of(request: WebSocketRequest, query: str) -> str:
     return tokens[0]
 
 
-async def _refuse(
-    request: WebSocketRequest,
+async def _refuse(  # noqa: PLR0917 - one HTTP answer, spelled out
+    stream: trio.SocketStream,
+    upgrade: Upgrade,
     status: int,
     title: str,
     detail: str,
@@ -248,8 +277,10 @@ async def _refuse(
     body = msgspec.json.encode(
         {"type": "about:blank", "title": title, "status": status, "detail": detail}
     )
-    await request.reject(
+    await refuse(
+        stream,
+        upgrade.handshake,
         status,
-        extra_headers=[(b"Content-Type", b"application/problem+json"), *(headers or [])],
-        body=body,
+        [(b"Content-Type", b"application/problem+json"), *(headers or [])],
+        body,
     )

@@ -1,7 +1,8 @@
 """The sessions of this process, by tenant and user: fan-out and connection limits.
 
-Fan-out never waits: each session gets the routed message with
-``tell_nowait``; a session whose mailbox is full is told to close with 1013
+Fan-out never waits: each session's ``deliver`` callback queues the routed
+message in that session's bounded outbox at once (no mailbox hop, no task
+switch per session); a session whose outbox is full closes itself with 1013
 (slow consumer) instead of slowing the others. Every lookup is keyed by
 ``(tenant_id, user_id)``, so a message can only reach sessions of its own
 tenant.
@@ -14,7 +15,6 @@ from collections.abc import Callable
 
 import attrs
 
-from notifactor.actors import ActorRef, ActorStopped, MailboxFull
 from notifactor.domain.routing import RoutedMessage
 
 
@@ -28,13 +28,17 @@ class Deliver:
 
 @attrs.frozen(eq=False, kw_only=True)
 class SessionHandle:
-    """What the registry knows of one session."""
+    """What the registry knows of one session.
+
+    Attributes:
+        deliver: queues a routed message for the socket; never blocks, never
+            raises (a session that cannot take it closes itself).
+    """
 
     session_id: str
     tenant_id: str
     user_id: str
-    ref: ActorRef[Deliver]
-    overloaded: Callable[[], None]
+    deliver: Callable[[Deliver], None]
 
 
 class SessionRegistry:
@@ -84,14 +88,7 @@ class SessionRegistry:
         sessions = self._by_user.get((message.tenant_id, message.user_id))
         if not sessions:
             return 0
-        taken = 0
-        for handle in list(sessions.values()):
-            try:
-                handle.ref.tell_nowait(deliver)
-            except MailboxFull:
-                handle.overloaded()
-            except ActorStopped:
-                continue
-            else:
-                taken += 1
-        return taken
+        handles = list(sessions.values())
+        for handle in handles:
+            handle.deliver(deliver)
+        return len(handles)

@@ -1,0 +1,93 @@
+"""The outbox of a session: frames waiting for the socket, bounded, no task of its own.
+
+A plain deque instead of a memory channel: an idle session holds ten
+thousand of these, and a deque costs nothing until a frame is queued. The
+session's writer is the only consumer; while the outbox is empty it parks in
+:meth:`Outbox.wait_queued` and queueing a frame reschedules it directly
+(cheaper than cancelling a scope on every live frame). Producers that may wait (replies, replay) use :meth:`put` and wait
+for room; live frames use :meth:`put_nowait` and the session closes with 1013
+when the outbox is full.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import datetime
+
+import attrs
+import trio
+
+
+@attrs.frozen(kw_only=True)
+class Outgoing:
+    """A frame for the writer; ``id`` set for notification frames."""
+
+    text: str
+    id: str | None = None
+    created_at: datetime | None = None
+    live: bool = False
+    record: bool = True
+
+
+class Outbox:
+    """At most ``limit`` frames for one socket (see the module docstring)."""
+
+    __slots__ = ("_items", "_limit", "_room", "_writer")
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("limit must be >= 1")
+        self._limit = limit
+        self._items: deque[Outgoing] | None = None
+        self._room: trio.Event | None = None
+        self._writer: trio.lowlevel.Task | None = None
+
+    def __len__(self) -> int:
+        return 0 if self._items is None else len(self._items)
+
+    def put_nowait(self, outgoing: Outgoing) -> bool:
+        """Queue ``outgoing``; ``False`` (nothing queued) when the outbox is full."""
+        if len(self) >= self._limit:
+            return False
+        if self._items is None:
+            self._items = deque()
+        self._items.append(outgoing)
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            trio.lowlevel.reschedule(writer)
+        return True
+
+    async def wait_queued(self) -> None:
+        """Wait until a frame is queued (the single consumer only; cancellable)."""
+        if self._items:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._writer is not None:
+            raise trio.BusyResourceError("another task is already waiting on this outbox")
+        self._writer = trio.lowlevel.current_task()
+
+        def abort(_: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
+            self._writer = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    async def put(self, outgoing: Outgoing) -> None:
+        """Queue ``outgoing``, waiting while the outbox is full."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while not self.put_nowait(outgoing):
+            if self._room is None:
+                self._room = trio.Event()
+            await self._room.wait()
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def take_nowait(self) -> Outgoing | None:
+        """The oldest frame, or ``None``; wakes producers waiting for room."""
+        if not self._items:
+            self._items = None  # idle sessions keep no deque around
+            return None
+        outgoing = self._items.popleft()
+        if self._room is not None:
+            room, self._room = self._room, None
+            room.set()
+        return outgoing

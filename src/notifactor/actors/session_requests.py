@@ -1,0 +1,148 @@
+"""The reader of a session: client frames (SPEC §5) and their answers.
+
+Runs as the session's second task. Every frame counts as a sign of life for
+the heartbeat. Answers go through the session's outbox, waiting for room
+(a client that floods requests without reading slows only itself).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from notifactor.actors.session_outbox import Outgoing
+from notifactor.actors.session_resume import replay, replayed_frame
+from notifactor.domain.delivery_state import DeliveryState
+from notifactor.domain.notification import InboxEntry
+from notifactor.domain.resume import ReplayMerge
+from notifactor.domain.ws_frames import (
+    PONG_FRAME,
+    Ack,
+    FrameProblem,
+    Ping,
+    Resume,
+    Subscribe,
+    Unsubscribe,
+    error_frame,
+    parse_client_frame,
+    resumed_frame,
+    subscribed_frame,
+)
+from notifactor.edge.registry import Deliver
+from notifactor.edge.socket_port import SocketClosed
+from notifactor.ports.notification_store import StoreError
+
+if TYPE_CHECKING:
+    from notifactor.actors.session import SessionActor
+
+log = logging.getLogger("notifactor.session")
+
+
+class ClientRequests:
+    """Reads and answers the frames of ``session``'s client."""
+
+    __slots__ = ("_session",)
+
+    def __init__(self, session: SessionActor) -> None:
+        self._session = session
+
+    async def read_loop(self) -> None:
+        session = self._session
+        socket = session.socket
+        try:
+            while True:
+                raw = await socket.receive()
+                session.heard()
+                await self._on_frame(raw)
+        except SocketClosed:
+            session.close_quietly()
+
+    async def _on_frame(self, raw: str | bytes) -> None:
+        session = self._session
+        frame = parse_client_frame(raw)
+        if session.resumption.opening:
+            if isinstance(frame, Resume):
+                merge = session.resumption.start_first(frame.position)
+                if merge is not None:
+                    await self._resume(frame, merge)
+                    return
+            session.end_opening()
+        match frame:
+            case FrameProblem():
+                await self._emit(error_frame(frame))
+            case Subscribe(channels=channels):
+                session.included = (session.included or set()) | set(channels)
+                await self._emit(subscribed_frame(sorted(session.included)))
+            case Unsubscribe(channels=channels):
+                if session.included is None:
+                    await self._problem(
+                        "not_subscribed", "this session receives every channel; subscribe first"
+                    )
+                    return
+                session.included -= set(channels)
+                await self._emit(subscribed_frame(sorted(session.included)))
+            case Ack(id=ident):
+                await self._ack(ident)
+            case Resume():
+                await self._resume(frame)
+            case Ping():
+                await self._emit(PONG_FRAME)
+
+    async def _emit(self, text: str) -> None:
+        await self._session.outbox.put(Outgoing(text=text))
+
+    async def _problem(self, code: str, message: str) -> None:
+        await self._emit(error_frame(FrameProblem(code=code, message=message)))
+
+    async def _ack(self, ident: str) -> None:
+        session = self._session
+        ctx = session.context
+        created_at = session.sent.get(ident)
+        if created_at is None:
+            try:
+                view = await ctx.store.get_notification(session.tenant_id, ident)
+            except StoreError:
+                await self._problem("unavailable", "could not record the ack; retry later")
+                return
+            if view is None or view.notification.user_id != session.user_id:
+                await self._problem("unknown_notification", f"no notification {ident[:128]!r}")
+                return
+            created_at = view.notification.created_at
+        await ctx.recorder.record(session.update(ident, created_at, DeliveryState.ACKED))
+
+    async def _resume(self, frame: Resume, merge: ReplayMerge[Deliver] | None = None) -> None:
+        session = self._session
+        if merge is None:
+            merge = session.resumption.start(frame.position)
+            if merge is None:
+                await self._problem("resume_in_progress", "a resume is already running")
+                return
+        try:
+            count = await replay(
+                session.context.store,
+                tenant_id=session.tenant_id,
+                user_id=session.user_id,
+                since=frame.since,
+                page=session.context.settings.replay_page,
+                merge=merge,
+                send=self._replay_one,
+            )
+        except StoreError as error:
+            log.warning("resume of session %s failed: %s", session.session_id, error)
+            await self._problem("resume_failed", "storage is unavailable; resume again later")
+        else:
+            await self._emit(resumed_frame(count))
+        finally:
+            # No checkpoint from here on: live frames go behind the released ones.
+            for deliver in session.resumption.finish():
+                session.enqueue_live(deliver)
+
+    async def _replay_one(self, entry: InboxEntry) -> bool:
+        session = self._session
+        notification = entry.notification
+        if not session.wants(notification.channel):
+            return False
+        if not session.sent.add(notification.id, notification.created_at):
+            return False
+        await session.outbox.put(replayed_frame(entry))
+        return True

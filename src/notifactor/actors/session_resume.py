@@ -1,0 +1,124 @@
+"""How a session resumes: the opening hold, the replay from storage and the merge.
+
+Until the client's first frame (or ``resume_grace_s`` after ``welcome``),
+live frames are held: a client that sends ``resume`` first gets them merged
+into its replay, in order, instead of ahead of older replayed ones. During
+any replay, live frames are held the same way and released afterwards,
+minus the ids the replay already sent (:mod:`notifactor.domain.resume`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from notifactor.actors.session_outbox import Outgoing
+from notifactor.domain.cursor import Position
+from notifactor.domain.delivery_state import DeliveryState
+from notifactor.domain.notification import InboxEntry
+from notifactor.domain.resume import Keyed, ReplayMerge
+from notifactor.domain.timestamps import to_us
+from notifactor.domain.ws_frames import notification_frame
+from notifactor.edge.registry import Deliver
+from notifactor.ports.notification_store import NotificationStore
+
+_BEFORE_EVERYTHING = Position(time_us=-1, key="")
+
+
+class Resumption:
+    """The opening hold and the merge of the resume in progress, if any.
+
+    Args:
+        hold_limit: live frames held at once (over it: ``ReplayOverflow``).
+    """
+
+    __slots__ = ("_hold_limit", "merge", "opening")
+
+    def __init__(self, hold_limit: int) -> None:
+        self._hold_limit = hold_limit
+        self.opening = True
+        self.merge: ReplayMerge[Deliver] | None = ReplayMerge(_BEFORE_EVERYTHING, hold_limit)
+
+    def hold(self, deliver: Deliver) -> bool:
+        """Hold ``deliver`` if a merge is active; raises ``ReplayOverflow`` when full."""
+        if self.merge is None:
+            return False
+        message = deliver.message
+        position = Position(time_us=to_us(message.created_at), key=message.id)
+        self.merge.hold(Keyed(id=message.id, position=position, item=deliver))
+        return True
+
+    def end_opening(self) -> list[Deliver]:
+        """The opening is over without a resume: what was held, in order."""
+        if not self.opening:
+            return []
+        self.opening = False
+        return self.finish()
+
+    def start_first(self, since: Position) -> ReplayMerge[Deliver] | None:
+        """A ``resume`` as the first frame: the opening merge becomes its merge."""
+        if not self.opening or self.merge is None:
+            return None
+        self.opening = False
+        self.merge.since = since
+        return self.merge
+
+    def start(self, since: Position) -> ReplayMerge[Deliver] | None:
+        """A later ``resume``: a fresh merge, or ``None`` if one is running."""
+        if self.merge is not None:
+            return None
+        self.merge = ReplayMerge(since, self._hold_limit)
+        return self.merge
+
+    def finish(self) -> list[Deliver]:
+        """End the merge: the held frames to send now, in order."""
+        merge, self.merge = self.merge, None
+        return [] if merge is None else [keyed.item for keyed in merge.release()]
+
+
+async def replay(
+    store: NotificationStore,
+    *,
+    tenant_id: str,
+    user_id: str,
+    since: str,
+    page: int,
+    merge: ReplayMerge[Deliver],
+    send: Callable[[InboxEntry], Awaitable[bool]],
+) -> int:
+    """Read the user's inbox after ``since`` page by page; ``send`` each entry.
+
+    Returns:
+        How many entries ``send`` accepted (the ``count`` of ``resumed``).
+
+    Raises:
+        StoreError: storage failed; the caller answers ``resume_failed``.
+    """
+    cursor = since
+    count = 0
+    while True:
+        entries = await store.inbox_after(tenant_id, user_id, cursor, page)
+        for entry in entries:
+            merge.replayed(entry.notification.id)
+            if await send(entry):
+                count += 1
+        if len(entries) < page:
+            return count
+        cursor = entries[-1].cursor
+
+
+def replayed_frame(entry: InboxEntry) -> Outgoing:
+    """The frame for a stored notification (recorded only if not delivered yet)."""
+    notification = entry.notification
+    text = notification_frame(
+        id=notification.id,
+        channel=notification.channel,
+        content=notification.content,
+        priority=notification.priority,
+        metadata=notification.metadata,
+        created_at=notification.created_at,
+        cursor=entry.cursor,
+    )
+    record = entry.state not in (DeliveryState.DELIVERED, DeliveryState.ACKED)
+    return Outgoing(
+        text=text, id=notification.id, created_at=notification.created_at, record=record
+    )
