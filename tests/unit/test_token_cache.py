@@ -150,3 +150,27 @@ def test_a_tampered_copy_of_a_cached_token_is_rejected() -> None:
     ).decode()
     with pytest.raises(InvalidTokenError):
         verifier.verify(f"{header}.{forged_payload}.{signature}")
+
+
+def test_a_full_cache_scans_for_expired_entries_at_most_once_a_second() -> None:
+    clock = FakeClock(0.0)
+    cache = VerifiedTokenCache(size=3, ttl_s=100, clock=clock)
+    for name in ("a", "b", "c"):
+        cache.put(name, principal(), exp=1_000.0)
+    scans = 0
+    original = cache._entries
+
+    class CountingDict(dict[str, Any]):
+        def items(self) -> Any:
+            nonlocal scans
+            scans += 1
+            return super().items()
+
+    cache._entries = CountingDict(original)
+    for i in range(50):
+        cache.put(f"new-{i}", principal(), exp=1_000.0)
+    assert scans == 1
+    assert len(cache) == 3
+    clock.now = 1.5
+    cache.put("later", principal(), exp=1_000.0)
+    assert scans == 2

@@ -14,6 +14,7 @@ that passed every check is remembered, never past its own ``exp``.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -26,6 +27,8 @@ from notifactor.domain.identifiers import TENANT_ID, USER_ID
 
 LEEWAY_S = 30
 REQUIRED_CLAIMS = ("sub", "tenant_id", "exp")
+_PURGE_INTERVAL_S = 1.0
+
 #: Longest time a verified token is answered from the cache (never past its ``exp``).
 TOKEN_CACHE_TTL_S = 30.0
 #: Most tokens remembered at once; the oldest entry goes first.
@@ -60,8 +63,8 @@ class VerifiedTokenCache:
     signature, algorithm, issuer, audience and every required claim were
     checked, and it stops answering at ``min(verified_at + ttl_s, exp)`` — the
     cache never extends a token's life (it drops even the clock leeway).
-    Bounded to ``size`` entries; when full, expired entries are purged and
-    then the oldest ones are evicted.
+    Bounded to ``size`` entries; when full, expired entries are purged (at
+    most once a second) and then the oldest ones are evicted.
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class VerifiedTokenCache:
         self.ttl_s = ttl_s
         self._clock = clock
         self._entries: dict[str, tuple[Principal, float]] = {}
+        self._last_purge = -math.inf
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -102,11 +106,14 @@ class VerifiedTokenCache:
             return
         entries = self._entries
         entries.pop(token, None)
-        if len(entries) >= self.size:
+        if len(entries) >= self.size and now - self._last_purge >= _PURGE_INTERVAL_S:
+            # A full scan at most once a second: inserts stay cheap when
+            # thousands of new tokens arrive at once (a reconnect storm).
+            self._last_purge = now
             for stale in [t for t, (_, until) in entries.items() if until <= now]:
                 del entries[stale]
-            while len(entries) >= self.size:
-                del entries[next(iter(entries))]
+        while len(entries) >= self.size:
+            del entries[next(iter(entries))]
         entries[token] = (principal, valid_until)
 
 
