@@ -7,6 +7,8 @@ also when one dispatcher is killed with SIGKILL while the stream is flowing.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -18,6 +20,7 @@ from pathlib import Path
 import attrs
 import httpx
 import pytest
+from websockets.sync.client import connect
 
 from infra.local.cassandra_server import CassandraContact
 from tests.e2e.test_serve import free_port
@@ -34,6 +37,7 @@ class Node:
     process: subprocess.Popen[bytes]
     port: int
     log_path: Path
+    ws_port: int | None = None
 
     @property
     def base_url(self) -> str:
@@ -65,9 +69,10 @@ class Cluster:
 
     def start(self, role: str, name: str) -> Node:
         port = free_port()
+        ws_port = free_port() if role == "gateway" else None
         env = {**self.env, "NOTIFACTOR_INSTANCE_ID": name}
         if role == "gateway":
-            env.update(NOTIFACTOR_HTTP_PORT=str(port), NOTIFACTOR_WS_PORT=str(free_port()))
+            env.update(NOTIFACTOR_HTTP_PORT=str(port), NOTIFACTOR_WS_PORT=str(ws_port))
         else:
             env.update(NOTIFACTOR_OBSERVABILITY__METRICS_PORT=str(port))
         log_path = self.tmp / f"{name}.log"
@@ -79,7 +84,7 @@ class Cluster:
                 stderr=subprocess.STDOUT,
                 cwd=self.tmp,
             )
-        node = Node(name, process, port, log_path)
+        node = Node(name, process, port, log_path, ws_port)
         self.nodes.append(node)
         _wait_live(node)
         return node
@@ -135,13 +140,13 @@ def cluster(
         running.stop_all()
 
 
-def _token() -> str:
+def _token(subject: str = "sender") -> str:
     from notifactor.auth.tokens import mint_token
 
     return mint_token(
         secret=SECRET,
         tenant_id=TENANT,
-        subject="sender",
+        subject=subject,
         scopes=("notifications:write", "notifications:read"),
         ttl_s=600,
         now=int(time.time()),
@@ -215,3 +220,34 @@ def test_two_gateways_two_dispatchers_survive_a_killed_dispatcher(cluster: Clust
     metrics = httpx.get(f"{dispatchers[1].base_url}/metrics", timeout=5.0).text
     assert "stream_consumer_lag" in metrics
     assert "actor_restarts_total" in metrics
+
+
+def test_a_notification_reaches_the_users_sessions_on_every_gateway(cluster: Cluster) -> None:
+    gateways = [cluster.start("gateway", "gw-a"), cluster.start("gateway", "gw-b")]
+    cluster.start("dispatcher", "dp-a")
+    cluster.start("dispatcher", "dp-b")
+    user_token = _token("roaming")
+    with contextlib.ExitStack() as stack:
+        sockets = [
+            stack.enter_context(
+                connect(f"ws://127.0.0.1:{g.ws_port}/ws?token={user_token}", open_timeout=10)
+            )
+            for g in gateways
+        ]
+        for socket in sockets:
+            assert json.loads(socket.recv(timeout=10))["type"] == "welcome"
+            socket.send(json.dumps({"type": "subscribe", "channels": ["alerts"]}))
+            assert json.loads(socket.recv(timeout=10))["type"] == "subscribed"
+        sender = {"Authorization": f"Bearer {_token()}"}
+        body = {"tenant_id": TENANT, "user_id": "roaming", "channel": "alerts", "content": "both"}
+        # Posted to gateway A; the session on gateway B gets it through B's delivery stream.
+        response = httpx.post(
+            f"{gateways[0].base_url}/v1/notifications", json=body, headers=sender, timeout=10.0
+        )
+        assert response.status_code == 202
+        notification_id = response.json()["id"]
+        for socket in sockets:
+            frame = json.loads(socket.recv(timeout=15))
+            assert (frame["type"], frame["id"]) == ("notification", notification_id)
+        statuses = _statuses(gateways[1], [notification_id], _token())
+        assert statuses[notification_id] in ("delivered", "acked")
