@@ -10,26 +10,28 @@ HTTP with an ``application/problem+json`` body:
 * the tenant already holds ``max_ws_connections`` sessions on this process → 429
   with ``Retry-After``; the session pool is full → 503.
 
-Each TCP connection runs in a guard: garbage bytes, a broken handshake or a
-peer that vanishes mid-upgrade end that connection only, never the listener.
-The connection's task ends once its session has started: the session owns
-the stream from then on (:mod:`notifactor.edge.ws_connection`), so an open
-session costs its two tasks and nothing here.
+Sockets are served with trio-websocket (``wrap_server_stream``). Each TCP
+connection runs in a guard: garbage bytes, a broken handshake or a peer that
+vanishes mid-upgrade end that connection only, never the listener (which is
+why this is not ``serve_websocket``: its handler and reader tasks run
+unguarded in the server's nursery). The connection's task lives as long as
+its socket, because its nursery holds trio-websocket's reader task: an open
+session costs that task, trio-websocket's reader and the session's own two.
 A graceful stop closes the listening socket, then stops every session (each
 closes with 1001) within the pool's budget.
 """
 
 from __future__ import annotations
 
-import errno
+import functools
 import logging
-import os
 import secrets
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 import trio
+from trio_websocket import WebSocketRequest, wrap_server_stream
 
 from notifactor.actors import ActorRef
 from notifactor.actors.session import CLOSE_INTERNAL, CLOSE_TRY_AGAIN, SessionActor
@@ -39,14 +41,7 @@ from notifactor.config import Config
 from notifactor.edge import metrics
 from notifactor.edge.context import EdgeContext
 from notifactor.edge.session_slot import SessionSlot
-from notifactor.edge.ws_connection import (
-    Upgrade,
-    UpgradeError,
-    accept,
-    new_handshake,
-    read_upgrade,
-    refuse,
-)
+from notifactor.edge.trio_socket import TrioWebSocket
 from notifactor.supervisors import (
     ChildSpec,
     ChildStartFailed,
@@ -58,8 +53,6 @@ from notifactor.supervisors import (
 log = logging.getLogger("notifactor.edge.listener")
 
 WS_PATH = "/ws"
-_ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
-_ACCEPT_RETRY_S = 0.1
 RETRY_AFTER_S = 5
 
 
@@ -100,8 +93,14 @@ class WsListener:
         stop = optional_stop_signal()
         async with trio.open_nursery() as connections:
             async with trio.open_nursery() as accepting:
-                for listener in listeners:
-                    accepting.start_soon(self._accept_loop, listener, connections)
+                accepting.start_soon(
+                    functools.partial(
+                        trio.serve_listeners,
+                        self._guarded,
+                        list(listeners),
+                        handler_nursery=connections,
+                    )
+                )
                 log.info("websocket listener ready on port %d", self.port)
                 if self._on_listening is not None:
                     self._on_listening(self.port)
@@ -118,20 +117,6 @@ class WsListener:
                 trio.current_time() + self._ctx.settings.close_timeout_s
             )
 
-    async def _accept_loop(self, listener: trio.SocketListener, connections: trio.Nursery) -> None:
-        """Accept connections; unlike ``trio.serve_listeners``, the connection's task
-        does not close the stream when it returns (the session owns it then)."""
-        while True:
-            try:
-                stream = await listener.accept()
-            except OSError as error:
-                if error.errno not in _ACCEPT_CAPACITY_ERRNOS:
-                    raise
-                log.error("accept failed (%s); retrying shortly", os.strerror(error.errno))
-                await trio.sleep(_ACCEPT_RETRY_S)
-            else:
-                connections.start_soon(self._guarded, stream)
-
     async def _stop_sessions(self) -> None:
         async with trio.open_nursery() as nursery:
             for child_id in self._pool.child_ids():
@@ -146,82 +131,82 @@ class WsListener:
                 await stream.aclose()
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
-        handshake = new_handshake()
-        owned = False
-        try:
-            with trio.move_on_after(self._ctx.settings.connect_timeout_s):
-                try:
-                    upgrade = await read_upgrade(stream, handshake)
-                except UpgradeError as error:
-                    log.debug("not a websocket upgrade: %s", error)
-                    return
-            if upgrade is None:
+        """Upgrade with trio-websocket; this task lives as long as the socket.
+
+        Its nursery holds trio-websocket's reader task, which the session's
+        socket needs until the close handshake is over.
+        """
+        max_bytes = self._config.limits.ws_max_message_bytes
+        async with trio.open_nursery() as nursery:
+            with trio.move_on_after(self._ctx.settings.connect_timeout_s) as upgrade:
+                request = await wrap_server_stream(nursery, stream, max_message_size=max_bytes)
+            if upgrade.cancelled_caught:
+                nursery.cancel_scope.cancel()
+                await stream.aclose()
                 return
-            owned = await self._handle(stream, upgrade)
-        finally:
-            if not owned:
+            try:
+                await self._handle(stream, request)
+            finally:
+                # The session closed its socket already; a refused request's
+                # stream is closed here, which also ends the reader task.
                 with trio.CancelScope(shield=True):
                     await stream.aclose()
 
-    async def _handle(self, stream: trio.SocketStream, upgrade: Upgrade) -> bool:
-        """Refuse or start a session; ``True`` once a session owns ``stream``."""
-        target = urlsplit(upgrade.path)
+    async def _handle(self, stream: trio.SocketStream, request: WebSocketRequest) -> None:
+        """Refuse the request, or run a session on it until the session ends."""
+        target = urlsplit(request.path)
         if target.path != WS_PATH:
-            await _refuse(
-                stream, upgrade, 404, "Not Found", f"no WebSocket endpoint at {target.path!r}"
-            )
-            return False
+            await _refuse(request, 404, "Not Found", f"no WebSocket endpoint at {target.path!r}")
+            return
         try:
-            principal = self._verifier.verify(_token_of(upgrade.headers, target.query))
+            principal = self._verifier.verify(_token_of(request.headers, target.query))
         except InvalidTokenError as error:
             await _refuse(
-                stream,
-                upgrade,
+                request,
                 401,
                 "Unauthorized",
                 str(error),
                 [(b"WWW-Authenticate", b'Bearer error="invalid_token"')],
             )
-            return False
+            return
         limit = self._config.tenant_policy(principal.tenant_id).max_ws_connections
         if not self._ctx.registry.reserve(principal.tenant_id, limit):
             await _refuse(
-                stream,
-                upgrade,
+                request,
                 429,
                 "Too Many Requests",
                 f"the tenant already has {limit} WebSocket sessions",
                 [(b"Retry-After", str(RETRY_AFTER_S).encode())],
             )
-            return False
+            return
         slot = SessionSlot(self._ctx.registry, principal.tenant_id)
         try:
             if len(self._pool) >= self._pool.max_children:
                 await _refuse(
-                    stream,
-                    upgrade,
+                    request,
                     503,
                     "Service Unavailable",
                     "this gateway holds as many sessions as it may",
                     [(b"Retry-After", str(RETRY_AFTER_S).encode())],
                 )
+                return
+            if await self._start_session(stream, request, principal, slot):
+                await slot.wait_terminated()
+        finally:
+            # Once the session has started the slot is given back when it
+            # terminates; release() only ever gives it back once.
+            if not slot.started:
                 slot.release()
-                return False
-            started = await self._run_session(stream, upgrade, principal, slot)
-        except BaseException:
-            slot.release()
-            raise
-        if not started:
-            slot.release()
-        return started
 
-    async def _run_session(
-        self, stream: trio.SocketStream, upgrade: Upgrade, principal: Principal, slot: SessionSlot
+    async def _start_session(
+        self,
+        stream: trio.SocketStream,
+        request: WebSocketRequest,
+        principal: Principal,
+        slot: SessionSlot,
     ) -> bool:
         """Accept and start the session; ``False`` if it could not start (socket closed)."""
-        socket = await accept(
-            stream, upgrade, max_message_bytes=self._config.limits.ws_max_message_bytes
-        )
+        socket = TrioWebSocket(await request.accept(), stream)
         session_id = secrets.token_urlsafe(12)
         ref = slot.ref = ActorRef(f"session-{session_id}", mailbox_size=1)
         slot.session = SessionActor(
@@ -249,6 +234,7 @@ class WsListener:
             log.warning("session %s could not start: %s", session_id, error)
             await socket.close(CLOSE_INTERNAL, "session could not start")
             return False
+        slot.started = True
         return True
 
 
@@ -265,9 +251,8 @@ def _token_of(headers: list[tuple[bytes, bytes]], query: str) -> str:
     return tokens[0]
 
 
-async def _refuse(  # noqa: PLR0917 - one HTTP answer, spelled out
-    stream: trio.SocketStream,
-    upgrade: Upgrade,
+async def _refuse(
+    request: WebSocketRequest,
     status: int,
     title: str,
     detail: str,
@@ -277,10 +262,8 @@ async def _refuse(  # noqa: PLR0917 - one HTTP answer, spelled out
     body = msgspec.json.encode(
         {"type": "about:blank", "title": title, "status": status, "detail": detail}
     )
-    await refuse(
-        stream,
-        upgrade.handshake,
+    await request.reject(
         status,
-        [(b"Content-Type", b"application/problem+json"), *(headers or [])],
-        body,
+        extra_headers=[(b"Content-Type", b"application/problem+json"), *(headers or [])],
+        body=body,
     )

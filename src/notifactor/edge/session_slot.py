@@ -19,7 +19,7 @@ class SessionSlot:
     carries the supervisor's stop request.
     """
 
-    __slots__ = ("_registry", "_reserved", "_tenant_id", "ref", "session")
+    __slots__ = ("_registry", "_reserved", "_tenant_id", "_terminated", "ref", "session", "started")
 
     def __init__(self, registry: SessionRegistry, tenant_id: str) -> None:
         self._registry = registry
@@ -27,6 +27,8 @@ class SessionSlot:
         self._reserved = True
         self.ref: ActorRef[Deliver] | None = None
         self.session: SessionActor | None = None
+        self.started = False  # set by the listener once the pool runs the session
+        self._terminated = trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         assert self.ref is not None
@@ -52,3 +54,8 @@ class SessionSlot:
         if self.ref is not None:
             self.ref.close()
         self.release()
+        self._terminated.set()
+
+    async def wait_terminated(self) -> None:
+        """Wait until the pool has let the session go for good."""
+        await self._terminated.wait()

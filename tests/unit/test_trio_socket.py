@@ -1,0 +1,142 @@
+"""The trio-websocket adapter, against a wsproto client over an in-memory stream."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+import trio.testing
+from trio_websocket import wrap_server_stream
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection,
+    CloseConnection,
+    Event,
+    Ping,
+    Pong,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+
+from notifactor.edge.socket_port import SocketClosed
+from notifactor.edge.trio_socket import TrioWebSocket
+
+
+class Client:
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.ws = WSConnection(ConnectionType.CLIENT)
+
+    async def send(self, event: Event) -> None:
+        await self.stream.send_all(self.ws.send(event))
+
+    async def next_event(self) -> Event:
+        while True:
+            for event in self.ws.events():
+                return event
+            with trio.fail_after(5):
+                data = await self.stream.receive_some(65536)
+            self.ws.receive_data(bytes(data) if data else None)
+
+    async def wait_eof(self) -> None:
+        with trio.fail_after(5):
+            while await self.stream.receive_some(65536):
+                pass
+
+
+@pytest.fixture
+async def nursery() -> AsyncIterator[trio.Nursery]:
+    async with trio.open_nursery() as nursery:
+        yield nursery
+        nursery.cancel_scope.cancel()
+
+
+async def upgraded(nursery: trio.Nursery, max_bytes: int = 1024) -> tuple[TrioWebSocket, Client]:
+    server_stream, client_stream = trio.testing.memory_stream_pair()
+    client = Client(client_stream)
+    await client.send(Request(host="x", target="/ws?token=t"))
+    request = await wrap_server_stream(nursery, server_stream, max_message_size=max_bytes)
+    assert request.path == "/ws?token=t"  # the query is part of the path
+    socket = TrioWebSocket(await request.accept(), server_stream)
+    assert isinstance(await client.next_event(), AcceptConnection)
+    return socket, client
+
+
+async def test_refusal_is_plain_http_with_a_body(nursery: trio.Nursery) -> None:
+    server_stream, client_stream = trio.testing.memory_stream_pair()
+    client = Client(client_stream)
+    await client.send(Request(host="x", target="/nope"))
+    request = await wrap_server_stream(nursery, server_stream)
+    await request.reject(404, extra_headers=[(b"X-A", b"1")], body=b"gone")
+    rejected = await client.next_event()
+    assert isinstance(rejected, RejectConnection)
+    assert rejected.status_code == 404
+    assert (b"x-a", b"1") in rejected.headers
+    body = await client.next_event()
+    assert isinstance(body, RejectData)
+    assert body.data == b"gone"
+
+
+async def test_fragments_pings_and_the_close_handshake(nursery: trio.Nursery) -> None:
+    socket, client = await upgraded(nursery)
+    await client.send(TextMessage(data="hel", message_finished=False))
+    await client.send(TextMessage(data="lo", message_finished=True))
+    await client.send(Ping(payload=b"p"))
+    await client.send(TextMessage(data="next"))
+    assert await socket.receive() == "hello"
+    assert await socket.receive() == "next"
+    assert await client.next_event() == Pong(payload=b"p")
+    await socket.send("out")
+    assert (await client.next_event()) == TextMessage(data="out")
+    async with trio.open_nursery() as pinging:
+        pinging.start_soon(socket.ping)
+        ping = await client.next_event()
+        assert isinstance(ping, Ping)
+        await client.send(ping.response())  # the ping returns once its pong is in
+    async with trio.open_nursery() as closing_nursery:
+        closing_nursery.start_soon(socket.close, 1001, "bye")
+        closing = await client.next_event()
+        assert isinstance(closing, CloseConnection)
+        assert closing.code == 1001
+        await client.send(closing.response())
+    await client.wait_eof()
+    with pytest.raises(SocketClosed):
+        await socket.send("late")
+
+
+async def test_oversized_message_closes_1009_and_the_tcp_connection(
+    nursery: trio.Nursery,
+) -> None:
+    socket, client = await upgraded(nursery, max_bytes=8)
+    await client.send(TextMessage(data="x" * 9))
+    with pytest.raises(SocketClosed) as closed:
+        await socket.receive()
+    assert closed.value.code == 1009
+    closing = await client.next_event()
+    assert isinstance(closing, CloseConnection)
+    assert closing.code == 1009
+    await socket.close(1009, "message too big")  # what the session does next
+    await client.wait_eof()
+
+
+async def test_peer_close_is_answered_and_reported(nursery: trio.Nursery) -> None:
+    socket, client = await upgraded(nursery)
+    await client.send(CloseConnection(code=1000, reason="done"))
+    with pytest.raises(SocketClosed) as closed:
+        await socket.receive()
+    assert closed.value.code == 1000
+    assert isinstance(await client.next_event(), CloseConnection)
+
+
+async def test_close_ends_the_tcp_connection_when_the_peer_never_answers(
+    nursery: trio.Nursery,
+) -> None:
+    socket, client = await upgraded(nursery)
+    with trio.move_on_after(0.2):  # the session's close budget
+        await socket.close(1001, "bye")
+    closing = await client.next_event()
+    assert isinstance(closing, CloseConnection)
+    await client.wait_eof()
