@@ -31,6 +31,7 @@ from notifactor.domain.ws_frames import notification_frame
 from notifactor.edge.registry import Deliver, SessionRegistry
 from notifactor.edge.settings import EdgeSettings
 from notifactor.edge.stopping import until_stop_requested
+from notifactor.observability.tracing import consume_span
 from notifactor.ports.presence import Presence
 
 log = logging.getLogger("notifactor.edge.delivery")
@@ -126,7 +127,17 @@ class DeliveryConsumer:
             created_at=message.created_at,
             cursor=message.cursor,
         )
-        self._registry.fan_out(Deliver(message=message, frame=frame))
+        with consume_span(
+            "edge.fan_out",
+            message.traceparent,
+            {
+                "notifactor.tenant_id": message.tenant_id,
+                "notifactor.notification_id": message.id,
+                "notifactor.attempt": message.attempt,
+            },
+        ) as span:
+            sessions = self._registry.fan_out(Deliver(message=message, frame=frame))
+            span.set_attribute("notifactor.sessions", sessions)
 
     async def _heartbeat_loop(self) -> None:
         while True:
