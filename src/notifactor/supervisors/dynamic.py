@@ -17,13 +17,10 @@ import random as _random
 import trio
 
 from notifactor.actors.crash import CrashReason
-from notifactor.actors.stop import StopSignal, optional_stop_signal
 from notifactor.domain.backoff import Backoff, BackoffPolicy
-from notifactor.domain.restart_intensity import RestartIntensity
 from notifactor.supervisors.child import (
     Child,
     ChildExit,
-    ExitQueue,
     request_stop,
     resolve_shutdown,
     run_incarnation,
@@ -38,14 +35,15 @@ from notifactor.supervisors.errors import (
     SupervisorGaveUp,
     SupervisorNotRunning,
 )
-from notifactor.supervisors.statistics import NodeState, NodeStatistics
+from notifactor.supervisors.lifecycle import SupervisorLifecycle
+from notifactor.supervisors.statistics import NodeStatistics
 from notifactor.supervisors.strategies import RestartType, should_restart
 from notifactor.supervisors.supervisor import CLEANUP_SLACK_S
 
 logger = logging.getLogger("notifactor.supervisors.dynamic")
 
 
-class DynamicSupervisor:
+class DynamicSupervisor(SupervisorLifecycle):
     """A bounded pool of children started and stopped by id.
 
     Args:
@@ -74,20 +72,13 @@ class DynamicSupervisor:
     ) -> None:
         if max_children < 1:
             raise ValueError("max_children must be > 0")
-        self.id = id
         self.max_children = max_children
-        self._intensity_rule = RestartIntensity(intensity=intensity, period_s=period_s)
-        self._intensity = self._intensity_rule
+        super().__init__(id, intensity=intensity, period_s=period_s)
         self._policy = backoff if backoff is not None else BackoffPolicy()
         self._shutdown_s = shutdown_s
         self._default_restart: RestartType = default_restart
         self._random = random if random is not None else _random.Random()
         self._children: dict[str, Child] = {}
-        self._state: NodeState = "stopped"
-        self._stop: StopSignal | None = None
-        self._own_stop = StopSignal()
-        self._nursery: trio.Nursery | None = None
-        self._exits = ExitQueue()
 
     def __contains__(self, child_id: object) -> bool:
         return child_id in self._children
@@ -183,41 +174,6 @@ class DynamicSupervisor:
         self._forget(child)
         child.terminated()
         return True
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Supervise the pool until stopped; it starts empty.
-
-        Raises:
-            SupervisorGaveUp: restart intensity exceeded; every child has
-                been stopped already.
-        """
-        if self._nursery is not None:
-            raise RuntimeError(f"supervisor {self.id!r} is already running")
-        self._stop = optional_stop_signal() or self._own_stop
-        self._intensity = self._intensity_rule  # a new incarnation starts with a clean slate
-        self._exits = ExitQueue()
-        gave_up: SupervisorGaveUp | None = None
-        try:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                stop_scope = trio.CancelScope()
-                self._stop.register(stop_scope)
-                try:
-                    with stop_scope:
-                        self._state = "running"
-                        task_status.started()
-                        gave_up = await self._supervise()
-                finally:
-                    self._stop.unregister(stop_scope)
-                    self._state = "stopping"
-                    await self._stop_all()
-                    self._nursery = None
-        finally:
-            self._state = "stopped"
-            self._stop = None
-            self._own_stop = StopSignal()  # fresh for the next run
-        if gave_up is not None:
-            raise gave_up from gave_up.reason.exception
 
     async def _supervise(self) -> SupervisorGaveUp:
         while True:

@@ -20,20 +20,18 @@ import attrs
 import trio
 
 from notifactor.actors.crash import CrashReason
-from notifactor.actors.stop import StopSignal, optional_stop_signal
 from notifactor.domain.backoff import Backoff, BackoffPolicy
-from notifactor.domain.restart_intensity import RestartIntensity
 from notifactor.supervisors.child import (
     Child,
     ChildExit,
-    ExitQueue,
     resolve_shutdown,
     run_incarnation,
     stop_child,
 )
 from notifactor.supervisors.child_spec import ChildSpec, Shutdown
 from notifactor.supervisors.errors import SupervisorGaveUp
-from notifactor.supervisors.statistics import NodeState, NodeStatistics
+from notifactor.supervisors.lifecycle import SupervisorLifecycle
+from notifactor.supervisors.statistics import NodeStatistics
 from notifactor.supervisors.strategies import (
     RestartType,
     Strategy,
@@ -48,7 +46,7 @@ CLEANUP_SLACK_S = 1.0
 """Extra time the shielded cleanup allows beyond the sum of the budgets."""
 
 
-class Supervisor:
+class Supervisor(SupervisorLifecycle):
     """Runs ``children`` and restarts them per ``strategy``.
 
     Args:
@@ -77,10 +75,8 @@ class Supervisor:
         ids = [spec.id for spec in children]
         if len(set(ids)) != len(ids):
             raise ValueError(f"supervisor {id!r}: child ids must be unique (got {ids})")
-        self.id = id
         self.strategy = parse_strategy(strategy)
-        self._intensity_rule = RestartIntensity(intensity=intensity, period_s=period_s)
-        self._intensity = self._intensity_rule
+        super().__init__(id, intensity=intensity, period_s=period_s)
         policy = backoff if backoff is not None else BackoffPolicy()
         self._random = random if random is not None else _random.Random()
         self._children = [
@@ -92,11 +88,6 @@ class Supervisor:
             )
             for spec in children
         ]
-        self._state: NodeState = "stopped"
-        self._stop: StopSignal | None = None
-        self._own_stop = StopSignal()
-        self._nursery: trio.Nursery | None = None
-        self._exits = ExitQueue()
 
     def child_spec(
         self, *, restart: RestartType | None = None, shutdown: Shutdown = math.inf
@@ -134,49 +125,9 @@ class Supervisor:
             children=tuple(child.statistics() for child in self._children),
         )
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Start the children in order, supervise them until stopped.
-
-        Returns after a graceful stop (``request_stop`` or the parent's stop
-        request). Cancelling the calling task stops the children the same
-        way (shielded, within their budgets) before the cancellation goes on.
-
-        Raises:
-            SupervisorGaveUp: restart intensity exceeded; every child has
-                been stopped already.
-        """
-        if self._nursery is not None:
-            raise RuntimeError(f"supervisor {self.id!r} is already running")
-        self._stop = optional_stop_signal() or self._own_stop
-        self._intensity = self._intensity_rule  # a new incarnation starts with a clean slate
+    def _reset_for_run(self) -> None:
         for child in self._children:
             child.backoff = attrs.evolve(child.backoff, attempt=0)
-        self._exits = ExitQueue()
-        gave_up: SupervisorGaveUp | None = None
-        try:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                self._state = "starting"
-                stop_scope = trio.CancelScope()
-                self._stop.register(stop_scope)
-                try:
-                    with stop_scope:
-                        gave_up = await self._start_all()
-                        if gave_up is None:
-                            self._state = "running"
-                            task_status.started()
-                            gave_up = await self._supervise()
-                finally:
-                    self._stop.unregister(stop_scope)
-                    self._state = "stopping"
-                    await self._stop_all()
-                    self._nursery = None
-        finally:
-            self._state = "stopped"
-            self._stop = None
-            self._own_stop = StopSignal()  # fresh for the next run
-        if gave_up is not None:
-            raise gave_up from gave_up.reason.exception
 
     async def _start_all(self) -> SupervisorGaveUp | None:
         for index, child in enumerate(self._children):
