@@ -2,14 +2,19 @@
 
 This is the only module that knows every concrete adapter. ``serve`` builds:
 
-    root (config.supervision.root; rest_for_one by default)
-    ├── redis        the embedded Redis-compatible server (only without redis_url)
-    └── services     opens the Redis client and the store, then runs:
-        └── gateway  (config.supervision.gateway)
-            └── http   the REST listener (hypercorn)
+    root                  config.supervision.root (rest_for_one by default)
+    ├── metrics           /metrics on its own port (dispatcher-only processes)
+    ├── redis             the embedded Redis-compatible server (only without redis_url)
+    └── services          rest_for_one; opens the Redis client and the store
+        ├── writers       the storage writer actor
+        ├── retention-sweeper   SQLite only
+        ├── dispatcher    partition consumers and the retry scheduler (role dispatcher)
+        └── gateway       http (REST) and ws (the WebSocket edge) (role gateway)
 
-A restart of ``redis`` restarts ``services`` after it (rest_for_one), so
-nothing keeps talking to a server that went away.
+``notifactor gateway`` and ``notifactor dispatcher`` build the same tree with
+one role each. A restart of ``redis`` restarts ``services`` after it, and a
+restart of the writers restarts what writes through them (rest_for_one), so
+nothing keeps talking to a server or an actor that went away.
 """
 
 from __future__ import annotations
