@@ -8,7 +8,8 @@ notification frame once, hands it to the recipient's local sessions, and
 deletes the entries it processed, so the stream holds only what is in flight.
 
 It also keeps this gateway alive in the presence registry (heartbeat every
-``presence_heartbeat_s``) and, now and then, removes the delivery streams of
+``presence_heartbeat_s``; the same tick refreshes this gateway's members of
+the cluster-wide tenant connection counts) and, now and then, removes the delivery streams of
 gateways that died (no ``gwalive`` key and nothing written for
 ``stale_stream_ms``). :func:`reset_gateway` runs once when the edge starts: it
 forgets the registrations and the stream of an earlier run with the same id.
@@ -28,6 +29,7 @@ import trio
 from notifactor.adapters.redis_dispatch import RedisKeys
 from notifactor.domain.routing import ROUTED_FIELD, ROUTED_SCHEMA_VERSION, decode_routed
 from notifactor.domain.ws_frames import notification_frame
+from notifactor.edge.admission import ConnectionAdmission
 from notifactor.edge.registry import Deliver, SessionRegistry
 from notifactor.edge.settings import EdgeSettings
 from notifactor.edge.stopping import until_stop_requested
@@ -66,6 +68,7 @@ class DeliveryConsumer:
         gateway_id: str,
         settings: EdgeSettings,
         position: StreamPosition | None = None,
+        admission: ConnectionAdmission | None = None,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -74,6 +77,7 @@ class DeliveryConsumer:
         self._gateway_id = gateway_id
         self._settings = settings
         self._position = position or StreamPosition()
+        self._admission = admission
         self._stream = keys.gateway_stream(gateway_id)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -146,6 +150,11 @@ class DeliveryConsumer:
                 await self._presence.heartbeat(self._gateway_id)
             except Exception as error:  # next tick retries; the TTL spans several ticks
                 log.warning("presence heartbeat failed: %s", error)
+            if self._admission is not None:
+                try:
+                    await self._admission.refresh()
+                except Exception as error:  # the TTL spans three ticks
+                    log.warning("connection-count refresh failed: %s", error)
 
     async def _janitor_loop(self) -> None:
         while True:

@@ -7,8 +7,10 @@ HTTP with an ``application/problem+json`` body:
 * a missing, malformed, expired or badly signed token (``?token=`` or
   ``Authorization: Bearer``) → 401 with ``WWW-Authenticate: Bearer
   error="invalid_token"``;
-* the tenant already holds ``max_ws_connections`` sessions on this process → 429
-  with ``Retry-After``; the session pool is full → 503.
+* the tenant already holds ``max_ws_connections`` sessions across the cluster
+  → 429 with ``Retry-After`` (see :mod:`notifactor.edge.admission`); Redis
+  cannot answer the admission, or the session pool is full → 503 with
+  ``Retry-After``.
 
 Sockets are served with trio-websocket (``wrap_server_stream``). Each TCP
 connection runs in a guard: garbage bytes, a broken handshake or a peer that
@@ -39,6 +41,7 @@ from notifactor.actors.stop import optional_stop_signal
 from notifactor.auth.verify import InvalidTokenError, Principal, TokenVerifier
 from notifactor.config import Config
 from notifactor.edge import metrics
+from notifactor.edge.admission import ConnectionAdmission, Verdict
 from notifactor.edge.context import EdgeContext
 from notifactor.edge.session_slot import SessionSlot
 from notifactor.edge.trio_socket import TrioWebSocket
@@ -67,6 +70,7 @@ class WsListener:
         verifier: checks the bearer token of each upgrade request.
         context: what sessions share.
         pool: the ``sessions`` dynamic supervisor (must be running).
+        admission: the tenant connection limit, cluster-wide.
         on_listening: told the bound port once the socket listens.
     """
 
@@ -77,12 +81,14 @@ class WsListener:
         context: EdgeContext,
         pool: DynamicSupervisor,
         *,
+        admission: ConnectionAdmission,
         on_listening: Callable[[int], None] | None = None,
     ) -> None:
         self._config = config
         self._verifier = verifier
         self._ctx = context
         self._pool = pool
+        self._admission = admission
         self._on_listening = on_listening
         self.port: int | None = None
 
@@ -170,16 +176,27 @@ class WsListener:
             )
             return
         limit = self._config.tenant_policy(principal.tenant_id).max_ws_connections
-        if not self._ctx.registry.reserve(principal.tenant_id, limit):
+        session_id = secrets.token_urlsafe(12)
+        admission = await self._admission.admit(principal.tenant_id, session_id, limit)
+        if admission.verdict is Verdict.FULL:
             await _refuse(
                 request,
                 429,
                 "Too Many Requests",
-                f"the tenant already has {limit} WebSocket sessions",
+                f"the tenant already has {admission.count} of {limit} WebSocket sessions",
                 [(b"Retry-After", str(RETRY_AFTER_S).encode())],
             )
             return
-        slot = SessionSlot(self._ctx.registry, principal.tenant_id)
+        if admission.verdict is Verdict.UNAVAILABLE:
+            await _refuse(
+                request,
+                503,
+                "Service Unavailable",
+                "the tenant's connection count cannot be checked right now",
+                [(b"Retry-After", str(RETRY_AFTER_S).encode())],
+            )
+            return
+        slot = SessionSlot(self._admission, principal.tenant_id, session_id)
         try:
             if len(self._pool) >= self._pool.max_children:
                 await _refuse(
@@ -190,7 +207,7 @@ class WsListener:
                     [(b"Retry-After", str(RETRY_AFTER_S).encode())],
                 )
                 return
-            if await self._start_session(stream, request, principal, slot):
+            if await self._start_session(stream, request, principal, session_id, slot):
                 await slot.wait_terminated()
         finally:
             # Once the session has started the slot is given back when it
@@ -203,11 +220,11 @@ class WsListener:
         stream: trio.SocketStream,
         request: WebSocketRequest,
         principal: Principal,
+        session_id: str,
         slot: SessionSlot,
     ) -> bool:
         """Accept and start the session; ``False`` if it could not start (socket closed)."""
         socket = TrioWebSocket(await request.accept(), stream)
-        session_id = secrets.token_urlsafe(12)
         ref = slot.ref = ActorRef(f"session-{session_id}", mailbox_size=1)
         slot.session = SessionActor(
             session_id=session_id,

@@ -3,14 +3,16 @@
 ::
 
     ws                  [supervision.gateway] settings, one_for_one
+    ├── ws-admission    removes closed sessions from the cluster-wide tenant counts
     ├── ws-recorder     batches delivered/acked updates into the storage writer
     ├── sessions        DynamicSupervisor [supervision.sessions]: one SessionActor per socket
     ├── ws-delivery     reads notifactor:gw:{instance_id}, fans out, presence heartbeat
     └── ws-listener     trio-websocket on ws_host:ws_port, path /ws
 
 Stop order is the reverse: the listener stops accepting and closes every
-session with 1001, the consumer stops, then the recorder hands what it holds
-to the storage writer. Before the subtree starts, :func:`reset_gateway`
+session with 1001, the consumer stops, the recorder hands what it holds
+to the storage writer, and the admission removes the closed sessions from
+the tenant connection counts in Redis. Before the subtree starts, :func:`reset_gateway`
 clears presence and the delivery stream left by an earlier run with the same
 instance id.
 """
@@ -25,8 +27,10 @@ import trio
 
 from notifactor.actors.storage_writer import StorageWriterClient
 from notifactor.adapters.redis_dispatch import RedisKeys
+from notifactor.adapters.redis_ws_admission import RedisWsAdmission
 from notifactor.auth.verify import TokenVerifier
 from notifactor.config import Config
+from notifactor.edge.admission import ConnectionAdmission
 from notifactor.edge.context import EdgeContext
 from notifactor.edge.delivery_consumer import DeliveryConsumer, StreamPosition, reset_gateway
 from notifactor.edge.delivery_recorder import DeliveryRecorder
@@ -79,6 +83,13 @@ class WsEdge:
         self._redis = redis
         self._presence = presence
         self.registry = SessionRegistry()
+        self.admission = ConnectionAdmission(
+            self.registry,
+            RedisWsAdmission(redis, keys=self.keys, ttl_ms=self.settings.admission_ttl_ms),
+            gateway_id=self.gateway_id,
+            timeout_s=self.settings.admission_timeout_s,
+            release_timeout_s=self.settings.close_timeout_s,
+        )
         self.recorder = DeliveryRecorder(
             writer, queue_size=self.settings.recorder_queue, batch=self.settings.recorder_batch
         )
@@ -93,7 +104,12 @@ class WsEdge:
         self.pool = dynamic_supervisor_from_config("sessions", config.supervision.sessions)
         self.position = StreamPosition()
         self.listener = WsListener(
-            config, verifier, self.context, self.pool, on_listening=on_listening
+            config,
+            verifier,
+            self.context,
+            self.pool,
+            admission=self.admission,
+            on_listening=on_listening,
         )
         self._tree: Supervisor | None = None
 
@@ -127,6 +143,7 @@ class WsEdge:
             gateway_id=self.gateway_id,
             settings=self.settings,
             position=self.position,
+            admission=self.admission,
         )
 
     async def _run_consumer(self, *, task_status: trio.TaskStatus[None]) -> None:
@@ -135,6 +152,7 @@ class WsEdge:
     def supervisor(self) -> Supervisor:
         """The ``ws`` subtree (see the module docstring)."""
         children = [
+            ChildSpec(id="ws-admission", start=self.admission.run),
             ChildSpec(id="ws-recorder", start=self.recorder.run),
             self.pool.child_spec(),
             ChildSpec(id="ws-delivery", start=self._run_consumer),

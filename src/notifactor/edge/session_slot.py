@@ -6,7 +6,8 @@ import trio
 
 from notifactor.actors import ActorRef, run_actor
 from notifactor.actors.session import SessionActor
-from notifactor.edge.registry import Deliver, SessionRegistry
+from notifactor.edge.admission import ConnectionAdmission
+from notifactor.edge.registry import Deliver
 from notifactor.supervisors import NodeStatistics
 
 
@@ -19,11 +20,21 @@ class SessionSlot:
     carries the supervisor's stop request.
     """
 
-    __slots__ = ("_registry", "_reserved", "_tenant_id", "_terminated", "ref", "session", "started")
+    __slots__ = (
+        "_admission",
+        "_reserved",
+        "_session_id",
+        "_tenant_id",
+        "_terminated",
+        "ref",
+        "session",
+        "started",
+    )
 
-    def __init__(self, registry: SessionRegistry, tenant_id: str) -> None:
-        self._registry = registry
+    def __init__(self, admission: ConnectionAdmission, tenant_id: str, session_id: str) -> None:
+        self._admission = admission
         self._tenant_id = tenant_id
+        self._session_id = session_id
         self._reserved = True
         self.ref: ActorRef[Deliver] | None = None
         self.session: SessionActor | None = None
@@ -45,10 +56,10 @@ class SessionSlot:
         )
 
     def release(self) -> None:
-        """Give the tenant's connection back (once)."""
+        """Give the tenant's connection back (once), locally and cluster-wide."""
         if self._reserved:
             self._reserved = False
-            self._registry.release(self._tenant_id)
+            self._admission.release(self._tenant_id, self._session_id)
 
     def terminated(self) -> None:
         if self.ref is not None:

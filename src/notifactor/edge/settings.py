@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import attrs
 
 from notifactor.config import Config
@@ -29,7 +31,10 @@ class EdgeSettings:
         close_timeout_s: bound on the close handshake.
         connect_timeout_s: bound on the HTTP upgrade request.
         presence_heartbeat_s: period of the gateway's presence heartbeat
-            (a third of the presence TTL).
+            (a third of the presence TTL); it also refreshes the gateway's
+            members of the cluster-wide tenant connection counts.
+        admission_timeout_s: longest an upgrade waits for the cluster-wide
+            connection count (Redis) before it is refused with 503.
         consumer_count: entries per XREAD of the gateway delivery stream.
         consumer_block_ms: longest wait of one XREAD.
         janitor_interval_s: how often delivery streams of dead gateways are removed.
@@ -48,6 +53,7 @@ class EdgeSettings:
     close_timeout_s: float = 2.0
     connect_timeout_s: float = 10.0
     presence_heartbeat_s: float = 10.0
+    admission_timeout_s: float = 2.0
     consumer_count: int = 512
     consumer_block_ms: int = 1000
     janitor_interval_s: float = 300.0
@@ -60,6 +66,11 @@ class EdgeSettings:
             raise ValueError("heartbeat_s, send_timeout_s and close_timeout_s must be > 0")
         if min(self.outbox_size, self.sent_window, self.replay_page, self.recorder_queue) < 1:
             raise ValueError("sizes must be >= 1")
+
+    @property
+    def admission_ttl_ms(self) -> int:
+        """How long a connection outlives its gateway's last heartbeat (3 heartbeats)."""
+        return max(1, math.ceil(3 * self.presence_heartbeat_s * 1000))
 
 
 def settings_from_config(config: Config) -> EdgeSettings:
