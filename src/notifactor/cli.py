@@ -119,18 +119,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _token(args: argparse.Namespace, config: Config) -> int:
     from notifactor.auth.secret import resolve_jwt_secret
     from notifactor.auth.tokens import mint_token
-    from notifactor.domain.identifiers import check_tenant_id, check_user_id
+    from notifactor.domain.identifiers import identity_problem
 
     if config.jwt_algorithm != "HS256":
         raise ConfigError("jwt_algorithm", "`notifactor token` signs with HS256 only")
-    for check, value, flag in (
-        (check_tenant_id, args.tenant, "--tenant"),
-        (check_user_id, args.sub, "--sub"),
-    ):
-        problem = check(value)
-        if problem:
-            print(f"notifactor: {flag}: {problem}", file=sys.stderr)
-            return EXIT_CONFIG
+    problem = identity_problem(args.tenant, args.sub)
+    if problem is not None:
+        which, reason = problem
+        print(f"notifactor: --{which}: {reason}", file=sys.stderr)
+        return EXIT_CONFIG
     if args.ttl <= 0:
         print("notifactor: --ttl: must be > 0", file=sys.stderr)
         return EXIT_CONFIG

@@ -177,10 +177,6 @@ async def test_admin_dlq_endpoints_list_and_replay_own_tenant_only(
     from notifactor.gateway.http import Request
     from notifactor.gateway.problems import ProblemError
 
-    @attrs.frozen(kw_only=True)
-    class AdminGateway(Gateway):
-        dlq: ReplayService
-
     db = tmp_path / "n.db"
     dead = await _make_dead_letters(redis_client, redis_prefix, db)
     config = Config(jwt_secret=SECRET, supervision=CONFIG.supervision)
@@ -213,7 +209,7 @@ async def test_admin_dlq_endpoints_list_and_replay_own_tenant_only(
         return Request(scope, receive)
 
     async with open_store(db) as store:
-        gateway = AdminGateway(
+        gateway = Gateway(
             config=config,
             verifier=build_verifier(config, hs256_secret=SECRET),
             ingest=RedisIngest(redis_client, IngestSettings()),

@@ -22,3 +22,15 @@ def check_user_id(value: str) -> str | None:
 def check_channel(value: str) -> str | None:
     """None when ``value`` is a valid channel name, else the reason."""
     return None if CHANNEL.fullmatch(value) else f"must match {CHANNEL.pattern}"
+
+
+def identity_problem(tenant_id: str, user_id: str) -> tuple[str, str] | None:
+    """The first of (``tenant``, ``sub``) that is malformed, with the reason; None if both are fine."""
+    for which, check, value in (
+        ("tenant", check_tenant_id, tenant_id),
+        ("sub", check_user_id, user_id),
+    ):
+        problem = check(value)
+        if problem:
+            return which, problem
+    return None

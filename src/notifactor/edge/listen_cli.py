@@ -46,16 +46,13 @@ def run_listen(args: argparse.Namespace, config: Config) -> int:
 
     from notifactor.auth.secret import resolve_jwt_secret
     from notifactor.auth.tokens import DEFAULT_SCOPES, mint_token
-    from notifactor.domain.identifiers import check_tenant_id, check_user_id
+    from notifactor.domain.identifiers import identity_problem
 
-    for check, value, flag in (
-        (check_tenant_id, args.tenant, "--tenant"),
-        (check_user_id, args.sub, "--sub"),
-    ):
-        problem = check(value)
-        if problem:
-            print(f"notifactor: {flag}: {problem}", file=sys.stderr)
-            return EXIT_USAGE
+    problem = identity_problem(args.tenant, args.sub)
+    if problem is not None:
+        which, reason = problem
+        print(f"notifactor: --{which}: {reason}", file=sys.stderr)
+        return EXIT_USAGE
     secret, _ = resolve_jwt_secret(config, create=False)
     jwt = mint_token(
         secret=secret,

@@ -39,10 +39,9 @@ _REASONS = tuple(r.value for r in DlqReason)
 
 
 def _service(gateway: Gateway) -> ReplayService:
-    service = getattr(gateway, "dlq", None)
-    if not isinstance(service, ReplayService):
+    if gateway.dlq is None:
         raise ProblemError(problems.overloaded("The DLQ service is not available here.", 5))
-    return service
+    return gateway.dlq
 
 
 def _parse_list_query(pairs: list[tuple[str, str]]) -> dict[str, Any]:
