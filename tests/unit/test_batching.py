@@ -108,3 +108,26 @@ class BufferModel(RuleBasedStateMachine):
 
 
 TestBufferModel = BufferModel.TestCase
+
+
+@given(
+    st.floats(0, 1e6, allow_nan=False, allow_infinity=False),
+    st.floats(0.001, 3600, allow_nan=False, allow_infinity=False),
+)
+def test_the_age_deadline_always_makes_a_flush_due(oldest_at: float, max_age_s: float) -> None:
+    # A timer set to deadline() that fires must find the flush due, or the
+    # writer's receive loop would wake at the same instant forever.
+    buffer: BatchBuffer[int] = BatchBuffer(BatchPolicy(max_items=10, max_age_s=max_age_s))
+    buffer.add(1, oldest_at)
+    deadline = buffer.deadline()
+    assert deadline is not None
+    assert buffer.flush_due(deadline)
+
+
+def test_the_age_deadline_with_a_rounding_sum() -> None:
+    # (o + 0.1) - o < 0.1 for this o in binary floating point.
+    oldest_at = 144.12787791789205
+    assert (oldest_at + 0.1) - oldest_at < 0.1
+    buffer: BatchBuffer[int] = BatchBuffer(BatchPolicy(max_items=10, max_age_s=0.1))
+    buffer.add(1, oldest_at)
+    assert buffer.flush_due(oldest_at + 0.1)

@@ -57,7 +57,11 @@ class BatchBuffer(Generic[T]):
             return False
         if len(self.items) >= self.policy.max_items:
             return True
-        return self.oldest_at is not None and now - self.oldest_at >= self.policy.max_age_s
+        deadline = self.deadline()
+        # The same float as the caller's timer: ``now - oldest_at >= max_age``
+        # can be False at exactly ``oldest_at + max_age`` (rounding), and a
+        # timer that fired without a flush fires again at once, forever.
+        return deadline is not None and now >= deadline
 
     def deadline(self) -> float | None:
         """When the age threshold fires, or ``None`` for an empty buffer."""
