@@ -29,8 +29,9 @@ from notifactor.gateway import problems
 from notifactor.gateway.context import Gateway, require_scope
 from notifactor.gateway.http import Request, Response, json_response
 from notifactor.gateway.problems import FieldError, ProblemError
+from notifactor.gateway.query import page_limit, query_values
 from notifactor.gateway.rfc3339 import parse_rfc3339
-from notifactor.ports.notification_store import MAX_PAGE_LIMIT, TransientStoreError
+from notifactor.ports.notification_store import TransientStoreError
 
 LIST_PARAMS = frozenset({"limit", "cursor", "reason"})
 REPLAY_FIELDS = frozenset({"ids", "reason", "since", "until", "dry_run", "rate_per_s"})
@@ -46,23 +47,12 @@ def _service(gateway: Gateway) -> ReplayService:
 
 def _parse_list_query(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     errors: list[FieldError] = []
-    values: dict[str, str] = {}
-    for name, value in pairs:
-        if name not in LIST_PARAMS:
-            errors.append(FieldError(field=name, message="unknown query parameter"))
-        elif name in values:
-            errors.append(FieldError(field=name, message="given more than once"))
-        else:
-            values[name] = value
-    parsed: dict[str, Any] = {"limit": 50, "cursor": None, "reason": None}
-    if "limit" in values:
-        raw = values["limit"]
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_LIMIT:
-            errors.append(
-                FieldError(field="limit", message=f"must be an integer 1..{MAX_PAGE_LIMIT}")
-            )
-        else:
-            parsed["limit"] = int(raw)
+    values = query_values(pairs, LIST_PARAMS, errors)
+    parsed: dict[str, Any] = {
+        "limit": page_limit(values, 50, errors),
+        "cursor": None,
+        "reason": None,
+    }
     if "reason" in values:
         if values["reason"] not in _REASONS:
             errors.append(

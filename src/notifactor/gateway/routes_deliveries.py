@@ -13,8 +13,9 @@ from notifactor.gateway import problems
 from notifactor.gateway.context import Gateway, require_scope, require_tenant
 from notifactor.gateway.http import Request, Response, json_response
 from notifactor.gateway.problems import FieldError, ProblemError
+from notifactor.gateway.query import page_limit, query_values
 from notifactor.gateway.rfc3339 import format_rfc3339, parse_rfc3339
-from notifactor.ports.notification_store import MAX_PAGE_LIMIT, TransientStoreError
+from notifactor.ports.notification_store import TransientStoreError
 
 QUERY_PARAMS = frozenset({"user_id", "state", "since", "until", "limit", "cursor"})
 DEFAULT_LIMIT = 50
@@ -22,15 +23,8 @@ DEFAULT_LIMIT = 50
 
 def _parse_query(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     errors: list[FieldError] = []
-    values: dict[str, str] = {}
-    for name, value in pairs:
-        if name not in QUERY_PARAMS:
-            errors.append(FieldError(field=name, message="unknown query parameter"))
-        elif name in values:
-            errors.append(FieldError(field=name, message="given more than once"))
-        else:
-            values[name] = value
-    parsed: dict[str, Any] = {"limit": DEFAULT_LIMIT}
+    values = query_values(pairs, QUERY_PARAMS, errors)
+    parsed: dict[str, Any] = {"limit": page_limit(values, DEFAULT_LIMIT, errors)}
     if "user_id" in values:
         if (reason := check_user_id(values["user_id"])) is not None:
             errors.append(FieldError(field="user_id", message=reason))
@@ -47,14 +41,6 @@ def _parse_query(pairs: list[tuple[str, str]]) -> dict[str, Any]:
                 parsed[name] = parse_rfc3339(values[name])
             except ValueError as error:
                 errors.append(FieldError(field=name, message=str(error)))
-    if "limit" in values:
-        raw = values["limit"]
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_LIMIT:
-            errors.append(
-                FieldError(field="limit", message=f"must be an integer 1..{MAX_PAGE_LIMIT}")
-            )
-        else:
-            parsed["limit"] = int(raw)
     if "cursor" in values:
         if not values["cursor"]:
             errors.append(FieldError(field="cursor", message="must not be empty"))
