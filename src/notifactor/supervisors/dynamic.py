@@ -183,14 +183,7 @@ class DynamicSupervisor(SupervisorLifecycle):
                 continue
             child.state = "stopped"
             if crash is not None:
-                logger.error(
-                    "supervisor %s: child %s crashed: %s",
-                    self.id,
-                    child.id,
-                    crash.summary(),
-                    exc_info=crash.exception,
-                    extra={"supervisor": self.id, "child": child.id},
-                )
+                self._log_crash(child.id, crash)
             if not should_restart(child.restart, crashed=crash is not None):
                 self._forget(child)
                 child.terminated()

@@ -9,8 +9,11 @@ then reports a give-up to its parent. The subclasses say how children start
 
 from __future__ import annotations
 
+import logging
+
 import trio
 
+from notifactor.actors.crash import CrashReason
 from notifactor.actors.stop import StopSignal, optional_stop_signal
 from notifactor.domain.restart_intensity import RestartIntensity
 from notifactor.supervisors.child import ExitQueue
@@ -73,6 +76,16 @@ class SupervisorLifecycle:
             self._own_stop = StopSignal()  # fresh for the next run
         if gave_up is not None:
             raise gave_up from gave_up.reason.exception
+
+    def _log_crash(self, child_id: str, crash: CrashReason) -> None:
+        logging.getLogger(type(self).__module__).error(
+            "supervisor %s: child %s crashed: %s",
+            self.id,
+            child_id,
+            crash.summary(),
+            exc_info=crash.exception,
+            extra={"supervisor": self.id, "child": child_id},
+        )
 
     def _reset_for_run(self) -> None:
         """Per-run state of the subclass (e.g. backoff attempts); none by default."""

@@ -160,14 +160,7 @@ class Supervisor(SupervisorLifecycle):
         while True:
             child.state = "stopped"
             if crash is not None:
-                logger.error(
-                    "supervisor %s: child %s crashed: %s",
-                    self.id,
-                    child.id,
-                    crash.summary(),
-                    exc_info=crash.exception,
-                    extra={"supervisor": self.id, "child": child.id},
-                )
+                self._log_crash(child.id, crash)
             if not should_restart(child.restart, crashed=crash is not None):
                 logger.info(
                     "supervisor %s: child %s (%s) exited and is not restarted",
