@@ -1,6 +1,5 @@
 """The WebSocket edge (SPEC §5): listener, session actors, per-gateway delivery stream.
 
-Entry point: :func:`notifactor.edge.runner.run_ws_edge` (a supervised start
-function) or :class:`notifactor.edge.runner.WsEdge` when the caller wants the
-bound port. See ``docs/websocket.md`` for the client-facing protocol.
+Entry point: :class:`notifactor.edge.runner.WsEdge`, whose ``child_spec()``
+puts the edge's subtree under the gateway supervisor. See ``docs/websocket.md`` for the client-facing protocol.
 """

@@ -176,31 +176,3 @@ def _listener_budget(edge: WsEdge) -> float:
     """Time for the listener to close every session (1001) and return."""
     sessions = edge.config.supervision.sessions
     return sessions.shutdown_s + 2 * edge.settings.close_timeout_s
-
-
-async def run_ws_edge(
-    config: Config,
-    *,
-    redis: coredis.Redis[bytes],
-    store: NotificationStore,
-    writer: StorageWriterClient,
-    verifier: TokenVerifier,
-    presence: Presence,
-    settings: EdgeSettings | None = None,
-    keys: RedisKeys | None = None,
-    on_listening: Callable[[int], None] | None = None,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Run the WebSocket edge until stopped; a start function for the gateway subtree."""
-    edge = WsEdge(
-        config,
-        redis=redis,
-        store=store,
-        writer=writer,
-        verifier=verifier,
-        presence=presence,
-        settings=settings,
-        keys=keys,
-        on_listening=on_listening,
-    )
-    await edge.run(task_status=task_status)

@@ -32,6 +32,7 @@ from notifactor.gateway.http import (
     Response,
     Scope,
     Send,
+    answer_lifespan,
     problem_response,
 )
 from notifactor.gateway.problems import ProblemError
@@ -106,7 +107,7 @@ class GatewayApp:
             # Closing before accepting makes the server refuse the upgrade (HTTP 403).
             await send({"type": "websocket.close", "code": 1008})
         elif kind == "lifespan":
-            await _lifespan(receive, send)
+            await answer_lifespan(receive, send)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         """One request inside its own log context, counted and access-logged."""
@@ -148,13 +149,3 @@ class GatewayApp:
             response = problem_response(problems.internal_error())
         await response.send(send)
         return response.status
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return

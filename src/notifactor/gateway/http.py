@@ -130,3 +130,14 @@ def problem_response(problem: Problem) -> Response:
         content_type=problems.PROBLEM_CONTENT_TYPE,
         headers=problem.headers,
     )
+
+
+async def answer_lifespan(receive: Receive, send: Send) -> None:
+    """Acknowledge the ASGI lifespan protocol: nothing to set up or tear down."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -16,6 +16,7 @@ import msgspec
 import trio
 
 from notifactor.config import Config
+from notifactor.gateway.http import answer_lifespan
 from notifactor.observability.metrics import render_metrics
 
 log = logging.getLogger("notifactor.observability.metrics_server")
@@ -35,13 +36,8 @@ class MetricsApp:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await answer_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             await send({"type": "websocket.close", "code": 1008})
             return
