@@ -11,9 +11,13 @@ from typing import Any
 import attrs
 import trio
 import trio.testing
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
 from notifactor.actors import ActorRef
 from notifactor.actors.session import SessionActor
+from notifactor.config import Config
 from notifactor.domain.cursor import cursor_for
 from notifactor.domain.delivery_state import DeliveryState
 from notifactor.domain.notification import (
@@ -28,6 +32,12 @@ from notifactor.edge.context import EdgeContext
 from notifactor.edge.registry import Deliver, SessionRegistry
 from notifactor.edge.settings import EdgeSettings
 from notifactor.edge.socket_port import SocketClosed
+from notifactor.observability.tracing import (
+    build_tracer_provider,
+    consume_span,
+    parent_context,
+    use_tracer_provider,
+)
 from notifactor.supervisors import Supervisor, actor_spec
 
 BASE = datetime(2026, 11, 3, 12, 0, tzinfo=UTC)
@@ -354,3 +364,42 @@ async def _frames_until(socket: FakeSocket, kind: str) -> list[dict[str, Any]]:
         frames.append(frame)
         if frame["type"] == kind:
             return frames
+
+
+async def test_socket_write_joins_the_fan_out_trace() -> None:
+    exporter = InMemorySpanExporter()
+    provider = build_tracer_provider(Config(instance_id="t"), SimpleSpanProcessor(exporter))
+    use_tracer_provider(provider)
+    try:
+        env = make_env(EdgeSettings(heartbeat_s=10, outbox_size=4, send_timeout_s=0.2))
+        socket = FakeSocket()
+        async with sessions(env, [("t", "u", socket)]) as (actor,):
+            await socket.frame()
+            with consume_span("edge.fan_out", None) as fan_out:
+                traced = attrs.evolve(deliver(1), trace=parent_context(fan_out))
+            env.registry.fan_out(traced)
+            assert (await socket.frame())["id"] == "id0001"
+            env.registry.fan_out(deliver(2))  # tracing context absent: no span
+            assert (await socket.frame())["id"] == "id0002"
+            socket.writable = trio.Event()  # the next write times out
+            with consume_span("edge.fan_out", None) as stuck_fan_out:
+                stuck = attrs.evolve(deliver(3), trace=parent_context(stuck_fan_out))
+            env.registry.fan_out(stuck)
+            with trio.fail_after(5):
+                await socket.closed.wait()
+            assert actor.close_code == 1013
+            socket.writable.set()
+    finally:
+        use_tracer_provider(None)
+        provider.shutdown()
+    writes = [s for s in exporter.get_finished_spans() if s.name == "edge.socket_write"]
+    fan_outs = [s for s in exporter.get_finished_spans() if s.name == "edge.fan_out"]
+    assert len(writes) == 2
+    for write, parent in zip(writes, fan_outs, strict=True):
+        assert write.parent is not None
+        assert write.parent.span_id == parent.context.span_id
+        assert write.context.trace_id == parent.context.trace_id
+        assert write.attributes is not None
+        assert write.attributes["notifactor.session_id"] == "s0"
+    assert writes[0].status.status_code is StatusCode.UNSET
+    assert writes[1].status.status_code is StatusCode.ERROR

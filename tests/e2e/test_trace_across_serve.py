@@ -111,7 +111,15 @@ def test_one_trace_from_post_to_socket(tmp_path: Path) -> None:
         "dispatch.consume",
         "dispatch.persist",
         "dispatch.route",
+        "edge.fan_out",
+        "edge.socket_write",
     } <= in_trace, sorted(in_trace)
+    by_name = {s["name"]: s for s in spans if s["context"]["trace_id"] == f"0x{TRACE_ID}"}
+    # The socket write is a child of the fan-out that queued its frame.
+    assert (
+        by_name["edge.socket_write"]["parent_id"] == by_name["edge.fan_out"]["context"]["span_id"]
+    )
+    assert by_name["edge.fan_out"]["attributes"]["notifactor.sessions"] == 1
     consume = [s for s in spans if s["name"] == "dispatch.consume"]
     assert any(
         s["attributes"].get("notifactor.notification_id") == notification_id for s in consume

@@ -45,6 +45,7 @@ from notifactor.edge import metrics
 from notifactor.edge.context import EdgeContext
 from notifactor.edge.registry import Deliver, SessionHandle
 from notifactor.edge.socket_port import SocketClosed, WebSocket
+from notifactor.observability.tracing import end_item_span, start_child_span
 
 log = logging.getLogger("notifactor.session")
 
@@ -200,7 +201,11 @@ class SessionActor(Actor[Deliver]):
         if message.id in self.sent:
             return
         outgoing = Outgoing(
-            text=deliver.frame, id=message.id, created_at=message.created_at, live=True
+            text=deliver.frame,
+            id=message.id,
+            created_at=message.created_at,
+            live=True,
+            trace=deliver.trace,
         )
         if not self.outbox.put_nowait(outgoing):
             self.close(CLOSE_TRY_AGAIN, "client too slow")
@@ -251,13 +256,25 @@ class SessionActor(Actor[Deliver]):
                 return
 
     async def _write(self, outgoing: Outgoing) -> None:
+        span = None
+        if outgoing.trace is not None:
+            span = start_child_span(
+                "edge.socket_write", outgoing.trace, {"notifactor.session_id": self.session_id}
+            )
         # Shielded: a write cancelled half-way would corrupt the stream and
         # lose the close frame; it is bounded by its own deadline.
-        with trio.CancelScope(shield=True) as scope:
-            scope.deadline = trio.current_time() + self._ctx.settings.send_timeout_s
-            self._send_scope = scope
-            await self._socket.send(outgoing.text)
+        try:
+            with trio.CancelScope(shield=True) as scope:
+                scope.deadline = trio.current_time() + self._ctx.settings.send_timeout_s
+                self._send_scope = scope
+                await self._socket.send(outgoing.text)
+        except BaseException as error:
+            if span is not None:
+                end_item_span(span, type(error).__name__)
+            raise
         self._send_scope = None
+        if span is not None:
+            end_item_span(span, "write timed out" if scope.cancelled_caught else None)
         if scope.cancelled_caught:
             self.close(CLOSE_TRY_AGAIN, "client too slow (write timed out)")
             await trio.lowlevel.checkpoint()  # the session is cancelled now

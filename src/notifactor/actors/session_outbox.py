@@ -16,17 +16,22 @@ from datetime import datetime
 
 import attrs
 import trio
+from opentelemetry.context import Context
 
 
 @attrs.frozen(kw_only=True)
 class Outgoing:
-    """A frame for the writer; ``id`` set for notification frames."""
+    """A frame for the writer; ``id`` set for notification frames.
+
+    ``trace`` (live frames, tracing on) parents the ``edge.socket_write`` span.
+    """
 
     text: str
     id: str | None = None
     created_at: datetime | None = None
     live: bool = False
     record: bool = True
+    trace: Context | None = None
 
 
 class Outbox:

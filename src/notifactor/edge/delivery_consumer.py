@@ -33,7 +33,7 @@ from notifactor.edge.admission import ConnectionAdmission
 from notifactor.edge.registry import Deliver, SessionRegistry
 from notifactor.edge.settings import EdgeSettings
 from notifactor.edge.stopping import until_stop_requested
-from notifactor.observability.tracing import consume_span
+from notifactor.observability.tracing import consume_span, parent_context
 from notifactor.ports.presence import Presence
 
 log = logging.getLogger("notifactor.edge.delivery")
@@ -140,7 +140,8 @@ class DeliveryConsumer:
                 "notifactor.attempt": message.attempt,
             },
         ) as span:
-            sessions = self._registry.fan_out(Deliver(message=message, frame=frame))
+            deliver = Deliver(message=message, frame=frame, trace=parent_context(span))
+            sessions = self._registry.fan_out(deliver)
             span.set_attribute("notifactor.sessions", sessions)
 
     async def _heartbeat_loop(self) -> None:

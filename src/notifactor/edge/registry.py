@@ -14,16 +14,22 @@ from collections import Counter
 from collections.abc import Callable
 
 import attrs
+from opentelemetry.context import Context
 
 from notifactor.domain.routing import RoutedMessage
 
 
 @attrs.frozen(kw_only=True)
 class Deliver:
-    """A routed notification for a session, with its frame text encoded once."""
+    """A routed notification for a session, with its frame text encoded once.
+
+    ``trace`` is the fan-out span's context when tracing records, so the
+    session's socket write joins the notification's trace; None otherwise.
+    """
 
     message: RoutedMessage
     frame: str
+    trace: Context | None = None
 
 
 @attrs.frozen(eq=False, kw_only=True)

@@ -249,6 +249,21 @@ def child_item_spans(name: str, parents: Sequence[Span]) -> Iterator[list[Span]]
             child.end()
 
 
+def parent_context(span: Span) -> Context | None:
+    """A context with ``span`` as parent for later child spans; None when it is not recording.
+
+    Lets a step that happens later, in another task (a session writing the
+    frame the fan-out queued), join the trace without any cost when tracing
+    is off.
+    """
+    return trace.set_span_in_context(span) if span.is_recording() else None
+
+
+def start_child_span(name: str, parent: Context, attributes: Attributes | None = None) -> Span:
+    """An internal span under ``parent`` (from :func:`parent_context`); the caller ends it."""
+    return tracer().start_span(name, context=parent, kind=SpanKind.INTERNAL, attributes=attributes)
+
+
 def end_item_span(span: Span, error: str | None = None) -> None:
     """End one item's span, failed with ``error`` if given."""
     if error is not None:
