@@ -67,6 +67,7 @@ from notifactor.observability.metrics_server import run_metrics_server
 from notifactor.observability.supervision_metrics import register_supervision_metrics
 from notifactor.observability.tracing import configure_tracing, shutdown_tracing
 from notifactor.ports.notification_store import NotificationStore
+from notifactor.runtime_tuning import freeze_start_up_objects, tune_collector
 from notifactor.supervisors import (
     ChildSpec,
     NodeStatistics,
@@ -143,14 +144,19 @@ def _run_roles(config: Config, roles: frozenset[str], *, command: str) -> int:
             )
     state = ServeState(config=config, jwt_secret=secret, redis_url=config.redis_url, roles=roles)
     configure_tracing(config)
+    tune_collector(config.runtime)
     try:
-        return trio.run(serve_until_signalled, state)
+        return trio.run(partial(serve_until_signalled, state, freeze_when_started=True))
     finally:
         shutdown_tracing()
 
 
-async def serve_until_signalled(state: ServeState) -> int:
-    """Run the serve tree; the first SIGINT/SIGTERM stops it gracefully."""
+async def serve_until_signalled(state: ServeState, *, freeze_when_started: bool = False) -> int:
+    """Run the serve tree; the first SIGINT/SIGTERM stops it gracefully.
+
+    ``freeze_when_started`` (the commands, not in-process tests) freezes the
+    start-up objects once the tree is up (``[runtime] gc_freeze_after_start``).
+    """
     root = build_serve_tree(state)
     collector = register_supervision_metrics(root.statistics)
     with (
@@ -160,7 +166,13 @@ async def serve_until_signalled(state: ServeState) -> int:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signal, signals, root, state.config.shutdown_grace_s)
             try:
-                await root.run()
+                if freeze_when_started:
+                    runtime = state.config.runtime
+                    await root.run(
+                        task_status=_OnStarted(partial(freeze_start_up_objects, runtime))
+                    )
+                else:
+                    await root.run()
             except SupervisorGaveUp as exc:
                 log.error("supervision tree gave up: %s", exc)
                 return EXIT_FAILURE
@@ -168,6 +180,16 @@ async def serve_until_signalled(state: ServeState) -> int:
                 nursery.cancel_scope.cancel()
     log.info("stopped")
     return EXIT_OK
+
+
+@attrs.frozen
+class _OnStarted:
+    """A task status that runs ``callback`` when the task reports it has started."""
+
+    callback: Callable[[], None]
+
+    def started(self, value: object = None) -> None:
+        self.callback()
 
 
 @contextmanager

@@ -7,6 +7,7 @@ from notifactor.config.model import (
     DispatcherConfig,
     LimitsConfig,
     ObservabilityConfig,
+    RuntimeConfig,
     TenantPolicy,
 )
 from notifactor.config.targets import CassandraTarget, SqliteTarget, StorageTarget
@@ -21,6 +22,7 @@ __all__ = [
     "DispatcherConfig",
     "LimitsConfig",
     "ObservabilityConfig",
+    "RuntimeConfig",
     "SqliteTarget",
     "StorageTarget",
     "TenantPolicy",

@@ -56,6 +56,9 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 @attrs.define
 class _TracingState:
     provider: TracerProvider | None = None
+    # The tracer of ``provider``, made once: a provider's ``get_tracer`` builds
+    # a new tracer (and resets a warnings filter) on every call.
+    tracer: trace.Tracer | None = None
 
 
 _STATE = _TracingState()
@@ -108,6 +111,7 @@ def use_tracer_provider(provider: TracerProvider | None) -> None:
     within one process; the global provider can only be set once.
     """
     _STATE.provider = provider
+    _STATE.tracer = None
 
 
 def shutdown_tracing() -> None:
@@ -118,9 +122,13 @@ def shutdown_tracing() -> None:
 
 def tracer() -> trace.Tracer:
     """notifactor's tracer on the current provider."""
-    if _STATE.provider is not None:
-        return _STATE.provider.get_tracer(TRACER_NAME, __version__)
-    return trace.get_tracer(TRACER_NAME, __version__)
+    if _STATE.tracer is None:
+        if _STATE.provider is not None:
+            _STATE.tracer = _STATE.provider.get_tracer(TRACER_NAME, __version__)
+        else:
+            # The global proxy tracer: it follows a provider set later.
+            _STATE.tracer = trace.get_tracer(TRACER_NAME, __version__)
+    return _STATE.tracer
 
 
 def context_from_traceparent(traceparent: str | None) -> Context | None:
