@@ -9,7 +9,8 @@ in one run:
   nothing else — the ceiling any consumer on this Redis can reach;
 * **dispatcher**: the real dispatcher subtree (decode, persist notification +
   state through the batching storage writer, presence lookup, route to the
-  gateway delivery stream, record ``delivered``, ack), from the first read
+  gateway delivery stream, ack; as `notifactor dispatcher` runs it, the
+  sessions' edge records ``delivered`` later), from the first read
   until every entry is acknowledged;
 * **celery** (:mod:`bench.celery_peer`): a Celery worker (prefork, 2
   processes, Redis broker) doing the same SQLite write per notification with
@@ -31,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import attrs
 import coredis
 import trio
 
@@ -38,22 +40,19 @@ from bench.celery_peer import run_celery_peer
 from bench.machine import machine_facts
 from infra.local.redis_server import LocalRedis
 from notifactor.actors import ActorRef, run_actor
-from notifactor.actors.storage_writer import (
-    StorageWriter,
-    StorageWriterClient,
-    WriterMessage,
-    kind_only,
-)
+from notifactor.actors.storage_writer import StorageWriterClient, WriterMessage
 from notifactor.adapters.redis_client import open_redis
 from notifactor.adapters.redis_dispatch import DEFAULT_GROUP, RedisKeys
 from notifactor.adapters.redis_presence import RedisPresence
 from notifactor.adapters.sqlite_store import SqliteNotificationStore
+from notifactor.bootstrap import storage_writer_for
 from notifactor.config import Config
 from notifactor.dispatcher.runner import build_dispatcher, redis_deps
-from notifactor.dispatcher.settings import DispatcherSettings
+from notifactor.dispatcher.settings import settings_from_config
 from notifactor.domain.envelope import ENVELOPE_FIELD, Envelope, encode_envelope, new_traceparent
 from notifactor.domain.ids import new_notification_id
 from notifactor.domain.partitioning import partition_for
+from notifactor.runtime_tuning import freeze_start_up_objects, tune_collector
 from notifactor.supervisors import SupervisionConfig
 
 RESULTS = Path(__file__).resolve().parent / "results" / "dispatch.json"
@@ -158,17 +157,15 @@ async def bench_dispatcher(
     ref: ActorRef[WriterMessage] = ActorRef("writer", mailbox_size=4096)
     try:
         async with trio.open_nursery() as nursery:
-            await nursery.start(
-                run_actor, ref, lambda: StorageWriter(store, partition_key=kind_only)
-            )
+            # The writer and the consumers exactly as `notifactor dispatcher`
+            # builds them; the sessions' edge records `delivered` (not timed).
+            await nursery.start(run_actor, ref, lambda: storage_writer_for(config, store))
             writer = StorageWriterClient(ref)
-            deps = redis_deps(
-                config,
-                redis,
-                writer,
-                settings=DispatcherSettings(read_count=args_read_count),
-                keys=keys,
+            settings = attrs.evolve(
+                settings_from_config(config, mark_delivered_on_route=False),
+                read_count=args_read_count,
             )
+            deps = redis_deps(config, redis, writer, settings=settings, keys=keys)
             supervisor = build_dispatcher(config, deps)
             started = time.perf_counter()
             await nursery.start(supervisor.run)
@@ -261,6 +258,11 @@ def main() -> None:
     parser.add_argument("--read-count", type=int, default=256, help="XREADGROUP COUNT")
     parser.add_argument("--no-celery", action="store_true", help="skip the Celery peer")
     args = parser.parse_args()
+    # As `notifactor dispatcher` does: the [runtime] collector settings, and
+    # the start-up objects frozen before anything is timed.
+    runtime = Config().runtime
+    tune_collector(runtime)
+    freeze_start_up_objects(runtime)
     report = trio.run(main_async, args)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")

@@ -37,6 +37,7 @@ from notifactor.actors.retention_sweeper import run_retention_sweeper
 from notifactor.actors.storage_writer import (
     StorageWriter,
     StorageWriterClient,
+    StorageWriterConfig,
     WriterMessage,
     kind_and_tenant,
     kind_only,
@@ -56,6 +57,7 @@ from notifactor.config import CassandraTarget, Config, SqliteTarget
 from notifactor.dispatcher.replay import ReplayService
 from notifactor.dispatcher.runner import build_dispatcher, redis_deps
 from notifactor.dispatcher.settings import settings_from_config
+from notifactor.domain.batching import BatchPolicy
 from notifactor.edge.runner import WsEdge
 from notifactor.errors import ConfigError
 from notifactor.gateway.app import GatewayApp
@@ -290,11 +292,10 @@ async def _run_services(
         writer_ref: ActorRef[WriterMessage] = ActorRef(
             "storage-writer", mailbox_size=config.supervision.writers.mailbox_size
         )
-        writer_key = kind_only if isinstance(config.storage, SqliteTarget) else kind_and_tenant
         writers = supervisor_from_config(
             "writers",
             config.supervision.writers,
-            [actor_spec(writer_ref, lambda: StorageWriter(store, partition_key=writer_key))],
+            [actor_spec(writer_ref, lambda: storage_writer_for(config, store))],
         )
         writer = StorageWriterClient(writer_ref)
         subtrees = [writers.child_spec()]
@@ -400,6 +401,32 @@ async def check_supervision(state: ServeState) -> None:
     for path, node in state.root.statistics().walk():
         if node.state != "running":
             raise SupervisionUnhealthy(f"{'/'.join(path)} is {node.state}")
+
+
+#: Records per store call on Cassandra: one unlogged batch per partition key.
+CASSANDRA_GROUP_ITEMS = 64
+
+
+def storage_writer_for(config: Config, store: NotificationStore) -> StorageWriter:
+    """A storage writer for ``store``, tuned by ``[storage_writer]``.
+
+    On SQLite one writer thread serialises every write, so a flush goes in
+    one transaction per record kind; on Cassandra records are grouped by
+    kind and tenant (the partition) into batches of 64.
+    """
+    section = config.storage_writer
+    sqlite = isinstance(config.storage, SqliteTarget)
+    group = section.max_group_items or (section.max_items if sqlite else CASSANDRA_GROUP_ITEMS)
+    tuning = StorageWriterConfig(
+        batch=BatchPolicy(
+            max_items=section.max_items,
+            max_age_s=section.max_age_ms / 1000,
+            max_group_items=group,
+        ),
+        max_flushes_in_flight=section.max_flushes_in_flight,
+        flush_timeout_s=section.flush_timeout_s,
+    )
+    return StorageWriter(store, tuning, partition_key=kind_only if sqlite else kind_and_tenant)
 
 
 @asynccontextmanager

@@ -48,7 +48,9 @@ def test_bad_values_name_the_key(env: dict[str, str], key: str) -> None:
 
 @pytest.mark.usefixtures("restored_collector")
 def test_thresholds_are_applied_unless_zero() -> None:
-    tune_collector(RuntimeConfig(gc_gen0_threshold=12_345, gc_gen1_threshold=3, gc_gen2_threshold=4))
+    tune_collector(
+        RuntimeConfig(gc_gen0_threshold=12_345, gc_gen1_threshold=3, gc_gen2_threshold=4)
+    )
     assert gc.get_threshold() == (12_345, 3, 4)
     tune_collector(RuntimeConfig(gc_gen0_threshold=0))
     assert gc.get_threshold() == (12_345, 3, 4)

@@ -8,6 +8,7 @@ from notifactor.config.model import (
     LimitsConfig,
     ObservabilityConfig,
     RuntimeConfig,
+    StorageWriterSection,
     TenantPolicy,
 )
 from notifactor.config.targets import CassandraTarget, SqliteTarget, StorageTarget
@@ -25,6 +26,7 @@ __all__ = [
     "RuntimeConfig",
     "SqliteTarget",
     "StorageTarget",
+    "StorageWriterSection",
     "TenantPolicy",
     "load_config",
     "structure_config",

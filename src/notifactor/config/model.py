@@ -205,6 +205,29 @@ class ObservabilityConfig:
 
 
 @attrs.frozen(kw_only=True)
+class StorageWriterSection:
+    """How the storage writers batch (``[storage_writer]``).
+
+    Attributes:
+        max_items: flush as soon as this many records are buffered.
+        max_age_ms: flush once the oldest buffered record has waited this
+            long; bounds the latency the writer adds.
+        max_group_items: most records in one store call. 0 lets the store
+            choose: a whole flush per record kind on SQLite (one transaction
+            each), 64 on Cassandra (one unlogged batch per partition key).
+        max_flushes_in_flight: flushes running at once; beyond it the writer
+            stops taking requests (backpressure to its callers).
+        flush_timeout_s: bound on one flush, retries of transient errors included.
+    """
+
+    max_items: int = attrs.field(default=512, validator=_positive)
+    max_age_ms: float = attrs.field(default=5.0, validator=_positive)
+    max_group_items: int = attrs.field(default=0, validator=_non_negative)
+    max_flushes_in_flight: int = attrs.field(default=4, validator=_positive)
+    flush_timeout_s: float = attrs.field(default=10.0, validator=_positive)
+
+
+@attrs.frozen(kw_only=True)
 class RuntimeConfig:
     """How the Python runtime of a long-running process is tuned (``[runtime]``).
 
@@ -283,6 +306,7 @@ class Config:
     supervision: SupervisionConfig = attrs.Factory(SupervisionConfig)
     observability: ObservabilityConfig = attrs.Factory(ObservabilityConfig)
     runtime: RuntimeConfig = attrs.Factory(RuntimeConfig)
+    storage_writer: StorageWriterSection = attrs.Factory(StorageWriterSection)
 
     def __attrs_post_init__(self) -> None:
         if self.jwt_secret is not None and len(self.jwt_secret.encode()) < 32:

@@ -24,15 +24,12 @@ import trio
 
 from notifactor.actors import ActorRef, run_actor
 from notifactor.actors.storage_writer import (
-    StorageWriter,
     StorageWriterClient,
     WriterMessage,
-    kind_and_tenant,
-    kind_only,
 )
 from notifactor.adapters.redis_client import open_redis, pool_size_for
 from notifactor.adapters.redis_dispatch import RedisKeys
-from notifactor.config import Config, SqliteTarget, load_config
+from notifactor.config import Config, load_config
 from notifactor.dispatcher.runner import build_dispatcher, redis_deps
 from notifactor.dispatcher.settings import DispatcherSettings
 
@@ -67,7 +64,7 @@ def settings_from(args: argparse.Namespace) -> DispatcherSettings:
 
 
 async def run_standalone(config: Config, settings: DispatcherSettings, keys: RedisKeys) -> None:
-    from notifactor.bootstrap import open_store
+    from notifactor.bootstrap import open_store, storage_writer_for
 
     if config.redis_url is None:
         raise SystemExit("python -m notifactor.dispatcher needs NOTIFACTOR_REDIS_URL")
@@ -79,8 +76,7 @@ async def run_standalone(config: Config, settings: DispatcherSettings, keys: Red
         trio.open_nursery() as nursery,
     ):
         ref: ActorRef[WriterMessage] = ActorRef("storage-writer", mailbox_size=1024)
-        key = kind_only if isinstance(config.storage, SqliteTarget) else kind_and_tenant
-        await nursery.start(run_actor, ref, lambda: StorageWriter(store, partition_key=key))
+        await nursery.start(run_actor, ref, lambda: storage_writer_for(config, store))
         writer = StorageWriterClient(ref)
         supervisor = build_dispatcher(
             config, redis_deps(config, redis, writer, settings=settings, keys=keys)

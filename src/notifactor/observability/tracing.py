@@ -131,6 +131,13 @@ def tracer() -> trace.Tracer:
     return _STATE.tracer
 
 
+def _recording_off() -> bool:
+    """No provider can record: neither ours nor a global SDK one is installed."""
+    return _STATE.provider is None and isinstance(
+        trace.get_tracer_provider(), trace.ProxyTracerProvider
+    )
+
+
 def context_from_traceparent(traceparent: str | None) -> Context | None:
     """The remote parent context carried by a ``traceparent`` (None if absent or invalid)."""
     if not traceparent:
@@ -226,8 +233,11 @@ def start_item_spans(
     """One span per item of a batch, each continuing its own envelope's trace.
 
     A batch is processed together, but every notification keeps a trace of
-    its own; the caller ends each span with :func:`end_item_span`.
+    its own; the caller ends each span with :func:`end_item_span`. With
+    tracing off these are the shared invalid span, at no cost per item.
     """
+    if _recording_off():
+        return [trace.INVALID_SPAN] * len(traceparents)
     return [
         tracer().start_span(
             name, context=context_from_traceparent(parent), kind=kind, attributes=attrs
@@ -242,6 +252,9 @@ def child_item_spans(name: str, parents: Sequence[Span]) -> Iterator[list[Span]]
 
     An exception marks every child as failed and propagates.
     """
+    if _recording_off():
+        yield [trace.INVALID_SPAN] * len(parents)
+        return
     children = [
         tracer().start_span(name, context=trace.set_span_in_context(parent)) for parent in parents
     ]
