@@ -186,6 +186,7 @@ def run_sessions(args: argparse.Namespace, sessions: int, workdir: Path) -> dict
         NOTIFACTOR_TENANTS__DEFAULT__MAX_WS_CONNECTIONS="100000",
         NOTIFACTOR_SUPERVISION__SESSIONS__MAX_CHILDREN="100000",
     )
+    env.update(getattr(args, "serve_env", None) or {})
     gc_log = workdir / f"gc-{sessions}.log"
     env["FANOUT_GC_LOG"] = str(gc_log)
     if args.gc_freeze:

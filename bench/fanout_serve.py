@@ -12,6 +12,9 @@ reason to offer:
   with ``FANOUT_PROFILE=<file>``, start cProfile on the first signal and stop
   it and write the stats on the second (the bench brackets the load phases).
 
+``FANOUT_METRICS=off`` turns every metric update into a no-op (the "off"
+side of :mod:`bench.observability_bench`).
+
 Run: ``python -m bench.fanout_serve`` with the usual ``NOTIFACTOR_*`` variables.
 """
 
@@ -67,6 +70,10 @@ def main() -> int:
     signal.signal(signal.SIGUSR1, collect)
     signal.signal(signal.SIGUSR2, snapshot)
 
+    if os.environ.get("FANOUT_METRICS") == "off":
+        from bench.observability_hooks import disable_metrics
+
+        disable_metrics()
     from notifactor.cli import main as serve_main
 
     return serve_main(["serve"])

@@ -103,15 +103,24 @@ def wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> No
 
 @contextlib.contextmanager
 def running_gateway(
-    data_dir: Path, redis_url: str, log_level: str
+    data_dir: Path,
+    redis_url: str,
+    log_level: str,
+    *,
+    module: str = "notifactor",
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """``python -m <module> gateway`` until the block ends (``module``: a bench wrapper)."""
     http_port, ws_port = pick_free_ports(2)
     env = gateway_env(data_dir, redis_url, http_port, ws_port)
     env["NOTIFACTOR_LOG_LEVEL"] = log_level
+    env.update(extra_env or {})
+    if module != "notifactor":
+        env["PYTHONPATH"] = f"{REPO}{os.pathsep}{env['PYTHONPATH']}"
     log = data_dir / "gateway.log"
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "notifactor", "gateway"],
+            [sys.executable, "-m", module, "gateway"],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,

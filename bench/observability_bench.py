@@ -1,20 +1,28 @@
-"""Cost of metrics + tracing on the ingest path, on vs. off in the same run.
+"""What metrics + tracing cost, on vs. off in the same run: ingest and fan-out.
 
-Drives ``POST /v1/notifications`` straight into the ASGI app (no sockets, so
-the instrumentation is a larger share of the time than it would be behind
-hypercorn) against a real private Redis, in two configurations alternated over
-several rounds:
+Three measurements, each alternating "off" and "on" so drift on a shared
+machine hits both sides alike:
 
-* ``off``: the raw ``RedisIngest`` and no tracer provider (no-op spans);
-* ``on``: ``InstrumentedIngest`` plus an SDK tracer provider recording every
-  span through a ``BatchSpanProcessor`` into an exporter that drops them.
+* **ingest over HTTP** (the ingest scenario of :mod:`bench.ingest_bench`):
+  one ``notifactor gateway`` process saturated by vegeta (or the Python load
+  generator) with single ``POST /v1/notifications``. "on" is the product as
+  shipped with ``otel_exporter = "otlp"``, exporting every span to a loopback
+  OTLP receiver (:func:`bench.observability_hooks.otlp_sink`); "off" is the
+  same gateway with ``otel_exporter = "none"`` and every metric update a
+  no-op (``python -m bench.observability_hooks gateway``). The gateway is
+  CPU-bound, so the overhead is the loss of requests per second.
+* **fan-out** (the scenario of :mod:`bench.fanout_bench`): one ``serve``
+  process with 1,000 WebSocket sessions and a fixed notification rate. The
+  rate is fixed, so the overhead is the extra CPU the serve process uses
+  for the same work; POST→socket latency is reported for both.
+* **ASGI in process**: the REST app called directly (no sockets) against a
+  real Redis, recording SDK spans into a dropping exporter; the instrumentation
+  is a larger share here than behind a server, so this is the harshest view.
 
-The HTTP request metrics and the access log line are part of the app and run
-in both (logging is configured at WARNING, as the access line's cost is the
-handler's, not ours); their per-call cost is measured separately.
+Goal: ≤ 10 % overhead on the ingest and fan-out scenarios.
 
 Writes ``bench/results/observability.json``. Run:
-``.venv/bin/python -m bench.observability_bench``.
+``.venv/bin/python -m bench.observability_bench`` (about 3 minutes).
 """
 
 from __future__ import annotations
@@ -22,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import statistics
 import tempfile
 import time
@@ -34,6 +41,12 @@ import trio
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from bench.fanout_bench import run_sessions
+from bench.ingest_bench import SECRET as INGEST_SECRET
+from bench.ingest_bench import Loader, attack, running_gateway
+from bench.ingest_bench import body as ingest_body
+from bench.machine import machine_facts
+from bench.observability_hooks import otlp_sink
 from infra.local.redis_server import LocalRedis
 from notifactor.adapters.redis_client import open_redis
 from notifactor.adapters.redis_ingest import IngestSettings, RedisIngest
@@ -49,6 +62,32 @@ from notifactor.observability.tracing import build_tracer_provider, use_tracer_p
 from notifactor.ports.ingest import IngestBus
 
 SECRET = "bench-" + "o" * 40
+GOAL_OVERHEAD = 0.10
+#: off: no tracing, metric updates no-ops; on: every trace exported over OTLP;
+#: on_sampled_10pct: the standard sampler variables keep one trace in ten.
+MODES = ("off", "on", "on_sampled_10pct")
+MODES_NOTE = (
+    "off: otel_exporter=none and metric updates no-ops; on: the shipped product, "
+    "otel_exporter=otlp to a loopback receiver, every trace sampled; on_sampled_10pct: the "
+    "same with OTEL_TRACES_SAMPLER=parentbased_traceidratio, OTEL_TRACES_SAMPLER_ARG=0.1"
+)
+
+
+def mode_env(mode: str, endpoint: str) -> dict[str, str]:
+    """The process environment of one mode (metrics are switched off by the caller)."""
+    if mode == "off":
+        return {"NOTIFACTOR_OTEL_EXPORTER": "none"}
+    env = {
+        "NOTIFACTOR_OTEL_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": "500",
+    }
+    if mode == "on_sampled_10pct":
+        env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
+        env["OTEL_TRACES_SAMPLER_ARG"] = "0.1"
+    return env
+
+
 RESULTS = Path(__file__).parent / "results" / "observability.json"
 
 
@@ -87,7 +126,7 @@ async def _post_many(app: GatewayApp, token: str, count: int) -> float:
     return elapsed / count
 
 
-async def main(args: argparse.Namespace) -> dict[str, Any]:
+async def asgi_in_process(args: argparse.Namespace) -> dict[str, Any]:
     logging.getLogger().setLevel(logging.WARNING)
     config = Config(
         jwt_secret=SECRET,
@@ -135,8 +174,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     off_us = statistics.median(per_call["off"]) * 1e6
     on_us = statistics.median(per_call["on"]) * 1e6
     return {
-        "ingest_request_us_off": round(off_us, 1),
-        "ingest_request_us_on": round(on_us, 1),
+        "request_us_off": round(off_us, 1),
+        "request_us_on": round(on_us, 1),
         "overhead_us": round(on_us - off_us, 1),
         "overhead_ratio": round(on_us / off_us - 1, 4),
         "http_metrics_and_access_log_us_per_request": round(record_cost_us, 2),
@@ -147,23 +186,161 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "real local Redis; 'on' = InstrumentedIngest + recording SDK spans (batch processor, "
             "dropping exporter); HTTP metrics/access log run in both and are measured alone"
         ),
-        "machine": {"python": platform.python_version(), "cpus": _cpus()},
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
 
-def _cpus() -> int:
-    import os
+def ingest_over_http(args: argparse.Namespace) -> dict[str, Any]:
+    """Saturated single POSTs through one gateway process, alternating off and on."""
+    token = mint_token(
+        secret=INGEST_SECRET, tenant_id="bench", subject="bench",
+        scopes=("notifications:write",), ttl_s=3600, now=int(time.time()),
+    )  # fmt: skip
+    rounds: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
+    redis_server = LocalRedis()
+    redis_url = redis_server.start()
+    assert redis_server._process is not None
+    redis_pid = redis_server._process.pid
+    with (
+        otlp_sink() as (endpoint, received),
+        tempfile.TemporaryDirectory(prefix="nf-obs-") as tmp,
+    ):
+        work = Path(tmp)
+        body_file = work / "single.json"
+        body_file.write_text(json.dumps(ingest_body(7)))
+        for index, mode in enumerate(list(MODES) * args.http_rounds):
+            exported_before = received.requests
+            env = mode_env(mode, endpoint)
+            module = "bench.observability_hooks" if mode == "off" else "notifactor"
+            data_dir = work / f"round-{index}"
+            data_dir.mkdir()
+            with running_gateway(data_dir, redis_url, "info", module=module, extra_env=env) as (
+                port,
+                gateway,
+            ):
+                pids = {"gateway": gateway.pid, "redis": redis_pid}
+                loader = Loader(work, port, token, use_vegeta=not args.no_vegeta)
+                attack(loader, "/v1/notifications", body_file, workers=8, duration_s=2,
+                       tag=f"warm-{index}", pids=pids)  # fmt: skip
+                result = attack(loader, "/v1/notifications", body_file, workers=32,
+                                duration_s=args.http_seconds, tag=f"run-{index}",
+                                pids=pids)  # fmt: skip
+                time.sleep(1.0)  # the batch processor's last export
+            if result["success_ratio"] != 1.0:
+                raise RuntimeError(f"{mode}: not every POST was accepted: {result['status_codes']}")
+            rounds[mode].append(
+                {
+                    "post_per_s": round(result["per_s"]),
+                    "p50_ms": round(result["p50_ms"], 2),
+                    "p99_ms": round(result["p99_ms"], 2),
+                    "gateway_cpu_percent": result["cpu_percent"]["gateway"],
+                    "otlp_exports": received.requests - exported_before,
+                }
+            )
+        _check_exports(rounds)
+        exported_bytes = received.bytes
+    redis_server.stop()
+    rate = {m: statistics.median(r["post_per_s"] for r in rounds[m]) for m in MODES}
+    return {
+        "load_generator": loader.name,
+        "seconds_per_round": args.http_seconds,
+        "rounds": rounds,
+        "post_per_s": {m: round(v) for m, v in rate.items()},
+        "overhead_ratio": round(rate["off"] / rate["on"] - 1, 4),
+        "overhead_ratio_sampled_10pct": round(rate["off"] / rate["on_sampled_10pct"] - 1, 4),
+        "otlp_bytes_received": exported_bytes,
+        "note": (
+            f"{MODES_NOTE}; log_level=info in all; overhead = median off rate / median rate "
+            "- 1 (the gateway is CPU-bound)"
+        ),
+    }
 
-    return os.cpu_count() or 0
+
+def fan_out(args: argparse.Namespace) -> dict[str, Any]:
+    """1,000 sessions on one serve process at a fixed rate, alternating off and on."""
+    rounds: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
+    with otlp_sink() as (endpoint, received), tempfile.TemporaryDirectory(prefix="nf-obs-") as tmp:
+        for index, mode in enumerate(list(MODES) * args.fanout_rounds):
+            exported_before = received.requests
+            serve_env = mode_env(mode, endpoint)
+            if mode == "off":
+                serve_env["FANOUT_METRICS"] = "off"
+            fan_args = argparse.Namespace(
+                rates=[args.fanout_rate], seconds=args.fanout_seconds, batch=10, idle_s=1.0,
+                drain_s=2.0, profile=None, tracemalloc=None, gc_freeze=False,
+                serve_env=serve_env,
+            )  # fmt: skip
+            workdir = Path(tmp) / f"round-{index}"
+            workdir.mkdir()
+            run = run_sessions(fan_args, args.fanout_sessions, workdir)
+            (phase,) = run["phases"]
+            if phase["delivered"] != phase["posted"]["accepted"]:
+                raise RuntimeError(f"{mode}: {phase['delivered']} of "
+                                   f"{phase['posted']['accepted']} delivered")  # fmt: skip
+            rounds[mode].append(
+                {
+                    "serve_cpu_cores": phase["cpu_cores"]["serve"],
+                    "achieved_per_s": phase["posted"]["achieved_per_s"],
+                    "delivered": phase["delivered"],
+                    "post_to_socket_ms": phase["post_to_socket_ms"],
+                    "otlp_exports": received.requests - exported_before,
+                }
+            )
+        _check_exports(rounds)
+    cpu = {m: statistics.median(r["serve_cpu_cores"] for r in rounds[m]) for m in MODES}
+    return {
+        "sessions": args.fanout_sessions,
+        "rate_per_s": args.fanout_rate,
+        "seconds_per_round": args.fanout_seconds,
+        "rounds": rounds,
+        "serve_cpu_cores": cpu,
+        "overhead_ratio": round(cpu["on"] / cpu["off"] - 1, 4),
+        "overhead_ratio_sampled_10pct": round(cpu["on_sampled_10pct"] / cpu["off"] - 1, 4),
+        "note": (
+            f"{MODES_NOTE}; fixed offered rate, so overhead = median serve CPU / off - 1; "
+            "spans per notification: gateway.ingest_batch (per 10), dispatch.consume, "
+            "dispatch.persist, dispatch.route, edge.fan_out, edge.socket_write"
+        ),
+    }
+
+
+def _check_exports(rounds: dict[str, list[dict[str, Any]]]) -> None:
+    for mode in ("on", "on_sampled_10pct"):
+        if any(r["otlp_exports"] == 0 for r in rounds[mode]):
+            raise RuntimeError(f"{mode}: tracing was on but no span reached the OTLP receiver")
 
 
 def run() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=5, help="ASGI in-process rounds")
+    parser.add_argument("--requests", type=int, default=1000, help="ASGI requests per round")
+    parser.add_argument("--http-rounds", type=int, default=2)
+    parser.add_argument("--http-seconds", type=float, default=6.0)
+    parser.add_argument("--fanout-rounds", type=int, default=2)
+    parser.add_argument("--fanout-sessions", type=int, default=1000)
+    parser.add_argument("--fanout-rate", type=int, default=500)
+    parser.add_argument("--fanout-seconds", type=float, default=10.0)
+    parser.add_argument("--no-vegeta", action="store_true")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["http", "fanout", "asgi"])
     args = parser.parse_args()
-    result = trio.run(main, args)
+    result: dict[str, Any] = {"benchmark": "observability"}
+    if "http" not in args.skip:
+        result["ingest_http"] = ingest_over_http(args)
+    if "fanout" not in args.skip:
+        result["fan_out"] = fan_out(args)
+    if "asgi" not in args.skip:
+        result["asgi_in_process"] = trio.run(asgi_in_process, args)
+    result["goals"] = {
+        f"{name}{suffix}": {
+            "goal": GOAL_OVERHEAD,
+            "value": result[key][f"overhead_ratio{suffix}"],
+            "met": result[key][f"overhead_ratio{suffix}"] <= GOAL_OVERHEAD,
+        }
+        for name, key in (("ingest_overhead", "ingest_http"), ("fan_out_overhead", "fan_out"))
+        for suffix in ("", "_sampled_10pct")
+        if key in result
+    }
+    result["machine"] = machine_facts()
+    result["when"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2))

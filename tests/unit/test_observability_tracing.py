@@ -8,8 +8,10 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 from opentelemetry.trace import SpanKind
 
 from notifactor.config import Config
@@ -18,11 +20,14 @@ from notifactor.observability.log_context import bind_log_fields, log_context
 from notifactor.observability.logging import configure_logging
 from notifactor.observability.tracing import (
     build_tracer_provider,
+    child_item_spans,
     configure_tracing,
     consume_span,
     current_trace_id,
     current_traceparent,
+    end_item_span,
     ingest_span,
+    start_item_spans,
     use_tracer_provider,
 )
 
@@ -111,3 +116,51 @@ def test_log_lines_carry_bound_fields_and_the_trace_id(spans: InMemorySpanExport
     assert inside["trace_id"] == trace_id
     assert "secret-token" not in stream.getvalue()
     assert "tenant_id" not in outside
+
+
+def test_a_sampled_out_trace_stays_out_downstream() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    use_tracer_provider(provider)
+    try:
+        with ingest_span("gateway.ingest", None):
+            carried = current_traceparent()
+        assert int(carried.rsplit("-", 1)[1], 16) & 1 == 0  # "not sampled" is carried
+        use_tracer_provider(sampling_provider := TracerProvider(sampler=ParentBased(ALWAYS_ON)))
+        sampling_provider.add_span_processor(SimpleSpanProcessor(exporter))
+        with consume_span("dispatch.consume", carried):
+            pass
+        (span,) = start_item_spans("dispatch.consume", [carried], [None])
+        end_item_span(span)
+        sampling_provider.shutdown()
+    finally:
+        use_tracer_provider(None)
+        provider.shutdown()
+    assert exporter.get_finished_spans() == ()
+
+
+def test_item_spans_cost_nothing_with_tracing_off() -> None:
+    use_tracer_provider(None)
+    spans = start_item_spans("dispatch.consume", [CLIENT_TRACEPARENT, None], [None, None])
+    assert [s.is_recording() for s in spans] == [False, False]
+    with child_item_spans("dispatch.persist", spans) as children:
+        assert not any(c.is_recording() for c in children)
+
+
+def test_the_standard_sampler_variables_apply(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
+    exporter = InMemorySpanExporter()
+    provider = build_tracer_provider(Config(), SimpleSpanProcessor(exporter))
+    use_tracer_provider(provider)
+    try:
+        with ingest_span("gateway.ingest", None) as span:
+            assert not span.is_recording()
+        with ingest_span("gateway.ingest", CLIENT_TRACEPARENT):  # the client sampled it
+            pass
+    finally:
+        use_tracer_provider(None)
+        provider.shutdown()
+    (kept,) = exporter.get_finished_spans()
+    assert format(kept.context.trace_id, "032x") == CLIENT_TRACE

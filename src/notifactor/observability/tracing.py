@@ -151,16 +151,17 @@ def context_from_traceparent(traceparent: str | None) -> Context | None:
 def current_traceparent(fallback_parent: str | None = None) -> str:
     """The ``traceparent`` of the current span, to carry across a process boundary.
 
-    When no span is recording (tracing is off), a fresh child of
-    ``fallback_parent`` (or a new trace) keeps envelopes and logs correlated.
+    With tracing off, a fresh child of ``fallback_parent`` (or a new trace)
+    keeps envelopes and logs correlated. With tracing on, a span the sampler
+    (``OTEL_TRACES_SAMPLER``) left out is carried with its "not sampled" flag.
     """
     span = trace.get_current_span()
-    if span.is_recording():
-        carrier: dict[str, str] = {}
-        _PROPAGATOR.inject(carrier)
-        value = carrier.get("traceparent")
-        if value:
-            return value
+    context = span.get_span_context()
+    # A span the sampler left out still has ids and carries "not sampled"
+    # downstream, so the other processes leave the whole trace out too.
+    if span.is_recording() or (context.is_valid and not _recording_off()):
+        # What the W3C propagator would write, without its carrier round trip.
+        return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
     return new_traceparent(fallback_parent)
 
 
