@@ -8,6 +8,8 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -27,6 +29,7 @@ from notifactor.observability.tracing import (
     current_traceparent,
     end_item_span,
     ingest_span,
+    span_context_of,
     start_item_spans,
     use_tracer_provider,
 )
@@ -164,3 +167,46 @@ def test_the_standard_sampler_variables_apply(monkeypatch: pytest.MonkeyPatch) -
         provider.shutdown()
     (kept,) = exporter.get_finished_spans()
     assert format(kept.context.trace_id, "032x") == CLIENT_TRACE
+
+
+@given(
+    trace_id=st.integers(1, 2**128 - 1),
+    span_id=st.integers(1, 2**64 - 1),
+    flags=st.integers(0, 255),
+)
+def test_traceparent_parse_round_trips(trace_id: int, span_id: int, flags: int) -> None:
+    text = f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
+    context = span_context_of(text)
+    assert context is not None
+    assert (context.trace_id, context.span_id, int(context.trace_flags)) == (
+        trace_id,
+        span_id,
+        flags,
+    )
+    assert context.is_remote
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        None,
+        "",
+        "garbage",
+        f"01-{CLIENT_TRACE}-{CLIENT_SPAN}-01",
+        f"00-{'0' * 32}-{CLIENT_SPAN}-01",
+        f"00-{CLIENT_TRACE}-{'0' * 16}-01",
+        f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-zz",
+        f"00-{CLIENT_TRACE[:-1]}x-{CLIENT_SPAN}-01",
+        f"00-{CLIENT_TRACE}0-{CLIENT_SPAN[1:]}-01",
+    ],
+)
+def test_bad_traceparents_parse_to_nothing(text: str | None) -> None:
+    assert span_context_of(text) is None
+
+
+def test_with_tracing_off_the_carried_trace_id_reaches_log_lines() -> None:
+    use_tracer_provider(None)
+    with consume_span("edge.fan_out", CLIENT_TRACEPARENT) as span:
+        assert not span.is_recording()
+        assert current_trace_id() == CLIENT_TRACE
+    assert current_trace_id() is None

@@ -11,7 +11,7 @@ fields.
 
 from __future__ import annotations
 
-import secrets
+import random
 from datetime import datetime
 from typing import Any
 
@@ -97,8 +97,14 @@ def new_traceparent(parent: str | None = None) -> str:
             and parts[1] != "0" * 32
             and parts[2] != "0" * 16
         ):
-            return f"00-{parts[1]}-{secrets.token_hex(8)}-{parts[3]}"
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+            return f"00-{parts[1]}-{_span_id()}-{parts[3]}"
+    # Trace ids need to be unique, not secret: the interpreter's generator,
+    # as the OpenTelemetry SDK uses, without a system call per id.
+    return f"00-{random.getrandbits(128) or 1:032x}-{_span_id()}-01"
+
+
+def _span_id() -> str:
+    return f"{random.getrandbits(64) or 1:016x}"
 
 
 def trace_id_of(traceparent: str) -> str:

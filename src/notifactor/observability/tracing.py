@@ -35,8 +35,15 @@ from opentelemetry.sdk.trace.export import (
     ConsoleSpanExporter,
     SimpleSpanProcessor,
 )
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
 from opentelemetry.util.types import AttributeValue
 
 from notifactor import __version__
@@ -50,7 +57,8 @@ SERVICE_NAME = "notifactor"
 
 Attributes = Mapping[str, AttributeValue]
 
-_PROPAGATOR = TraceContextTextMapPropagator()
+#: len("00-" + 32 hex + "-" + 16 hex + "-" + 2 hex)
+_TRACEPARENT_LENGTH = 55
 
 
 @attrs.define
@@ -138,14 +146,35 @@ def _recording_off() -> bool:
     )
 
 
+def span_context_of(traceparent: str | None) -> SpanContext | None:
+    """The remote span context a ``traceparent`` carries (None if absent or invalid).
+
+    A plain parse of version 00's four fields, which is all notifactor
+    writes; cheaper than the W3C propagator on paths that run per item.
+    """
+    if not traceparent or len(traceparent) != _TRACEPARENT_LENGTH:
+        return None
+    version, trace_id, span_id, flags = traceparent.split("-")
+    if version != "00" or len(trace_id) != 32 or len(span_id) != 16 or len(flags) != 2:
+        return None
+    try:
+        context = SpanContext(
+            trace_id=int(trace_id, 16),
+            span_id=int(span_id, 16),
+            is_remote=True,
+            trace_flags=TraceFlags(int(flags, 16)),
+        )
+    except ValueError:
+        return None
+    return context if context.is_valid else None
+
+
 def context_from_traceparent(traceparent: str | None) -> Context | None:
     """The remote parent context carried by a ``traceparent`` (None if absent or invalid)."""
-    if not traceparent:
+    span_context = span_context_of(traceparent)
+    if span_context is None:
         return None
-    context = _PROPAGATOR.extract({"traceparent": traceparent})
-    if not trace.get_current_span(context).get_span_context().is_valid:
-        return None
-    return context
+    return trace.set_span_in_context(NonRecordingSpan(span_context))
 
 
 def current_traceparent(fallback_parent: str | None = None) -> str:
@@ -178,6 +207,14 @@ def _span(
     kind: SpanKind,
     attributes: Attributes | None,
 ) -> Iterator[Span]:
+    if _recording_off():
+        # Nothing records: make the carried context current for log lines
+        # (their trace_id) without the API's no-op span machinery.
+        span_context = span_context_of(traceparent)
+        carried = trace.INVALID_SPAN if span_context is None else NonRecordingSpan(span_context)
+        with trace.use_span(carried, end_on_exit=False):
+            yield carried
+        return
     with tracer().start_as_current_span(
         name,
         context=context_from_traceparent(traceparent),
