@@ -46,9 +46,12 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
+from infra.local.redis_server import LocalRedis
+
 SECRET = "fanout-bench-secret-" + "x" * 32
 TENANT = "bench"
 RESULTS = Path(__file__).parent / "results" / "fanout.json"
+RESULTS_SPLIT = Path(__file__).parent / "results" / "fanout-split.json"
 GOAL_P99_MS = 50.0
 GOAL_RATE = 1000
 GOAL_KB_PER_SESSION = 20.0
@@ -187,6 +190,11 @@ def run_sessions(args: argparse.Namespace, sessions: int, workdir: Path) -> dict
         NOTIFACTOR_SUPERVISION__SESSIONS__MAX_CHILDREN="100000",
     )
     env.update(getattr(args, "serve_env", None) or {})
+    for item in getattr(args, "set", None) or []:
+        key, _, value = item.partition("=")
+        env[key] = value
+    if getattr(args, "partitions", None):
+        env["NOTIFACTOR_SUPERVISION__PARTITIONS"] = str(args.partitions)
     gc_log = workdir / f"gc-{sessions}.log"
     env["FANOUT_GC_LOG"] = str(gc_log)
     if args.gc_freeze:
@@ -198,14 +206,35 @@ def run_sessions(args: argparse.Namespace, sessions: int, workdir: Path) -> dict
         snaps = Path(args.tracemalloc) / str(sessions)
         snaps.mkdir(parents=True, exist_ok=True)
         env["FANOUT_TRACEMALLOC"] = str(snaps)
+    split = getattr(args, "topology", "serve") == "split"
+    redis_server: LocalRedis | None = None
+    dispatcher_popen: subprocess.Popen[bytes] | None = None
+    if split:
+        # One gateway process holds every session; a dispatcher process of
+        # its own consumes, persists and routes; a shared Redis and SQLite file.
+        redis_server = LocalRedis()
+        env["NOTIFACTOR_REDIS_URL"] = redis_server.start()
+        env["NOTIFACTOR_STORAGE_URL"] = f"sqlite:///{workdir / f'var-{sessions}' / 'nf.db'}"
     log_path = workdir / f"serve-{sessions}.log"
     log = log_path.open("w")
     serve_popen = subprocess.Popen(
-        [sys.executable, "-m", "bench.fanout_serve"], env=env, stdout=log, stderr=log
+        [sys.executable, "-m", "bench.fanout_serve", "gateway" if split else "serve"],
+        env=env,
+        stdout=log,
+        stderr=log,
     )
     clients: list[subprocess.Popen[str]] = []
     try:
         wait_ports(serve_popen, [ws_port, http_port], log_path)
+        if split:
+            metrics_port = free_port()
+            dispatcher_popen = subprocess.Popen(
+                [sys.executable, "-m", "notifactor", "dispatcher"],
+                env={**env, "NOTIFACTOR_OBSERVABILITY__METRICS_PORT": str(metrics_port)},
+                stdout=log,
+                stderr=log,
+            )
+            wait_ports(dispatcher_popen, [metrics_port], log_path)
         serve = psutil.Process(serve_popen.pid)
         time.sleep(1.0)
         rss_before = rss_after_gc(serve, 1.0)
@@ -248,7 +277,12 @@ def run_sessions(args: argparse.Namespace, sessions: int, workdir: Path) -> dict
         if snaps is not None:
             serve.send_signal(signal.SIGUSR2)
             time.sleep(5.0)
-        valkey = serve.children(recursive=True)
+        valkey = (
+            [psutil.Process(redis_server._process.pid)]
+            if redis_server is not None and redis_server._process is not None
+            else serve.children(recursive=True)
+        )
+        others = {"dispatcher": [psutil.Process(dispatcher_popen.pid)]} if dispatcher_popen else {}
         client_ps = [psutil.Process(c.pid) for c in clients]
         poster_token = token("poster")
         phases: list[dict[str, Any]] = []
@@ -283,7 +317,7 @@ def run_sessions(args: argparse.Namespace, sessions: int, workdir: Path) -> dict
             phase_started = time.time()
             if args.profile and rate == args.rates[-1]:
                 serve.send_signal(signal.SIGUSR2)  # profile the last (highest) rate only
-            meter = CpuMeter({"serve": [serve], "valkey": valkey, "clients": client_ps})
+            meter = CpuMeter({"serve": [serve], "valkey": valkey, "clients": client_ps, **others})
             out, _ = poster.communicate(timeout=args.seconds + 120)
             cpu = meter.share_of_one_core()
             if args.profile and rate == args.rates[-1]:
@@ -340,11 +374,16 @@ def run_sessions(args: argparse.Namespace, sessions: int, workdir: Path) -> dict
         for client in clients:
             if client.poll() is None:
                 client.kill()
-        serve_popen.terminate()
-        try:
-            serve_popen.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            serve_popen.kill()
+        for process in (serve_popen, dispatcher_popen):
+            if process is None:
+                continue
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        if redis_server is not None:
+            redis_server.stop()
         log.close()
 
 
@@ -391,7 +430,21 @@ def main() -> None:
         action="store_true",
         help="experiment: gc.freeze() in the server once sessions are idle (not product code)",
     )
+    parser.add_argument(
+        "--topology",
+        choices=["serve", "split"],
+        default="serve",
+        help="serve: every role in one process; split: the sessions' gateway process plus a "
+        "dispatcher process (Redis and SQLite shared)",
+    )
+    parser.add_argument(
+        "--partitions", type=int, default=None, help="[supervision] partitions (default: 16)"
+    )
+    parser.add_argument(
+        "--set", action="append", metavar="NOTIFACTOR_KEY=VALUE", help="more server settings"
+    )
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--output", type=Path, default=None, help="default: per topology")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="nf-fanout-"))
     started = time.time()
@@ -401,8 +454,16 @@ def main() -> None:
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "wall_seconds": round(time.time() - started, 1),
         "setup": {
-            "server": "one `notifactor serve` process (via bench.fanout_serve): embedded Valkey, "
-            "SQLite persistence, dispatcher + WebSocket edge; log_level=warning",
+            "server": (
+                "one `notifactor serve` process (via bench.fanout_serve): embedded Valkey, "
+                "SQLite persistence, dispatcher + WebSocket edge; log_level=warning"
+                if args.topology == "serve"
+                else "one `notifactor gateway` process (via bench.fanout_serve) holding every "
+                "session + one `notifactor dispatcher` process; a private Valkey; one SQLite "
+                "file; log_level=warning; 'serve' CPU is the gateway's"
+            ),
+            "topology": args.topology,
+            "partitions": args.partitions or 16,
             "clients": f"`websockets` asyncio processes, up to {SESSIONS_PER_CLIENT} sessions each; "
             "each session subscribes first",
             "load": f"separate poster process, clock-paced, {args.batch} item(s) per POST, "
@@ -418,8 +479,9 @@ def main() -> None:
     }
     print(json.dumps(result, indent=2))
     if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+        output = args.output or (RESULTS if args.topology == "serve" else RESULTS_SPLIT)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ reason to offer:
 ``FANOUT_METRICS=off`` turns every metric update into a no-op (the "off"
 side of :mod:`bench.observability_bench`).
 
-Run: ``python -m bench.fanout_serve`` with the usual ``NOTIFACTOR_*`` variables.
+Run: ``python -m bench.fanout_serve [serve|gateway]`` with the usual
+``NOTIFACTOR_*`` variables.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def main() -> int:
         disable_metrics()
     from notifactor.cli import main as serve_main
 
-    return serve_main(["serve"])
+    return serve_main([sys.argv[1] if len(sys.argv) > 1 else "serve"])
 
 
 def log_gc_pauses(path: Path) -> None:

@@ -422,6 +422,7 @@ def storage_writer_for(config: Config, store: NotificationStore) -> StorageWrite
             max_items=section.max_items,
             max_age_s=section.max_age_ms / 1000,
             max_group_items=group,
+            flush_when_idle=section.flush_when_idle,
         ),
         max_flushes_in_flight=section.max_flushes_in_flight,
         flush_timeout_s=section.flush_timeout_s,

@@ -274,3 +274,42 @@ async def test_flushes_are_measured(autojump_clock: trio.testing.MockClock) -> N
     assert sample("storage_writer_flush_items_count") == flushes + 1
     assert sample("storage_writer_flush_items_sum") == items + 4
     assert sample("storage_writer_flush_duration_seconds_count") == timed + 1
+
+
+async def test_group_commit_flushes_at_once_and_gathers_during_a_flush(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = FakeStore()
+    store.gate = trio.Event()
+    policy = BatchPolicy(max_items=100, max_age_s=1.0, max_group_items=100, flush_when_idle=True)
+    async with trio.open_nursery() as nursery:
+        writer, stop = await start_writer(nursery, store, config(batch=policy))
+        start = trio.current_time()
+        first = await writer.submit([note(1)])  # nothing running: flushed at once
+        await trio.testing.wait_all_tasks_blocked()
+        assert store.in_flight == 1
+        later = [await writer.submit([note(i)]) for i in range(2, 6)]  # gather meanwhile
+        await trio.testing.wait_all_tasks_blocked()
+        assert store.in_flight == 1  # held back while the first flush runs
+        store.gate.set()
+        await first.wait_durable()
+        for ticket in later:
+            await ticket.wait_durable()
+        # Neither waited for the 1 s age: one store call for the first write,
+        # one for the four that arrived while it ran.
+        assert trio.current_time() - start < 0.1
+        assert [len(items) for _, items in store.calls] == [1, 4]
+        stop.request()
+
+
+async def test_without_group_commit_a_lone_write_waits_for_its_age(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = FakeStore()
+    policy = BatchPolicy(max_items=100, max_age_s=0.5, flush_when_idle=False)
+    async with trio.open_nursery() as nursery:
+        writer, stop = await start_writer(nursery, store, config(batch=policy))
+        start = trio.current_time()
+        await writer.write([note(1)])
+        assert trio.current_time() - start >= 0.5
+        stop.request()

@@ -131,3 +131,22 @@ def test_the_age_deadline_with_a_rounding_sum() -> None:
     buffer: BatchBuffer[int] = BatchBuffer(BatchPolicy(max_items=10, max_age_s=0.1))
     buffer.add(1, oldest_at)
     assert buffer.flush_due(oldest_at + 0.1)
+
+
+@given(
+    items=st.integers(0, 20),
+    idle=st.booleans(),
+    when_idle=st.booleans(),
+    age=st.floats(0, 2.0),
+)
+def test_idle_flushes_only_with_group_commit(
+    items: int, idle: bool, when_idle: bool, age: float
+) -> None:
+    policy = BatchPolicy(max_items=10, max_age_s=1.0, flush_when_idle=when_idle)
+    buffer: BatchBuffer[int] = BatchBuffer(policy)
+    for n in range(items):
+        buffer.add(n, 0.0)
+    by_size_or_age = items > 0 and (items >= 10 or age >= 1.0)
+    assert buffer.flush_due(age, idle=idle) == (
+        by_size_or_age or (items > 0 and idle and when_idle)
+    )

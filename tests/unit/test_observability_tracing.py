@@ -210,3 +210,16 @@ def test_with_tracing_off_the_carried_trace_id_reaches_log_lines() -> None:
         assert not span.is_recording()
         assert current_trace_id() == CLIENT_TRACE
     assert current_trace_id() is None
+
+
+def test_library_chatter_stays_below_warning() -> None:
+    stream = io.StringIO()
+    configure_logging(log_format="json", level="info", instance_id="i-1", stream=stream)
+    try:
+        logging.getLogger("coredis").info("Retry attempt 1 due to error: No matching script.")
+        logging.getLogger("cassandra.pool").info("new connection")
+        logging.getLogger("coredis").warning("kept")
+    finally:
+        logging.getLogger().handlers.clear()
+    (line,) = stream.getvalue().splitlines()
+    assert json.loads(line)["message"] == "kept"

@@ -179,15 +179,18 @@ class StorageWriter(Actor[WriterMessage]):
         self._write_limiter = trio.CapacityLimiter(self._config.max_concurrent_writes)
         self._flush_slots = trio.Semaphore(self._config.max_flushes_in_flight)
         self._in_flight: set[trio.Event] = set()
+        self._nursery: trio.Nursery | None = None
 
     async def handle(self, message: WriterMessage) -> None:
         raise NotImplementedError("StorageWriter overrides run()")  # pragma: no cover
 
     async def run(self, inbox: Inbox[WriterMessage]) -> None:
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             try:
                 await self._receive_loop(inbox, nursery)
             finally:
+                self._nursery = None
                 # Graceful stop or cancellation: hand what we hold to a
                 # shielded flush (it enters its shield before any checkpoint).
                 if self._buffer.items:
@@ -214,7 +217,7 @@ class StorageWriter(Actor[WriterMessage]):
                     nursery.start_soon(self._answer_when_idle, set(self._in_flight), reply)
                 case _:
                     assert_never(message)
-            if self._buffer.flush_due(trio.current_time()):
+            if self._buffer.flush_due(trio.current_time(), idle=not self._in_flight):
                 await self._flush_slots.acquire()
                 self._start_flush_task(nursery, holds_slot=True)
 
@@ -232,6 +235,9 @@ class StorageWriter(Actor[WriterMessage]):
         for done in flushes:
             await done.wait()
         reply.send(None)
+
+    def _flush_next_at_once(self) -> bool:
+        return not self._in_flight and self._buffer.flush_due(trio.current_time(), idle=True)
 
     def _start_flush_task(self, nursery: trio.Nursery, *, holds_slot: bool) -> None:
         """Start a flush of the whole buffer (the final one on stop takes no slot)."""
@@ -277,7 +283,12 @@ class StorageWriter(Actor[WriterMessage]):
                     pending.reply.fail(pending.error)
             self._in_flight.discard(done)
             done.set()
-            if holds_slot:
+            nursery = self._nursery
+            if holds_slot and nursery is not None and self._flush_next_at_once():
+                # Group commit: what gathered during this flush goes now, in
+                # the slot this flush held, instead of waiting for its age.
+                self._start_flush_task(nursery, holds_slot=True)
+            elif holds_slot:
                 self._flush_slots.release()
 
     async def _write_group(self, group: list[tuple[StorageItem, _Pending]]) -> None:

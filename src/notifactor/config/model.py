@@ -218,6 +218,9 @@ class StorageWriterSection:
         max_flushes_in_flight: flushes running at once; beyond it the writer
             stops taking requests (backpressure to its callers).
         flush_timeout_s: bound on one flush, retries of transient errors included.
+        flush_when_idle: group commit: flush at once whenever no flush is
+            running, so a lone write is not held for ``max_age_ms``; under
+            load, writes gather while the previous flush runs.
     """
 
     max_items: int = attrs.field(default=512, validator=_positive)
@@ -225,6 +228,7 @@ class StorageWriterSection:
     max_group_items: int = attrs.field(default=0, validator=_non_negative)
     max_flushes_in_flight: int = attrs.field(default=4, validator=_positive)
     flush_timeout_s: float = attrs.field(default=10.0, validator=_positive)
+    flush_when_idle: bool = False
 
 
 @attrs.frozen(kw_only=True)

@@ -31,11 +31,15 @@ class BatchPolicy:
             however few items there are; bounds the latency a caller sees.
         max_group_items: largest group handed to the store in one call; a
             larger group for one partition key is split into chunks.
+        flush_when_idle: also flush at once whenever no flush is running
+            (group commit): a lone write is not held for ``max_age_s``, and
+            under load writes gather while the previous flush runs.
     """
 
     max_items: int = attrs.field(default=256, validator=_positive)
     max_age_s: float = attrs.field(default=0.005, validator=_positive)
     max_group_items: int = attrs.field(default=64, validator=_positive)
+    flush_when_idle: bool = False
 
 
 @attrs.define
@@ -51,11 +55,17 @@ class BatchBuffer(Generic[T]):
             self.oldest_at = now
         self.items.append(item)
 
-    def flush_due(self, now: float) -> bool:
-        """Whether the buffer must be flushed at ``now`` (size or age reached)."""
+    def flush_due(self, now: float, *, idle: bool = False) -> bool:
+        """Whether the buffer must be flushed at ``now``.
+
+        Due when size or age is reached, or, with ``flush_when_idle``, when
+        ``idle`` (no flush is running) and anything is buffered.
+        """
         if not self.items:
             return False
         if len(self.items) >= self.policy.max_items:
+            return True
+        if idle and self.policy.flush_when_idle:
             return True
         deadline = self.deadline()
         # The same float as the caller's timer: ``now - oldest_at >= max_age``

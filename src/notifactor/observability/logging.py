@@ -95,5 +95,7 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # The Cassandra driver is chatty at INFO about pool and topology events.
-    logging.getLogger("cassandra").setLevel(logging.WARNING)
+    # The Cassandra driver is chatty at INFO about pool and topology events;
+    # coredis logs its own retries there (a script reloaded after NOSCRIPT).
+    for chatty in ("cassandra", "coredis"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
