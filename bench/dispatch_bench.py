@@ -45,7 +45,6 @@ from notifactor.adapters.redis_client import open_redis
 from notifactor.adapters.redis_dispatch import DEFAULT_GROUP, RedisKeys
 from notifactor.adapters.redis_presence import RedisPresence
 from notifactor.adapters.sqlite_store import SqliteNotificationStore
-from notifactor.bootstrap import storage_writer_for
 from notifactor.config import Config
 from notifactor.dispatcher.runner import build_dispatcher, redis_deps
 from notifactor.dispatcher.settings import settings_from_config
@@ -53,6 +52,7 @@ from notifactor.domain.envelope import ENVELOPE_FIELD, Envelope, encode_envelope
 from notifactor.domain.ids import new_notification_id
 from notifactor.domain.partitioning import partition_for
 from notifactor.runtime_tuning import freeze_start_up_objects, tune_collector
+from notifactor.storage_setup import storage_writer_for
 from notifactor.supervisors import SupervisionConfig
 
 RESULTS = Path(__file__).resolve().parent / "results" / "dispatch.json"

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -35,41 +35,35 @@ from prometheus_client.registry import Collector
 from notifactor.actors import ActorRef
 from notifactor.actors.retention_sweeper import run_retention_sweeper
 from notifactor.actors.storage_writer import (
-    StorageWriter,
     StorageWriterClient,
-    StorageWriterConfig,
     WriterMessage,
-    kind_and_tenant,
-    kind_only,
 )
-from notifactor.adapters.cassandra_schema import Replication, migrate
+from notifactor.adapters.cassandra_schema import migrate
 from notifactor.adapters.cassandra_session import connect_cassandra
-from notifactor.adapters.cassandra_store import CassandraNotificationStore
 from notifactor.adapters.embedded_redis import run_embedded_redis
 from notifactor.adapters.redis_client import open_redis, pool_size_for
 from notifactor.adapters.redis_dlq import RedisDeadLetterQueue
 from notifactor.adapters.redis_ingest import IngestSettings, RedisIngest
 from notifactor.adapters.redis_presence import RedisPresence
-from notifactor.adapters.sqlite_store import SqliteNotificationStore
 from notifactor.auth.secret import resolve_jwt_secret
 from notifactor.auth.verify import build_verifier
 from notifactor.config import CassandraTarget, Config, SqliteTarget
 from notifactor.dispatcher.replay import ReplayService
 from notifactor.dispatcher.runner import build_dispatcher, redis_deps
 from notifactor.dispatcher.settings import settings_from_config
-from notifactor.domain.batching import BatchPolicy
 from notifactor.edge.runner import WsEdge
 from notifactor.errors import ConfigError
 from notifactor.gateway.app import GatewayApp
 from notifactor.gateway.context import Gateway
 from notifactor.gateway.server import run_http_server
-from notifactor.observability.instrumented import InstrumentedIngest, InstrumentedStore
+from notifactor.observability.instrumented import InstrumentedIngest
 from notifactor.observability.logging import configure_logging
 from notifactor.observability.metrics_server import run_metrics_server
 from notifactor.observability.supervision_metrics import register_supervision_metrics
 from notifactor.observability.tracing import configure_tracing, shutdown_tracing
 from notifactor.ports.notification_store import NotificationStore
 from notifactor.runtime_tuning import freeze_start_up_objects, tune_collector
+from notifactor.storage_setup import open_store, replication_of, storage_writer_for
 from notifactor.supervisors import (
     ChildSpec,
     NodeStatistics,
@@ -401,79 +395,6 @@ async def check_supervision(state: ServeState) -> None:
     for path, node in state.root.statistics().walk():
         if node.state != "running":
             raise SupervisionUnhealthy(f"{'/'.join(path)} is {node.state}")
-
-
-#: Records per store call on Cassandra: one unlogged batch per partition key.
-CASSANDRA_GROUP_ITEMS = 64
-
-
-def storage_writer_for(config: Config, store: NotificationStore) -> StorageWriter:
-    """A storage writer for ``store``, tuned by ``[storage_writer]``.
-
-    On SQLite one writer thread serialises every write, so a flush goes in
-    one transaction per record kind; on Cassandra records are grouped by
-    kind and tenant (the partition) into batches of 64.
-    """
-    section = config.storage_writer
-    sqlite = isinstance(config.storage, SqliteTarget)
-    group = section.max_group_items or (section.max_items if sqlite else CASSANDRA_GROUP_ITEMS)
-    tuning = StorageWriterConfig(
-        batch=BatchPolicy(
-            max_items=section.max_items,
-            max_age_s=section.max_age_ms / 1000,
-            max_group_items=group,
-            flush_when_idle=section.flush_when_idle,
-        ),
-        max_flushes_in_flight=section.max_flushes_in_flight,
-        flush_timeout_s=section.flush_timeout_s,
-    )
-    return StorageWriter(store, tuning, partition_key=kind_only if sqlite else kind_and_tenant)
-
-
-@asynccontextmanager
-async def open_store(config: Config) -> AsyncIterator[NotificationStore]:
-    """The configured store, opened (schema created for SQLite), closed on exit.
-
-    Every call on it is timed (:class:`InstrumentedStore`).
-    """
-    target = config.storage
-
-    def retention_days(tenant_id: str) -> int:
-        return config.tenant_policy(tenant_id).retention_days
-
-    store: NotificationStore
-    if isinstance(target, SqliteTarget):
-        store = await SqliteNotificationStore.open(target.path, retention_days)
-    else:
-        session = await connect_cassandra(
-            target.contact_points,
-            request_timeout=config.cassandra.request_timeout_s,
-            local_dc=config.cassandra.local_dc,
-            consistency=config.cassandra.consistency,
-        )
-        store = await CassandraNotificationStore.open(
-            session,
-            target.keyspace,
-            retention_days,
-            max_in_flight=config.cassandra.max_in_flight,
-            owns_session=True,
-        )
-    try:
-        yield InstrumentedStore(store)
-    finally:
-        with trio.CancelScope(shield=True) as scope:
-            scope.deadline = trio.current_time() + config.shutdown_grace_s
-            await store.aclose()
-
-
-def replication_of(config: Config) -> Replication:
-    """The keyspace replication ``[cassandra]`` asks for."""
-    cassandra = config.cassandra
-    if cassandra.replication_class == "SimpleStrategy":
-        return Replication.simple(cassandra.replication_factor)
-    return Replication.network_topology(
-        dict.fromkeys(cassandra.datacenter_names, cassandra.replication_factor)
-    )
 
 
 def run_migrate(config: Config) -> int:

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from notifactor.bootstrap import CASSANDRA_GROUP_ITEMS, storage_writer_for
 from notifactor.config import Config, ConfigError, StorageWriterSection, load_config
+from notifactor.storage_setup import CASSANDRA_GROUP_ITEMS, storage_writer_for
 
 
 class NoStore:

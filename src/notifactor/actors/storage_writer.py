@@ -86,7 +86,7 @@ def kind_only(item: StorageItem) -> Hashable:
 
 @attrs.frozen(kw_only=True)
 class StorageWriterConfig:
-    """Tuning of one writer (``bootstrap.storage_writer_for`` builds it from ``[storage_writer]``).
+    """Tuning of one writer (``storage_setup.storage_writer_for`` builds it from ``[storage_writer]``).
 
     Attributes:
         batch: flush thresholds and the largest group per store call.

@@ -64,7 +64,7 @@ def settings_from(args: argparse.Namespace) -> DispatcherSettings:
 
 
 async def run_standalone(config: Config, settings: DispatcherSettings, keys: RedisKeys) -> None:
-    from notifactor.bootstrap import open_store, storage_writer_for
+    from notifactor.storage_setup import open_store, storage_writer_for
 
     if config.redis_url is None:
         raise SystemExit("python -m notifactor.dispatcher needs NOTIFACTOR_REDIS_URL")

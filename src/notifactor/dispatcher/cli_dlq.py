@@ -140,7 +140,7 @@ def record_json(record: DlqRecord) -> dict[str, Any]:
 
 
 async def _run(args: argparse.Namespace, config: Config) -> int:
-    from notifactor.bootstrap import open_store
+    from notifactor.storage_setup import open_store
 
     async with open_redis(_redis_url(config)) as redis, open_store(config) as store:
         dlq = RedisDeadLetterQueue(redis, keys=RedisKeys(prefix=args.prefix))

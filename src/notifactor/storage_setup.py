@@ -1,0 +1,100 @@
+"""The configured store and the storage writers in front of it.
+
+Every role opens its store through :func:`open_store` (SQLite or Cassandra,
+timed by :class:`~notifactor.observability.instrumented.InstrumentedStore`)
+and batches writes through a writer from :func:`storage_writer_for`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import trio
+
+from notifactor.actors.storage_writer import (
+    StorageWriter,
+    StorageWriterConfig,
+    kind_and_tenant,
+    kind_only,
+)
+from notifactor.adapters.cassandra_schema import Replication
+from notifactor.adapters.cassandra_session import connect_cassandra
+from notifactor.adapters.cassandra_store import CassandraNotificationStore
+from notifactor.adapters.sqlite_store import SqliteNotificationStore
+from notifactor.config import Config, SqliteTarget
+from notifactor.domain.batching import BatchPolicy
+from notifactor.observability.instrumented import InstrumentedStore
+from notifactor.ports.notification_store import NotificationStore
+
+#: Records per store call on Cassandra: one unlogged batch per partition key.
+CASSANDRA_GROUP_ITEMS = 64
+
+
+def storage_writer_for(config: Config, store: NotificationStore) -> StorageWriter:
+    """A storage writer for ``store``, tuned by ``[storage_writer]``.
+
+    On SQLite one writer thread serialises every write, so a flush goes in
+    one transaction per record kind; on Cassandra records are grouped by
+    kind and tenant (the partition) into batches of 64.
+    """
+    section = config.storage_writer
+    sqlite = isinstance(config.storage, SqliteTarget)
+    group = section.max_group_items or (section.max_items if sqlite else CASSANDRA_GROUP_ITEMS)
+    tuning = StorageWriterConfig(
+        batch=BatchPolicy(
+            max_items=section.max_items,
+            max_age_s=section.max_age_ms / 1000,
+            max_group_items=group,
+            flush_when_idle=section.flush_when_idle,
+        ),
+        max_flushes_in_flight=section.max_flushes_in_flight,
+        flush_timeout_s=section.flush_timeout_s,
+    )
+    return StorageWriter(store, tuning, partition_key=kind_only if sqlite else kind_and_tenant)
+
+
+@asynccontextmanager
+async def open_store(config: Config) -> AsyncIterator[NotificationStore]:
+    """The configured store, opened (schema created for SQLite), closed on exit.
+
+    Every call on it is timed (:class:`InstrumentedStore`).
+    """
+    target = config.storage
+
+    def retention_days(tenant_id: str) -> int:
+        return config.tenant_policy(tenant_id).retention_days
+
+    store: NotificationStore
+    if isinstance(target, SqliteTarget):
+        store = await SqliteNotificationStore.open(target.path, retention_days)
+    else:
+        session = await connect_cassandra(
+            target.contact_points,
+            request_timeout=config.cassandra.request_timeout_s,
+            local_dc=config.cassandra.local_dc,
+            consistency=config.cassandra.consistency,
+        )
+        store = await CassandraNotificationStore.open(
+            session,
+            target.keyspace,
+            retention_days,
+            max_in_flight=config.cassandra.max_in_flight,
+            owns_session=True,
+        )
+    try:
+        yield InstrumentedStore(store)
+    finally:
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + config.shutdown_grace_s
+            await store.aclose()
+
+
+def replication_of(config: Config) -> Replication:
+    """The keyspace replication ``[cassandra]`` asks for."""
+    cassandra = config.cassandra
+    if cassandra.replication_class == "SimpleStrategy":
+        return Replication.simple(cassandra.replication_factor)
+    return Replication.network_topology(
+        dict.fromkeys(cassandra.datacenter_names, cassandra.replication_factor)
+    )
