@@ -403,3 +403,14 @@ async def test_socket_write_joins_the_fan_out_trace() -> None:
         assert write.attributes["notifactor.session_id"] == "s0"
     assert writes[0].status.status_code is StatusCode.UNSET
     assert writes[1].status.status_code is StatusCode.ERROR
+
+
+async def test_a_stopping_gateway_leaves_presence_to_the_edge() -> None:
+    env = make_env()
+    env.context = attrs.evolve(env.context, gateway_stopping=lambda: True)
+    socket = FakeSocket()
+    async with sessions(env, [("t", "u", socket)]):
+        await socket.frame()
+    assert socket.closed_with == (1001, "server shutting down")
+    assert env.presence.registered == [("t", "u", "gw-test")]
+    assert env.presence.unregistered == []  # one drop_gateway by the edge instead

@@ -320,6 +320,8 @@ class SessionActor(Actor[Deliver]):
         with trio.CancelScope(shield=True):
             with trio.move_on_after(settings.close_timeout_s):
                 await self._socket.close(code, reason)
+            if self._ctx.gateway_stopping():
+                return  # the edge drops every registration of this gateway at once
             with trio.move_on_after(settings.close_timeout_s):
                 try:
                     await self._ctx.presence.unregister(

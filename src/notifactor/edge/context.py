@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import attrs
@@ -30,6 +31,10 @@ class EdgeContext:
         store: read side of storage (resume, ack ownership checks).
         recorder: batched delivery-state writes.
         settings: timings and sizes.
+        gateway_stopping: whether the whole edge is stopping. Its sessions
+            then leave their presence entries to the edge, which drops this
+            gateway's registrations in one call once they are closed,
+            instead of one Redis round trip per session.
     """
 
     gateway_id: str
@@ -38,3 +43,4 @@ class EdgeContext:
     store: NotificationStore
     recorder: DeliveryRecording
     settings: EdgeSettings
+    gateway_stopping: Callable[[], bool] = attrs.field(default=lambda: False)

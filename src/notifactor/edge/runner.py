@@ -25,6 +25,7 @@ from collections.abc import Callable
 import coredis
 import trio
 
+from notifactor.actors.stop import StopSignal, optional_stop_signal
 from notifactor.actors.storage_writer import StorageWriterClient
 from notifactor.adapters.redis_dispatch import RedisKeys
 from notifactor.adapters.redis_ws_admission import RedisWsAdmission
@@ -82,6 +83,7 @@ class WsEdge:
         self.gateway_id = config.instance_id
         self._redis = redis
         self._presence = presence
+        self._stop: StopSignal | None = None
         self.registry = SessionRegistry()
         self.admission = ConnectionAdmission(
             self.registry,
@@ -100,6 +102,7 @@ class WsEdge:
             store=store,
             recorder=self.recorder,
             settings=self.settings,
+            gateway_stopping=self._stopping,
         )
         self.pool = dynamic_supervisor_from_config("sessions", config.supervision.sessions)
         self.position = StreamPosition()
@@ -160,8 +163,13 @@ class WsEdge:
         ]
         return supervisor_from_config("ws", self.config.supervision.gateway, children)
 
+    def _stopping(self) -> bool:
+        """Whether this edge as a whole has been asked to stop (not just its session pool)."""
+        return self._stop is not None and self._stop.requested
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Reset this gateway's Redis state, then run the subtree until stopped."""
+        self._stop = optional_stop_signal()
         await reset_gateway(self._redis, self.keys, self._presence, self.gateway_id)
         self._tree = self.supervisor()
         try:
