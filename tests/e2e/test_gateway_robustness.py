@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from notifactor.config import Config
-from notifactor.gateway.server import run_http_server
+from notifactor.gateway.server import KEEP_ALIVE_TIMEOUT_S, run_http_server
 from tests.e2e.conftest import RunningGateway
 
 WS_UPGRADE = (
@@ -116,3 +116,31 @@ async def test_cancellation_drains_in_flight_requests() -> None:
     assert result
     assert result[0].status_code == 200
     assert result[0].text == "done"
+
+
+async def test_keep_alive_reuses_a_connection_then_closes_it_when_idle() -> None:
+    """Many requests on one connection; once idle for the keep-alive timeout, it closes."""
+
+    async def app(scope: dict[str, object], receive: object, send: object) -> None:
+        headers = [(b"content-length", b"2")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": b"ok"})  # type: ignore[operator]
+
+    config = Config(jwt_secret="x" * 40, http_port=0)
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    async with trio.open_nursery() as server:
+        port = await server.start(run_http_server, app, config)
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        for _ in range(20):
+            await stream.send_all(request)
+            reply = b""
+            with trio.fail_after(5):
+                while not reply.endswith(b"\r\n\r\nok"):
+                    reply += await stream.receive_some(65536)
+            assert reply.startswith(b"HTTP/1.1 200")
+        idle_since = trio.current_time()
+        with trio.fail_after(KEEP_ALIVE_TIMEOUT_S + 5):
+            assert await stream.receive_some(65536) == b""  # closed by the server
+        assert trio.current_time() - idle_since >= KEEP_ALIVE_TIMEOUT_S - 0.5
+        await stream.aclose()
+        server.cancel_scope.cancel()
