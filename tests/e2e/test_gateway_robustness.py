@@ -144,3 +144,29 @@ async def test_keep_alive_reuses_a_connection_then_closes_it_when_idle() -> None
         assert trio.current_time() - idle_since >= KEEP_ALIVE_TIMEOUT_S - 0.5
         await stream.aclose()
         server.cancel_scope.cancel()
+
+
+async def test_a_client_gone_mid_request_does_not_hold_up_shutdown() -> None:
+    """A connection whose client left during a request is not kept open until the grace ends."""
+    answered = trio.Event()
+
+    async def slow_app(scope: dict[str, object], receive: object, send: object) -> None:
+        await trio.sleep(0.2)
+        headers = [(b"content-length", b"2")]
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": headers})  # type: ignore[operator]
+            await send({"type": "http.response.body", "body": b"ok"})  # type: ignore[operator]
+        finally:
+            answered.set()
+
+    config = Config(jwt_secret="x" * 40, http_port=0, shutdown_grace_s=20.0)
+    async with trio.open_nursery() as server:
+        port = await server.start(run_http_server, slow_app, config)
+        for _ in range(3):
+            await _send_raw(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", read=False)
+        with trio.fail_after(5):
+            await answered.wait()
+        await trio.sleep(0.2)
+        stopping = trio.current_time()
+        server.cancel_scope.cancel()
+    assert trio.current_time() - stopping < 3.0

@@ -135,7 +135,11 @@ def test_serve_accepts_a_notification_and_stops_cleanly(serve: ServeProcess) -> 
     serve.process.send_signal(signal.SIGTERM)
     # Well inside the 10 s grace: every child stops when asked, none is left to
     # be cancelled at the end of its budget.
-    assert serve.process.wait(timeout=8) == 0
+    try:
+        code = serve.process.wait(timeout=8)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"serve still running 8 s after SIGTERM:\n{serve.log_path.read_text()[-6000:]}")
+    assert code == 0
     assert _redis_server_pids(serve.data_dir) == []
     # The SQLite store and the embedded server's data live under the data dir.
     assert (serve.data_dir / "notifactor.db").exists()

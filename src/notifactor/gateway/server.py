@@ -98,10 +98,14 @@ async def _serve(
 
     async def handle(stream: trio.SocketStream) -> None:
         server = TCPServer(wrapped, hc, context, ConnectionState({}), stream)  # type: ignore[arg-type]
-        # A moved deadline instead of a task restart per request (+~15 % POST/s).
-        server.idle_task = IdleTimeout(server, context.terminated, hc.keep_alive_timeout)  # type: ignore[assignment]
         try:
-            await server.run()
+            async with trio.open_nursery() as idle_watch:
+                # A moved deadline instead of a task restart per request (+~15 % POST/s).
+                server.idle_task = IdleTimeout(  # type: ignore[assignment]
+                    server, context.terminated, hc.keep_alive_timeout, idle_watch
+                )
+                await server.run()
+                idle_watch.cancel_scope.cancel()  # the connection is over
         except* Exception:
             log.warning(
                 "HTTP connection failed inside the server; dropped it",
