@@ -37,4 +37,8 @@ def freeze_start_up_objects(runtime: RuntimeConfig) -> None:
         return
     gc.collect()
     gc.freeze()
-    log.debug("froze %d start-up objects out of the collector's sight", gc.get_freeze_count())
+    log.info(
+        "froze %d start-up objects out of the collector's sight",
+        gc.get_freeze_count(),
+        extra={"event": "gc_freeze"},
+    )

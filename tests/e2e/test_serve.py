@@ -140,6 +140,8 @@ def test_serve_accepts_a_notification_and_stops_cleanly(serve: ServeProcess) -> 
     except subprocess.TimeoutExpired:
         pytest.fail(f"serve still running 8 s after SIGTERM:\n{serve.log_path.read_text()[-6000:]}")
     assert code == 0
+    events = [json.loads(line).get("event") for line in serve.log_path.read_text().splitlines()]
+    assert "gc_freeze" in events  # [runtime] gc_freeze_after_start, once the tree was up
     assert _redis_server_pids(serve.data_dir) == []
     # The SQLite store and the embedded server's data live under the data dir.
     assert (serve.data_dir / "notifactor.db").exists()
