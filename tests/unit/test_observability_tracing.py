@@ -198,6 +198,7 @@ def test_traceparent_parse_round_trips(trace_id: int, span_id: int, flags: int) 
         f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-zz",
         f"00-{CLIENT_TRACE[:-1]}x-{CLIENT_SPAN}-01",
         f"00-{CLIENT_TRACE}0-{CLIENT_SPAN[1:]}-01",
+        f"00-{CLIENT_TRACE[:-2]}_c-{CLIENT_SPAN}-01",
     ],
 )
 def test_bad_traceparents_parse_to_nothing(text: str | None) -> None:

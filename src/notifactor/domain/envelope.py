@@ -12,6 +12,7 @@ fields.
 from __future__ import annotations
 
 import random
+import re
 from datetime import datetime
 from typing import Any
 
@@ -65,6 +66,8 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True):
 
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(Envelope)
+#: A W3C trace-context ``traceparent`` of version 00.
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
 
 def encode_envelope(envelope: Envelope) -> bytes:
@@ -86,21 +89,30 @@ def new_traceparent(parent: str | None = None) -> str:
 
     An invalid or absent parent starts a new trace (sampled flag set).
     """
-    if parent is not None:
-        parts = parent.strip().lower().split("-")
-        if (
-            len(parts) == 4
-            and parts[0] == "00"
-            and _is_hex(parts[1], 32)
-            and _is_hex(parts[2], 16)
-            and _is_hex(parts[3], 2)
-            and parts[1] != "0" * 32
-            and parts[2] != "0" * 16
-        ):
-            return f"00-{parts[1]}-{_span_id()}-{parts[3]}"
+    carried = parse_traceparent(parent.strip().lower()) if parent is not None else None
+    if carried is not None:
+        trace_id, _, flags = carried
+        return f"00-{trace_id:032x}-{_span_id()}-{flags:02x}"
     # Trace ids need to be unique, not secret: the interpreter's generator,
     # as the OpenTelemetry SDK uses, without a system call per id.
     return f"00-{random.getrandbits(128) or 1:032x}-{_span_id()}-01"
+
+
+def parse_traceparent(text: str | None) -> tuple[int, int, int] | None:
+    """(trace id, parent span id, flags) of a version-00 ``traceparent``.
+
+    None when absent or invalid: another version, upper-case or malformed
+    hex, or an all-zero id. Surrounding spaces and tabs are ignored.
+    """
+    if not text:
+        return None
+    match = _TRACEPARENT.fullmatch(text.strip(" \t"))
+    if match is None:
+        return None
+    trace_id, span_id, flags = (int(group, 16) for group in match.groups())
+    if trace_id == 0 or span_id == 0:
+        return None
+    return trace_id, span_id, flags
 
 
 def _span_id() -> str:
@@ -110,7 +122,3 @@ def _span_id() -> str:
 def trace_id_of(traceparent: str) -> str:
     """The 32-hex trace id inside a ``traceparent``."""
     return traceparent.split("-")[1]
-
-
-def _is_hex(text: str, length: int) -> bool:
-    return len(text) == length and all(c in "0123456789abcdef" for c in text)
