@@ -3,8 +3,8 @@
 Celery lives in its own venv under /tmp (``pip install "celery[redis]>=5,<6"``,
 created on first use), never in the project's. The bench generates a small
 ``tasks.py`` into a temporary directory: one task that writes the notification
-row and its ``pending`` delivery status to SQLite in one transaction (the
-same tables and statements as the SQLite store), with ``autoretry_for`` and
+row to SQLite (the same table as the SQLite store; a stored notification with
+no status row reads as ``pending``, as the dispatcher writes it), with ``autoretry_for`` and
 exponential backoff. ``N`` tasks are queued first on the bench's Redis, then
 ``celery -A tasks worker --pool=prefork --concurrency=2`` is started and the
 drain is timed from the first stored row to the last, like the dispatcher's
@@ -43,10 +43,6 @@ _db = None
 NOTIFICATION = """INSERT INTO notifications
  (tenant_id, id, user_id, channel, content, priority, metadata, created_us, expires_us)
  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, id) DO NOTHING"""
-STATUS = """INSERT INTO delivery_status
- (tenant_id, notification_id, recipient_id, state, rank, event_us, last_error, attempts, expires_us)
- VALUES (?, ?, ?, 'pending', 1, ?, '', 1, ?)
- ON CONFLICT (tenant_id, notification_id, recipient_id) DO NOTHING"""
 
 
 def db():
@@ -69,7 +65,6 @@ def store(envelope):
     try:
         d.execute(NOTIFICATION, (e["tenant_id"], e["id"], e["user_id"], e["channel"], e["content"],
                                  e["priority"], json.dumps(e["metadata"]), created, expires))
-        d.execute(STATUS, (e["tenant_id"], e["id"], e["user_id"], created, expires))
         d.execute("COMMIT")
     except BaseException:
         d.execute("ROLLBACK")

@@ -25,7 +25,7 @@ from notifactor.domain.delivery_state import DeliveryState
 from notifactor.domain.dlq_entry import decode_dlq_entry
 from notifactor.domain.envelope import Envelope, encode_envelope, new_traceparent
 from notifactor.domain.ids import new_notification_id
-from notifactor.domain.notification import DeliveryUpdate
+from notifactor.domain.notification import DeliveryUpdate, Notification
 from notifactor.domain.retry_schedule import RetryPolicy
 from notifactor.domain.routing import decode_routed
 from notifactor.ports.dispatch import ClaimBatch, StreamEntry
@@ -153,7 +153,11 @@ class MemoryStore:
     record_dead_letters = _add
     append_audit = _add
 
+    def stored(self, notification_id: str) -> bool:
+        return any(isinstance(i, Notification) and i.id == notification_id for i in self.items)
+
     def states(self, notification_id: str) -> list[DeliveryState]:
+        """The statuses written; a stored notification without one reads as ``pending``."""
         return [
             i.state
             for i in self.items
@@ -211,7 +215,9 @@ async def test_online_user_is_routed_in_order_and_offline_user_stays_pending() -
         await consumer.process_batch(await bus.read_new(0, "me", count=10, block_ms=1))
     assert [decode_routed(m).id for _, m in bus.routed] == [e.id for e in online]
     assert store.states(online[0].id) == [DeliveryState.DELIVERED]
-    assert store.states(offline.id) == [DeliveryState.PENDING]
+    # Stored and no status written: it reads as pending (STORED_STATE).
+    assert store.stored(offline.id)
+    assert store.states(offline.id) == []
     assert len(bus.acked) == 6
     assert not bus.pending
 
@@ -227,7 +233,8 @@ async def test_malformed_entry_is_dead_lettered_and_the_batch_goes_on() -> None:
     entry = decode_dlq_entry(dead["entry"])
     assert entry.reason == "malformed"
     assert entry.source_id == bad
-    assert store.states(good.id) == [DeliveryState.PENDING]
+    assert store.stored(good.id)
+    assert store.states(good.id) == []
     assert not bus.pending
 
 
@@ -272,4 +279,17 @@ async def test_graceful_stop_finishes_and_leaves_the_group() -> None:
                     await trio.sleep(0.01)
             stop.request()
         assert bus.left == ["me"]
-        assert store.states(e.id) == [DeliveryState.PENDING]
+        assert store.stored(e.id)
+
+
+async def test_a_later_attempt_records_pending_with_its_attempt_count() -> None:
+    store = MemoryStore()
+    async with consumer_with(store) as (consumer, bus, _presence):
+        e = envelope("off")
+        # As the retry scheduler puts it back after a failed first attempt.
+        bus.add({"envelope": encode_envelope(e), "attempts": b"1", "first_attempt_ms": b"1"})
+        await consumer.process_batch(await bus.read_new(0, "me", count=10, block_ms=1))
+    (update,) = [i for i in store.items if isinstance(i, DeliveryUpdate)]
+    assert (update.state, update.attempts) == (DeliveryState.PENDING, 2)
+    assert store.stored(e.id)
+    assert len(bus.acked) == 1

@@ -5,8 +5,9 @@ It reads its partition through the shared consumer group, and for each entry:
 1. decodes the envelope — an entry that is not one goes to the DLQ as
    ``malformed`` and is acknowledged (it never crashes the consumer or blocks
    the partition);
-2. persists the notification with state ``pending`` through the storage writer
-   and waits until that is durable;
+2. persists the notification through the storage writer (stored means
+   ``pending``: a first attempt writes no status row) and waits until that is
+   durable;
 3. routes it to the live gateways of the recipient and records ``delivered``
    (an offline recipient stays ``pending``: no retries);
 4. acknowledges the entry (XACK) only then.
@@ -48,7 +49,7 @@ from notifactor.dispatcher.metrics import (
 )
 from notifactor.dispatcher.settings import DispatcherSettings
 from notifactor.domain.dead_letter import DeadLetter
-from notifactor.domain.delivery_state import DeliveryState
+from notifactor.domain.delivery_state import STORED_ATTEMPTS, DeliveryState
 from notifactor.domain.dlq_entry import DLQ_ENTRY_FIELD, DlqEntry, DlqReason, encode_dlq_entry
 from notifactor.domain.envelope import (
     ENVELOPE_FIELD,
@@ -258,7 +259,7 @@ class PartitionConsumer:
     async def process_batch(self, entries: list[StreamEntry]) -> None:
         """One delivery attempt for every entry of ``entries``, as a batch.
 
-        The batch costs one durable write (notifications + ``pending``), one
+        The batch costs one durable write (the notifications), one
         presence lookup, one routing script and one more durable write
         (``delivered``) whatever its size, which is what keeps a consumer
         near raw stream speed. Entries keep their stream order within each
@@ -313,7 +314,7 @@ class PartitionConsumer:
                 present: Presences | None = None
                 if self._settings.mark_delivered_on_route:
                     # Presence first, so an online recipient costs one state
-                    # write (``delivered``) and an offline one one (``pending``).
+                    # write (``delivered``) and an offline one none.
                     present = await self._router.lookup(envelopes)
                 phase = "storage"
                 stored: list[StorageItem] = []
@@ -323,7 +324,10 @@ class PartitionConsumer:
                     online = present is not None and bool(
                         present.get((envelope.tenant_id, envelope.user_id))
                     )
-                    if not online:
+                    # A stored notification reads as ``pending`` until a status
+                    # is written (STORED_STATE), so the first attempt writes no
+                    # status row; a later one records its attempt count.
+                    if not online and item.attempt > STORED_ATTEMPTS:
                         stored.append(self._update(envelope, DeliveryState.PENDING, item.attempt))
                 with child_item_spans("dispatch.persist", spans):
                     await self._writer.write(stored)

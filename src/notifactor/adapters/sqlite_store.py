@@ -22,6 +22,7 @@ from typing import Any, Final, TypeVar
 import msgspec
 import trio
 
+from notifactor.adapters.sqlite_rows import MultiRowInsert
 from notifactor.domain.audit import AuditEvent
 from notifactor.domain.cursor import (
     CursorKind,
@@ -31,7 +32,7 @@ from notifactor.domain.cursor import (
     inbox_cursor,
 )
 from notifactor.domain.dead_letter import DeadLetter
-from notifactor.domain.delivery_state import DeliveryState
+from notifactor.domain.delivery_state import STORED_ATTEMPTS, STORED_STATE, DeliveryState
 from notifactor.domain.notification import (
     DeliveryRecord,
     DeliveryUpdate,
@@ -94,19 +95,21 @@ CREATE TABLE IF NOT EXISTS dlq (
 CREATE INDEX IF NOT EXISTS dlq_by_expiry ON dlq (expires_us);
 """
 
-_INSERT_NOTIFICATION: Final = """
-INSERT INTO notifications
-    (tenant_id, id, user_id, channel, content, priority, metadata, created_us, expires_us)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (tenant_id, id) DO NOTHING
-"""
+_INSERT_NOTIFICATION: Final = MultiRowInsert(
+    "INSERT INTO notifications (tenant_id, id, user_id, channel, content, priority, metadata,"
+    " created_us, expires_us) VALUES",
+    9,
+    "ON CONFLICT (tenant_id, id) DO NOTHING",
+)
 
 # SET expressions all read the row as it was, so each CASE compares old vs new.
-_UPSERT_STATUS: Final = """
-INSERT INTO delivery_status
-    (tenant_id, notification_id, recipient_id, state, rank, event_us, last_error, attempts,
-     expires_us)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+# A key twice in one statement merges as two statements would: the second row
+# conflicts with the first.
+_UPSERT_STATUS: Final = MultiRowInsert(
+    "INSERT INTO delivery_status (tenant_id, notification_id, recipient_id, state, rank,"
+    " event_us, last_error, attempts, expires_us) VALUES",
+    9,
+    """
 ON CONFLICT (tenant_id, notification_id, recipient_id) DO UPDATE SET
     state = CASE WHEN (excluded.rank, excluded.event_us, excluded.last_error)
                       > (rank, event_us, last_error) THEN excluded.state ELSE state END,
@@ -119,19 +122,22 @@ ON CONFLICT (tenant_id, notification_id, recipient_id) DO UPDATE SET
     expires_us = max(expires_us, excluded.expires_us)
 WHERE (excluded.rank, excluded.event_us, excluded.last_error) > (rank, event_us, last_error)
    OR excluded.attempts > attempts OR excluded.expires_us > expires_us
-"""
+""",
+)
 
-_INSERT_AUDIT: Final = """
-INSERT INTO tenant_audit_log (tenant_id, event_id, event_us, event_type, metadata, expires_us)
-VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, event_id) DO NOTHING
-"""
+_INSERT_AUDIT: Final = MultiRowInsert(
+    "INSERT INTO tenant_audit_log (tenant_id, event_id, event_us, event_type, metadata,"
+    " expires_us) VALUES",
+    6,
+    "ON CONFLICT (tenant_id, event_id) DO NOTHING",
+)
 
-_INSERT_DLQ: Final = """
-INSERT INTO dlq (tenant_id, dead_us, notification_id, user_id, channel, reason, attempts,
-                 last_error, trace_id, created_us, expires_us)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (tenant_id, dead_us, notification_id) DO NOTHING
-"""
+_INSERT_DLQ: Final = MultiRowInsert(
+    "INSERT INTO dlq (tenant_id, dead_us, notification_id, user_id, channel, reason, attempts,"
+    " last_error, trace_id, created_us, expires_us) VALUES",
+    11,
+    "ON CONFLICT (tenant_id, dead_us, notification_id) DO NOTHING",
+)
 
 _NOTIFICATION_COLUMNS: Final = (
     "n.tenant_id, n.id, n.user_id, n.channel, n.content, n.priority, n.metadata, n.created_us"
@@ -237,13 +243,14 @@ class SqliteNotificationStore:
 
         return await trio.to_thread.run_sync(call, limiter=self._limiter)
 
-    async def _write(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    async def _write(self, insert: MultiRowInsert, rows: list[tuple[Any, ...]]) -> None:
         if not rows:
             return
 
         def write(db: sqlite3.Connection) -> None:
             db.execute("BEGIN IMMEDIATE")
-            db.executemany(sql, rows)
+            for sql, parameters in insert.statements(rows):
+                db.execute(sql, parameters)
             db.execute("COMMIT")
 
         await self._run(write)
@@ -334,8 +341,8 @@ class SqliteNotificationStore:
         state, attempts, last_error, event_us = row[8:]
         return NotificationView(
             notification=notification,
-            status=DeliveryState(state) if state else DeliveryState.ACCEPTED,
-            attempts=attempts or 0,
+            status=DeliveryState(state) if state else STORED_STATE,
+            attempts=attempts if state else STORED_ATTEMPTS,
             last_error=last_error or None,
             updated_at=from_us(event_us) if event_us is not None else notification.created_at,
         )
@@ -366,8 +373,8 @@ class SqliteNotificationStore:
             where.append("n.created_us >= ?")
             params.append(to_us(since))
         if state is not None:
-            where.append("coalesce(d.state, 'accepted') = ?")
-            params.append(state.value)
+            where.append("coalesce(d.state, ?) = ?")
+            params += [STORED_STATE.value, state.value]
         sql = (
             "SELECT n.id, n.user_id, n.channel, n.created_us,"
             " d.state, d.attempts, d.last_error, d.event_us"
@@ -381,8 +388,8 @@ class SqliteNotificationStore:
                 notification_id=nid,
                 user_id=uid,
                 channel=channel,
-                state=DeliveryState(st) if st else DeliveryState.ACCEPTED,
-                attempts=attempts or 0,
+                state=DeliveryState(st) if st else STORED_STATE,
+                attempts=attempts if st else STORED_ATTEMPTS,
                 last_error=last_error or None,
                 updated_at=from_us(event_us if event_us is not None else created_us),
                 created_at=from_us(created_us),
@@ -421,7 +428,7 @@ class SqliteNotificationStore:
                 InboxEntry(
                     notification=notification,
                     cursor=inbox_cursor(notification.id, notification.created_at_us),
-                    state=DeliveryState(row[8]) if row[8] else DeliveryState.ACCEPTED,
+                    state=DeliveryState(row[8]) if row[8] else STORED_STATE,
                 )
             )
         return entries

@@ -22,11 +22,17 @@ Storage linearises it by *rank*::
 replays and that then reaches a client reports ``delivered``/``acked``; a
 ``retrying`` that arrives late never hides ``dead``. ``acked`` is the top: a
 client saying it has the notification is the strongest evidence there is.
+
+A stored notification is ``pending`` before any status is written for it
+(SPEC §4: pending means stored, awaiting a live session), so the first
+attempt of the dispatcher stores the notification alone: stores read a
+missing status as :data:`STORED_STATE` after :data:`STORED_ATTEMPTS` attempt.
 """
 
 from __future__ import annotations
 
 import enum
+from typing import Final
 
 import attrs
 
@@ -56,6 +62,11 @@ class DeliveryState(enum.StrEnum):
         """True when the pipeline makes no further transition on its own."""
         return self in (DeliveryState.ACKED, DeliveryState.DEAD)
 
+
+#: The state of a stored notification that no status was written for.
+STORED_STATE: Final = DeliveryState.PENDING
+#: Its attempts: the dispatcher's first attempt is what stored it.
+STORED_ATTEMPTS: Final = 1
 
 _RANK: dict[DeliveryState, int] = {state: rank for rank, state in enumerate(DeliveryState)}
 

@@ -3,7 +3,8 @@
 Rows come back as the driver's named tuples and become domain objects here.
 Statuses are written without reading first, so a status row may exist before
 (or without) its notification row: such rows are read as "not stored (yet)"
-and skipped, and a notification without a status is ``ACCEPTED``.
+and skipped, and a notification without a status is
+:data:`~notifactor.domain.delivery_state.STORED_STATE` (``pending``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from notifactor.adapters.cassandra_store.paging import Listing
 from notifactor.domain.audit import AuditEvent
 from notifactor.domain.cursor import CursorKind, Position, decode_cursor, inbox_cursor
 from notifactor.domain.dead_letter import DeadLetter
-from notifactor.domain.delivery_state import DeliveryState
+from notifactor.domain.delivery_state import STORED_ATTEMPTS, STORED_STATE, DeliveryState
 from notifactor.domain.notification import (
     DeliveryRecord,
     InboxEntry,
@@ -60,8 +61,8 @@ async def get_notification(
     if status is None or status.state is None:
         return NotificationView(
             notification=notification,
-            status=DeliveryState.ACCEPTED,
-            attempts=(status.attempts or 0) if status is not None else 0,
+            status=STORED_STATE,
+            attempts=(status.attempts if status is not None else None) or STORED_ATTEMPTS,
             last_error=None,
             updated_at=notification.created_at,
         )
@@ -112,7 +113,7 @@ async def inbox_after(
                             created_at=from_us(r.created_us),
                         ),
                         cursor=inbox_cursor(r.notification_id, r.created_us),
-                        state=DeliveryState(r.state) if r.state else DeliveryState.ACCEPTED,
+                        state=DeliveryState(r.state) if r.state else STORED_STATE,
                     )
                 )
             if len(page) < size:
@@ -133,7 +134,7 @@ def deliveries_listing(
     """
 
     def record(row: Any, recipient_id: str) -> DeliveryRecord | None:
-        current = DeliveryState(row.state) if row.state else DeliveryState.ACCEPTED
+        current = DeliveryState(row.state) if row.state else STORED_STATE
         if state is not None and current is not state:
             return None
         has_status = row.state is not None and row.updated_us is not None
@@ -142,7 +143,7 @@ def deliveries_listing(
             user_id=recipient_id,
             channel=row.channel,
             state=current,
-            attempts=row.attempts or 0,
+            attempts=row.attempts or (0 if row.state else STORED_ATTEMPTS),
             last_error=row.last_error or None,
             updated_at=from_us(row.updated_us if has_status else row.created_us),
             created_at=from_us(row.created_us),
