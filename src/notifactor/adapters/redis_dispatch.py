@@ -30,7 +30,7 @@ import coredis
 import msgspec
 from coredis.tokens import PureToken
 
-from notifactor.adapters.redis_ingest import EvalShaScript
+from notifactor.adapters.redis_scripts import EvalShaScript
 from notifactor.domain.routing import ROUTED_FIELD
 from notifactor.ports.dispatch import ClaimBatch, StreamEntry
 

@@ -19,14 +19,13 @@ the bound, items bound for it are shed (503) instead.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Any
 
 import attrs
 import coredis
-from coredis.exceptions import NoScriptError
 
+from notifactor.adapters.redis_scripts import EvalShaScript
 from notifactor.domain.envelope import ENVELOPE_FIELD, Envelope, decode_envelope, encode_envelope
 from notifactor.domain.partitioning import STREAM_PREFIX
 from notifactor.domain.rate_limit import RateRule
@@ -147,31 +146,6 @@ class IngestSettings:
     def stream(self, partition: int) -> str:
         """The stream of ``partition`` (``notifactor:stream:{p}`` unless overridden in tests)."""
         return f"{self.stream_prefix}{partition}"
-
-
-class EvalShaScript:
-    """A Lua script run with ``EVALSHA`` (one round trip), loaded only on ``NOSCRIPT``.
-
-    coredis' own ``Script`` does the same, but its per-call bookkeeping
-    (pipeline ``isinstance`` checks against generic classes, a retry-policy
-    object per call) was the largest single cost of ``POST /v1/notifications``
-    in the gateway profile. The SHA1 is computed once here.
-    """
-
-    def __init__(self, client: coredis.Redis[Any], source: str) -> None:
-        self._client = client
-        self.source = source
-        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
-
-    async def __call__(
-        self, *, keys: Sequence[str | bytes], args: Sequence[str | int | float | bytes]
-    ) -> Any:
-        try:
-            return await self._client.evalsha(self.sha, keys=keys, args=args)
-        except NoScriptError:
-            # A restarted or flushed server: load once, then the same call again.
-            await self._client.script_load(self.source)
-            return await self._client.evalsha(self.sha, keys=keys, args=args)
 
 
 def _text(value: Any) -> str:

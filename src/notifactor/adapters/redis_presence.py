@@ -22,6 +22,7 @@ from typing import Any
 import coredis
 
 from notifactor.adapters.redis_dispatch import RedisKeys
+from notifactor.adapters.redis_scripts import EvalShaScript
 
 DEFAULT_TTL_MS = 30_000
 
@@ -50,6 +51,29 @@ for _, key in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   redis.call('PEXPIRE', key, ARGV[1])
 end
 return 1
+"""
+
+# KEYS: presence hashes; ARGV[1]: the prefix of the ``gwalive`` keys. For each
+# recipient, the gateways that registered it and are still alive; each
+# gateway's liveness is read once per call.
+LOOKUP_LUA = """
+local alive = {}
+local out = {}
+for i, key in ipairs(KEYS) do
+  local live = {}
+  for _, gateway in ipairs(redis.call('HKEYS', key)) do
+    local ok = alive[gateway]
+    if ok == nil then
+      ok = redis.call('EXISTS', ARGV[1] .. gateway) == 1
+      alive[gateway] = ok
+    end
+    if ok then
+      live[#live + 1] = gateway
+    end
+  end
+  out[i] = live
+end
+return out
 """
 
 DROP_LUA = """
@@ -86,10 +110,12 @@ class RedisPresence:
         self._client = client
         self._keys = keys or RedisKeys()
         self.ttl_ms = ttl_ms
-        self._register = client.register_script(REGISTER_LUA)
-        self._unregister = client.register_script(UNREGISTER_LUA)
-        self._heartbeat = client.register_script(HEARTBEAT_LUA)
-        self._drop = client.register_script(DROP_LUA)
+        self._register = EvalShaScript(client, REGISTER_LUA)
+        self._unregister = EvalShaScript(client, UNREGISTER_LUA)
+        self._heartbeat = EvalShaScript(client, HEARTBEAT_LUA)
+        self._drop = EvalShaScript(client, DROP_LUA)
+        self._lookup = EvalShaScript(client, LOOKUP_LUA)
+        self._alive_prefix = self._keys.gateway_alive("")
 
     async def register(self, tenant_id: str, user_id: str, gateway_id: str) -> None:
         await self._register(
@@ -129,21 +155,11 @@ class RedisPresence:
     ) -> dict[tuple[str, str], frozenset[str]]:
         if not recipients:
             return {}
-        async with self._client.pipeline(transaction=False) as pipe:
-            for tenant_id, user_id in recipients:
-                pipe.hkeys(self._keys.presence(tenant_id, user_id))
-        registered = {
-            recipient: [_text(g) for g in gateways]
-            for recipient, gateways in zip(recipients, pipe.results or (), strict=True)
-        }
-        everyone = sorted({g for gateways in registered.values() for g in gateways})
-        if not everyone:
-            return {}
-        flags: Any = await self._client.mget([self._keys.gateway_alive(g) for g in everyone])
-        alive = {g for g, flag in zip(everyone, flags, strict=True) if flag is not None}
+        keys = [self._keys.presence(tenant_id, user_id) for tenant_id, user_id in recipients]
+        reply: Any = await self._lookup(keys=keys, args=[self._alive_prefix])
         return {
-            recipient: frozenset(g for g in gateways if g in alive)
-            for recipient, gateways in registered.items()
+            recipient: frozenset(_text(g) for g in gateways)
+            for recipient, gateways in zip(recipients, reply, strict=True)
             if gateways
         }
 

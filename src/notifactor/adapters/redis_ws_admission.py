@@ -26,6 +26,7 @@ import attrs
 import coredis
 
 from notifactor.adapters.redis_dispatch import RedisKeys
+from notifactor.adapters.redis_scripts import EvalShaScript
 
 DEFAULT_TTL_MS = 30_000
 
@@ -109,8 +110,8 @@ class RedisWsAdmission:
         self._client = client
         self._keys = keys or RedisKeys()
         self.ttl_ms = ttl_ms
-        self._admit = client.register_script(ADMIT_LUA)
-        self._refresh = client.register_script(REFRESH_LUA)
+        self._admit = EvalShaScript(client, ADMIT_LUA)
+        self._refresh = EvalShaScript(client, REFRESH_LUA)
 
     def key(self, tenant_id: str) -> str:
         return ws_connections_key(self._keys, tenant_id)

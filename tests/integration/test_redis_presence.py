@@ -1,0 +1,54 @@
+"""Presence on a real Redis: registrations, the batch lookup, and gateways that go away."""
+
+from __future__ import annotations
+
+import coredis
+import pytest
+import trio
+
+from notifactor.adapters.redis_dispatch import RedisKeys
+from notifactor.adapters.redis_presence import RedisPresence
+
+pytestmark = pytest.mark.integration
+
+
+async def test_batch_lookup_names_the_live_gateways_of_each_recipient(
+    redis_client: coredis.Redis[bytes], redis_prefix: str
+) -> None:
+    presence = RedisPresence(redis_client, keys=RedisKeys(prefix=redis_prefix))
+    await presence.register("t", "both", "gw-a")
+    await presence.register("t", "both", "gw-b")
+    await presence.register("t", "one", "gw-a")
+    await presence.register("t", "one", "gw-a")  # a second session on the same gateway
+    await presence.register("other", "both", "gw-b")  # same user id, other tenant
+    recipients = [("t", "both"), ("t", "one"), ("t", "nobody"), ("other", "both")]
+    assert await presence.gateways_for_many(recipients) == {
+        ("t", "both"): frozenset({"gw-a", "gw-b"}),
+        ("t", "one"): frozenset({"gw-a"}),
+        ("other", "both"): frozenset({"gw-b"}),
+    }
+    # One of two sessions leaves: the user is still there.
+    await presence.unregister("t", "one", "gw-a")
+    assert await presence.gateways_for_many([("t", "one")]) == {("t", "one"): frozenset({"gw-a"})}
+    await presence.unregister("t", "one", "gw-a")
+    assert await presence.gateways_for_many([("t", "one")]) == {}
+    assert await presence.gateways_for_many([]) == {}
+
+
+async def test_a_gateway_that_stops_heartbeating_drops_out_of_lookups(
+    redis_client: coredis.Redis[bytes], redis_prefix: str
+) -> None:
+    presence = RedisPresence(redis_client, keys=RedisKeys(prefix=redis_prefix), ttl_ms=300)
+    await presence.register("t", "u", "gw-crashed")
+    await presence.register("t", "u", "gw-live")
+    await presence.register("t", "v", "gw-crashed")
+    for _ in range(4):  # only gw-live keeps heartbeating, past the TTL
+        await trio.sleep(0.15)
+        await presence.heartbeat("gw-live")
+    assert await presence.gateways_for_many([("t", "u"), ("t", "v")]) == {
+        ("t", "u"): frozenset({"gw-live"}),
+    }
+    assert await presence.gateways_for("t", "u") == frozenset({"gw-live"})
+    # A clean stop removes a gateway at once.
+    await presence.drop_gateway("gw-live")
+    assert await presence.gateways_for_many([("t", "u")]) == {}
