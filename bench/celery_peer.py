@@ -108,7 +108,7 @@ def ensure_venv() -> tuple[Path | None, str]:
 
 def _count(db_path: Path) -> int:
     with sqlite3.connect(db_path, timeout=30) as db:
-        return int(db.execute("SELECT count(*) FROM delivery_status").fetchone()[0])
+        return int(db.execute("SELECT count(*) FROM notifications").fetchone()[0])
 
 
 def run_celery_peer(broker_url: str, db_path: Path, workdir: Path, n: int) -> dict[str, Any]:

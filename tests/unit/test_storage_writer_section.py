@@ -43,9 +43,9 @@ def test_the_store_chooses_the_group_size_unless_configured() -> None:
     assert sqlite.batch.max_items == 300
     assert sqlite.batch.max_group_items == 300  # a whole flush per kind, one transaction
     assert sqlite.batch.max_age_s == pytest.approx(0.004)
-    assert not sqlite.batch.flush_when_idle
-    eager = batching(Config(storage_writer=StorageWriterSection(flush_when_idle=True)))
-    assert eager.batch.flush_when_idle
+    assert sqlite.batch.flush_when_idle  # group commit by default
+    patient = batching(Config(storage_writer=StorageWriterSection(flush_when_idle=False)))
+    assert not patient.batch.flush_when_idle
     cassandra = batching(Config(storage_url="cassandra://127.0.0.1:9042/nf"))
     assert cassandra.batch.max_group_items == CASSANDRA_GROUP_ITEMS
     fixed = batching(Config(storage_writer=StorageWriterSection(max_group_items=7)))

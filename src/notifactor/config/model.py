@@ -228,7 +228,7 @@ class StorageWriterSection:
     max_group_items: int = attrs.field(default=0, validator=_non_negative)
     max_flushes_in_flight: int = attrs.field(default=4, validator=_positive)
     flush_timeout_s: float = attrs.field(default=10.0, validator=_positive)
-    flush_when_idle: bool = False
+    flush_when_idle: bool = True
 
 
 @attrs.frozen(kw_only=True)
