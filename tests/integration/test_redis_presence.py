@@ -48,6 +48,9 @@ async def test_a_gateway_that_stops_heartbeating_drops_out_of_lookups(
     assert await presence.gateways_for_many([("t", "u"), ("t", "v")]) == {
         ("t", "u"): frozenset({"gw-live"}),
     }
+    # The lookup removed the crashed gateway's leftover field.
+    keys = RedisKeys(prefix=redis_prefix)
+    assert tuple(await redis_client.hkeys(keys.presence("t", "u"))) == (b"gw-live",)
     assert await presence.gateways_for("t", "u") == frozenset({"gw-live"})
     # A clean stop removes a gateway at once.
     await presence.drop_gateway("gw-live")

@@ -55,7 +55,8 @@ return 1
 
 # KEYS: presence hashes; ARGV[1]: the prefix of the ``gwalive`` keys. For each
 # recipient, the gateways that registered it and are still alive; each
-# gateway's liveness is read once per call.
+# gateway's liveness is read once per call, and a dead gateway's field is
+# removed from the hash.
 LOOKUP_LUA = """
 local alive = {}
 local out = {}
@@ -69,6 +70,8 @@ for i, key in ipairs(KEYS) do
     end
     if ok then
       live[#live + 1] = gateway
+    else
+      redis.call('HDEL', key, gateway)
     end
   end
   out[i] = live
@@ -140,15 +143,8 @@ class RedisPresence:
         )
 
     async def gateways_for(self, tenant_id: str, user_id: str) -> frozenset[str]:
-        key = self._keys.presence(tenant_id, user_id)
-        registered = [_text(g) for g in await self._client.hkeys(key)]
-        if not registered:
-            return frozenset()
-        alive: Any = await self._client.mget([self._keys.gateway_alive(g) for g in registered])
-        dead = [g for g, flag in zip(registered, alive, strict=True) if flag is None]
-        if dead:
-            await self._client.hdel(key, dead)
-        return frozenset(g for g, flag in zip(registered, alive, strict=True) if flag is not None)
+        found = await self.gateways_for_many([(tenant_id, user_id)])
+        return found.get((tenant_id, user_id), frozenset())
 
     async def gateways_for_many(
         self, recipients: Sequence[tuple[str, str]]

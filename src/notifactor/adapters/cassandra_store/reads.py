@@ -62,7 +62,7 @@ async def get_notification(
         return NotificationView(
             notification=notification,
             status=STORED_STATE,
-            attempts=(status.attempts if status is not None else None) or STORED_ATTEMPTS,
+            attempts=(status.attempts if status is not None else 0) or STORED_ATTEMPTS,
             last_error=None,
             updated_at=notification.created_at,
         )
