@@ -35,7 +35,8 @@ import logging
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,9 @@ from bench.ingest_bench import body as ingest_body
 from bench.machine import machine_facts
 from bench.observability_hooks import otlp_sink
 from infra.local.redis_server import LocalRedis
+from notifactor.actors import ActorRef, run_actor
+from notifactor.actors.audit_trail import running_audit_trail
+from notifactor.actors.storage_writer import StorageWriterClient, WriterMessage
 from notifactor.adapters.redis_client import open_redis
 from notifactor.adapters.redis_ingest import IngestSettings, RedisIngest
 from notifactor.adapters.sqlite_store import SqliteNotificationStore
@@ -62,6 +66,8 @@ from notifactor.gateway.context import Gateway
 from notifactor.observability.instrumented import InstrumentedIngest
 from notifactor.observability.tracing import build_tracer_provider, use_tracer_provider
 from notifactor.ports.ingest import IngestBus
+from notifactor.ports.notification_store import NotificationStore
+from notifactor.storage_setup import storage_writer_for
 
 SECRET = "bench-" + "o" * 40
 GOAL_OVERHEAD = 0.10
@@ -130,6 +136,18 @@ async def _post_many(app: GatewayApp, token: str, count: int) -> float:
     return elapsed / count
 
 
+@asynccontextmanager
+async def running_writer(
+    config: Config, store: NotificationStore
+) -> AsyncIterator[StorageWriterClient]:
+    """The storage writer ``config`` describes, running until the block exits."""
+    ref: ActorRef[WriterMessage] = ActorRef("writer", mailbox_size=4096)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_actor, ref, lambda: storage_writer_for(config, store))
+        yield StorageWriterClient(ref)
+        nursery.cancel_scope.cancel()
+
+
 async def asgi_in_process(args: argparse.Namespace) -> dict[str, Any]:
     logging.getLogger().setLevel(logging.WARNING)
     config = Config(
@@ -148,7 +166,11 @@ async def asgi_in_process(args: argparse.Namespace) -> dict[str, Any]:
     per_call: dict[str, list[float]] = {"off": [], "on": []}
     with tempfile.TemporaryDirectory() as tmp, LocalRedis() as redis_url:
         store = await SqliteNotificationStore.open(Path(tmp) / "n.db", lambda _t: 1)
-        async with open_redis(redis_url) as redis:
+        async with (
+            open_redis(redis_url) as redis,
+            running_writer(config, store) as writer,
+            running_audit_trail(writer, config.audit) as audit,
+        ):
             raw = RedisIngest(redis, IngestSettings(stream_prefix="bench:obs:", max_stream_lag=0))
             apps: dict[str, tuple[GatewayApp, bool]] = {}
             for mode, ingest in (("off", raw), ("on", InstrumentedIngest(raw))):
@@ -158,6 +180,7 @@ async def asgi_in_process(args: argparse.Namespace) -> dict[str, Any]:
                     verifier=build_verifier(config, hs256_secret=SECRET),
                     ingest=bus,
                     store=store,
+                    audit=audit,
                 )
                 apps[mode] = (GatewayApp(gateway), mode == "on")
             await _post_many(apps["off"][0], token, 200)  # warm up

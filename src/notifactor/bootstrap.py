@@ -9,7 +9,8 @@ This is the only module that knows every concrete adapter. ``serve`` builds:
         ├── writers       the storage writer actor
         ├── retention-sweeper   SQLite only
         ├── dispatcher    partition consumers and the retry scheduler (role dispatcher)
-        └── gateway       http (REST) and ws (the WebSocket edge) (role gateway)
+        └── gateway       audit (the tenant audit trail), http (REST) and ws
+                          (the WebSocket edge) (role gateway)
 
 ``notifactor gateway`` and ``notifactor dispatcher`` build the same tree with
 one role each. A restart of ``redis`` restarts ``services`` after it, and a
@@ -33,6 +34,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.registry import Collector
 
 from notifactor.actors import ActorRef
+from notifactor.actors.audit_trail import AuditTrail, summarizer_for
 from notifactor.actors.retention_sweeper import run_retention_sweeper
 from notifactor.actors.storage_writer import (
     StorageWriterClient,
@@ -51,6 +53,7 @@ from notifactor.config import CassandraTarget, Config, SqliteTarget
 from notifactor.dispatcher.replay import ReplayService
 from notifactor.dispatcher.runner import build_dispatcher, redis_deps
 from notifactor.dispatcher.settings import settings_from_config
+from notifactor.domain.audit_summary import AuditNote
 from notifactor.edge.runner import WsEdge
 from notifactor.errors import ConfigError
 from notifactor.gateway.app import GatewayApp
@@ -330,6 +333,8 @@ def _gateway_tree(
     config = state.config
     if state.jwt_secret is None and config.jwt_algorithm == "HS256":
         raise RuntimeError("the gateway needs the HS256 secret")
+    audit_ref: ActorRef[AuditNote] = ActorRef("audit", mailbox_size=config.audit.mailbox_size)
+    audit = actor_spec(audit_ref, partial(summarizer_for, writer, config.audit))
     gateway = Gateway(
         config=config,
         verifier=build_verifier(config, hs256_secret=state.jwt_secret),
@@ -344,6 +349,7 @@ def _gateway_tree(
             )
         ),
         store=store,
+        audit=AuditTrail(audit_ref),
         supervision_check=partial(check_supervision, state),
         supervision_snapshot=partial(tree_snapshot, state),
         dlq=ReplayService(
@@ -362,7 +368,10 @@ def _gateway_tree(
             "WebSocket listening on ws://%s:%d/ws", config.ws_host, port
         ),
     )
-    return supervisor_from_config("gateway", config.supervision.gateway, [http, ws.child_spec()])
+    # The audit actor starts first and stops last, after the listeners drained.
+    return supervisor_from_config(
+        "gateway", config.supervision.gateway, [audit, http, ws.child_spec()]
+    )
 
 
 def _http_spec(state: ServeState, app: GatewayApp) -> ChildSpec:

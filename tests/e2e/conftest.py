@@ -21,15 +21,17 @@ import httpx
 import pytest
 import trio
 
+from notifactor.actors.audit_trail import running_audit_trail
 from notifactor.adapters.redis_client import open_redis
 from notifactor.adapters.redis_ingest import IngestSettings, RedisIngest
 from notifactor.adapters.sqlite_store import SqliteNotificationStore
 from notifactor.auth.tokens import DEFAULT_SCOPES, mint_token
 from notifactor.auth.verify import build_verifier
-from notifactor.config import Config, TenantPolicy
+from notifactor.config import AuditConfig, Config, TenantPolicy
 from notifactor.gateway.app import GatewayApp
 from notifactor.gateway.context import Gateway
 from notifactor.gateway.server import run_http_server
+from tests.e2e.ws_support import open_writer
 
 SECRET = "e2e-secret-" + "s" * 40
 GENEROUS = TenantPolicy(rate_per_s=100_000, burst=100_000, daily_quota=0)
@@ -89,11 +91,16 @@ async def serve_gateway(
         data_dir=data_dir,
         shutdown_grace_s=2.0,
         tenants={"default": GENEROUS, **(tenants or {})},
+        audit=AuditConfig(window_s=0.1),
     )
     settings = settings or IngestSettings(stream_prefix=f"test:{uuid.uuid4().hex[:12]}:stream:")
     store = await SqliteNotificationStore.open(data_dir / "notifactor.db", lambda _t: 30)
     try:
-        async with open_redis(redis_url) as redis:
+        async with (
+            open_redis(redis_url) as redis,
+            open_writer(store) as writer,
+            running_audit_trail(writer, config.audit) as audit,
+        ):
             extra: dict[str, Any] = {}
             if supervision_check is not None:
                 extra["supervision_check"] = supervision_check
@@ -102,6 +109,7 @@ async def serve_gateway(
                 verifier=build_verifier(config, hs256_secret=SECRET),
                 ingest=RedisIngest(redis, settings),
                 store=store,
+                audit=audit,
                 **extra,
             )
             async with trio.open_nursery() as nursery:

@@ -140,14 +140,17 @@ def cluster(
         running.stop_all()
 
 
-def _token(subject: str = "sender") -> str:
+def _token(
+    subject: str = "sender",
+    scopes: tuple[str, ...] = ("notifications:write", "notifications:read"),
+) -> str:
     from notifactor.auth.tokens import mint_token
 
     return mint_token(
         secret=SECRET,
         tenant_id=TENANT,
         subject=subject,
-        scopes=("notifications:write", "notifications:read"),
+        scopes=scopes,
         ttl_s=600,
         now=int(time.time()),
     )
@@ -185,6 +188,29 @@ def _statuses(gateway: Node, ids: list[str], token: str) -> dict[str, str]:
         }
 
 
+def _audited_ids(gateway: Node, want: int, timeout_s: float) -> set[str]:
+    """Notification ids in the tenant's ``notifications.accepted`` audit events."""
+    headers = {"Authorization": f"Bearer {_token('auditor', scopes=('admin',))}"}
+    deadline = time.monotonic() + timeout_s
+    ids: set[str] = set()
+    with httpx.Client(base_url=gateway.base_url, timeout=10.0) as client:
+        while time.monotonic() < deadline:
+            ids, cursor = set(), None
+            while True:
+                params = {"limit": "100"} | ({"cursor": cursor} if cursor else {})
+                page = client.get("/v1/admin/audit", params=params, headers=headers).json()
+                for event in page["items"]:
+                    if event["event_type"] == "notifications.accepted":
+                        ids.update(event["metadata"]["notification_ids"])
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    break
+            if len(ids) >= want:
+                break
+            time.sleep(0.3)
+    return ids
+
+
 def _wait_all_pending(
     gateway: Node, ids: list[str], token: str, timeout_s: float
 ) -> dict[str, str]:
@@ -215,6 +241,10 @@ def test_two_gateways_two_dispatchers_survive_a_killed_dispatcher(cluster: Clust
     assert not_pending == {}, (
         f"{len(not_pending)} not stored as pending:\n{dispatchers[1].log()[-4000:]}"
     )
+
+    # Both gateway processes put what they accepted on the tenant's audit
+    # trail in Cassandra; either gateway lists all of it.
+    assert _audited_ids(gateways[0], len(first + second), timeout_s=15) == set(first + second)
 
     # The survivor's metrics port answers Prometheus text with the dispatcher's series.
     metrics = httpx.get(f"{dispatchers[1].base_url}/metrics", timeout=5.0).text

@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import REGISTRY
 
+from notifactor.actors.audit_trail import running_audit_trail
 from notifactor.adapters.redis_client import open_redis
 from notifactor.adapters.redis_ingest import IngestSettings, RedisIngest
 from notifactor.adapters.sqlite_store import SqliteNotificationStore
@@ -36,6 +37,7 @@ from notifactor.gateway.server import run_http_server
 from notifactor.observability.instrumented import InstrumentedIngest, InstrumentedStore
 from notifactor.observability.tracing import build_tracer_provider, use_tracer_provider
 from notifactor.supervisors import NodeStatistics
+from tests.e2e.ws_support import open_writer
 
 from .conftest import GENEROUS, SECRET, notification
 
@@ -93,12 +95,17 @@ async def instrumented_gateway(
                     raise RuntimeError(f"{'/'.join(path)} is {each.state}")
 
     try:
-        async with open_redis(redis_url) as redis:
+        async with (
+            open_redis(redis_url) as redis,
+            open_writer(raw_store) as writer,
+            running_audit_trail(writer, config.audit) as audit,
+        ):
             gateway = Gateway(
                 config=config,
                 verifier=build_verifier(config, hs256_secret=SECRET),
                 ingest=InstrumentedIngest(RedisIngest(redis, settings)),
                 store=InstrumentedStore(raw_store),
+                audit=audit,
                 supervision_check=supervision_check,
                 supervision_snapshot=lambda: tree[0],
             )

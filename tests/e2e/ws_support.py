@@ -24,6 +24,7 @@ import trio
 from websockets.sync.client import ClientConnection, connect
 
 from notifactor.actors import ActorRef, run_actor
+from notifactor.actors.audit_trail import running_audit_trail
 from notifactor.actors.storage_writer import (
     StorageWriter,
     StorageWriterClient,
@@ -212,7 +213,11 @@ async def running_stack(
     if store is None:
         store = await SqliteNotificationStore.open(tmp_path / "ws.db", lambda _t: 30)
     try:
-        async with open_redis(redis_url, max_connections=64) as redis, open_writer(store) as writer:
+        async with (
+            open_redis(redis_url, max_connections=64) as redis,
+            open_writer(store) as writer,
+            running_audit_trail(writer, config.audit) as audit,
+        ):
             presence = RedisPresence(redis, keys=keys)
             verifier = build_verifier(config, hs256_secret=SECRET)
             edge = WsEdge(
@@ -240,6 +245,7 @@ async def running_stack(
                             redis, IngestSettings(stream_prefix=keys.stream(0)[:-1])
                         ),
                         store=store,
+                        audit=audit,
                     )
                     http_port = await nursery.start(run_http_server, GatewayApp(gateway), config)
                 yield Stack(

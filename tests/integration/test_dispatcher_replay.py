@@ -13,6 +13,8 @@ import attrs
 import coredis
 import trio
 
+from notifactor.actors import ActorRef
+from notifactor.actors.audit_trail import AuditTrail
 from notifactor.adapters.redis_dispatch import RedisKeys
 from notifactor.adapters.redis_dlq import DlqFilter, RedisDeadLetterQueue
 from notifactor.dispatcher.replay import ReplayAction, ReplayService
@@ -214,6 +216,7 @@ async def test_admin_dlq_endpoints_list_and_replay_own_tenant_only(
             verifier=build_verifier(config, hs256_secret=SECRET),
             ingest=RedisIngest(redis_client, IngestSettings()),
             store=store,
+            audit=AuditTrail(ActorRef("audit", mailbox_size=64)),
             dlq=ReplayService(
                 RedisDeadLetterQueue(redis_client, keys=RedisKeys(prefix=redis_prefix)),
                 store,

@@ -78,3 +78,144 @@ def test_es256_with_jwks_and_key_confusion(tmp_path: Path) -> None:
         build_verifier(Config(jwt_algorithm="ES256", jwt_jwks_file=jwks_file)).verify(
             jwt.encode(claims(), private, algorithm="ES256", headers={"kid": "nope"})
         )
+
+
+# --- attribution of refused tokens to their tenant ----------------------------
+
+
+def minted(
+    *,
+    now_offset: int = 0,
+    secret: str = SECRET,
+    issuer: str | None = None,
+    audience: str | None = None,
+) -> str:
+    return mint_token(
+        secret=secret,
+        tenant_id="acme",
+        subject="alice",
+        scopes=("notifications:write",),
+        ttl_s=60,
+        now=int(time.time()) + now_offset,
+        issuer=issuer,
+        audience=audience,
+    )
+
+
+def refusal(verifier: TokenVerifier, token: str, match: str | None = None) -> InvalidTokenError:
+    with pytest.raises(InvalidTokenError, match=match) as caught:
+        verifier.verify(token)
+    return caught.value
+
+
+def test_an_expired_token_is_attributed_to_its_tenant_and_subject() -> None:
+    verifier = build_verifier(Config(jwt_secret=SECRET), hs256_secret=SECRET)
+    error = refusal(verifier, minted(now_offset=-3600), match="expired")
+    assert error.tenant_id == "acme"
+    assert error.subject == "alice"
+
+
+def test_a_wrong_or_missing_audience_is_attributed() -> None:
+    verifier = TokenVerifier(algorithm="HS256", key=SECRET, audience="notifactor")
+    for token in (minted(audience="elsewhere"), minted()):
+        error = refusal(verifier, token)
+        assert (error.tenant_id, error.subject) == ("acme", "alice")
+    assert verifier.verify(minted(audience="notifactor")).tenant_id == "acme"
+
+
+def test_a_wrong_issuer_is_attributed() -> None:
+    verifier = TokenVerifier(algorithm="HS256", key=SECRET, issuer="https://idp")
+    error = refusal(verifier, minted(issuer="https://other"))
+    assert (error.tenant_id, error.subject) == ("acme", "alice")
+
+
+def test_a_missing_required_claim_is_attributed_when_the_tenant_is_there() -> None:
+    verifier = TokenVerifier(algorithm="HS256", key=SECRET)
+    error = refusal(verifier, jwt.encode({"sub": "alice", "tenant_id": "acme"}, SECRET), "exp")
+    assert (error.tenant_id, error.subject) == ("acme", "alice")
+    error = refusal(verifier, jwt.encode({"sub": "alice", "exp": int(time.time()) + 60}, SECRET))
+    assert (error.tenant_id, error.subject) == (None, "")
+
+
+def test_a_bad_signature_is_not_attributed() -> None:
+    verifier = TokenVerifier(algorithm="HS256", key=SECRET)
+    error = refusal(verifier, minted(secret="w" * 40), match="signature")
+    assert (error.tenant_id, error.subject) == (None, "")
+    # Expired *and* badly signed: the signature is checked first, so no attribution.
+    error = refusal(verifier, minted(secret="w" * 40, now_offset=-3600))
+    assert (error.tenant_id, error.subject) == (None, "")
+
+
+def test_a_tampered_token_is_not_attributed() -> None:
+    verifier = TokenVerifier(algorithm="HS256", key=SECRET, audience="notifactor")
+    header, _, signature = minted(audience="notifactor").split(".")
+    forged_claims = jwt.encode(claims(tenant_id="victim", aud="elsewhere"), "k" * 40).split(".")[1]
+    error = refusal(verifier, f"{header}.{forged_claims}.{signature}")
+    assert (error.tenant_id, error.subject) == (None, "")
+
+
+@pytest.mark.parametrize("garbage", ["garbage", "a.b.c", "", "Bearer x"])
+def test_garbage_is_not_attributed(garbage: str) -> None:
+    error = refusal(TokenVerifier(algorithm="HS256", key=SECRET), garbage)
+    assert (error.tenant_id, error.subject) == (None, "")
+
+
+def test_another_algorithm_is_not_attributed() -> None:
+    private = ec.generate_private_key(ec.SECP256R1())
+    public_pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    es_verifier = TokenVerifier(algorithm="ES256", key=public_pem.decode())
+    error = refusal(es_verifier, minted(now_offset=-3600))
+    assert (error.tenant_id, error.subject) == (None, "")
+    unsigned = jwt.encode(claims(tenant_id="acme", exp=0), "", algorithm="none")
+    error = refusal(TokenVerifier(algorithm="HS256", key=SECRET), unsigned)
+    assert (error.tenant_id, error.subject) == (None, "")
+
+
+def test_an_invalid_subject_keeps_the_tenant_but_not_the_subject() -> None:
+    verifier = TokenVerifier(algorithm="HS256", key=SECRET)
+    error = refusal(verifier, jwt.encode(claims(tenant_id="acme", sub="not a user"), SECRET), "sub")
+    assert (error.tenant_id, error.subject) == ("acme", "")
+    expired = claims(tenant_id="acme", sub="not a user", exp=int(time.time()) - 3600)
+    error = refusal(verifier, jwt.encode(expired, SECRET), "expired")
+    assert (error.tenant_id, error.subject) == ("acme", "")
+
+
+def test_an_invalid_scope_is_attributed() -> None:
+    verifier = TokenVerifier(algorithm="HS256", key=SECRET)
+    bad_scope = claims(tenant_id="acme", sub="alice", scope=["admin"])
+    error = refusal(verifier, jwt.encode(bad_scope, SECRET), "scope")
+    assert (error.tenant_id, error.subject) == ("acme", "alice")
+
+
+def test_an_invalid_tenant_is_never_attributed() -> None:
+    verifier = TokenVerifier(algorithm="HS256", key=SECRET)
+    for bad in (claims(tenant_id="bad tenant"), claims(tenant_id=7, exp=int(time.time()) - 3600)):
+        error = refusal(verifier, jwt.encode(bad, SECRET))
+        assert (error.tenant_id, error.subject) == (None, "")
+
+
+def test_a_non_string_subject_is_attributed_to_the_tenant() -> None:
+    verifier = TokenVerifier(algorithm="HS256", key=SECRET)
+    error = refusal(verifier, jwt.encode(claims(tenant_id="acme", sub=7), SECRET))
+    assert (error.tenant_id, error.subject) == ("acme", "")
+
+
+def test_a_refused_token_is_not_cached() -> None:
+    verifier = TokenVerifier(algorithm="HS256", key=SECRET, audience="notifactor")
+    token = minted(audience="elsewhere")
+    for _ in range(2):
+        assert refusal(verifier, token).tenant_id == "acme"
+    assert len(verifier.cache) == 0
+
+
+def test_header_errors_are_not_attributed() -> None:
+    verifier = TokenVerifier(algorithm="HS256", key=SECRET)
+    for header in (None, "", "Basic abc", "Bearer "):
+        with pytest.raises(InvalidTokenError) as caught:
+            verifier.verify_header(header)
+        assert (caught.value.tenant_id, caught.value.subject) == (None, "")
+    with pytest.raises(InvalidTokenError) as caught:
+        verifier.verify_header(f"Bearer {minted(now_offset=-3600)}")
+    assert (caught.value.tenant_id, caught.value.subject) == ("acme", "alice")

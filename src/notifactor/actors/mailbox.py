@@ -210,6 +210,32 @@ class Inbox(Generic[M]):
         mailbox._taken(message)
         return message
 
+    def drain_nowait(self, limit: int) -> list[M]:
+        """Take up to ``limit`` queued messages without waiting (possibly none).
+
+        For actors that batch: they wake once, then take what piled up.
+        """
+        mailbox = self._mailbox
+        taken: list[M] = []
+        while len(taken) < limit and not self._closed:
+            try:
+                message = mailbox._receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+            mailbox._taken(message)
+            taken.append(message)
+        return taken
+
+    async def wait_until(self, deadline: float) -> None:
+        """Sleep until ``deadline`` (Trio clock), or until a graceful stop is requested."""
+        scope = trio.CancelScope(deadline=deadline)
+        self._stop.register(scope)
+        try:
+            with scope:
+                await trio.sleep_forever()
+        finally:
+            self._stop.unregister(scope)
+
     async def _receive_blocking(self) -> M:
         scope = trio.CancelScope()
         self._stop.register(scope)

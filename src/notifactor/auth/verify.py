@@ -41,7 +41,33 @@ SCOPE_ADMIN = "admin"
 
 
 class InvalidTokenError(Exception):
-    """The token is missing, malformed, expired, badly signed or lacks a claim."""
+    """The token is missing, malformed, expired, badly signed or lacks a claim.
+
+    Attributes:
+        tenant_id: the token's tenant when its signature was good and only a
+            claim failed (expired, wrong audience, ...): the issuer did issue
+            it to that tenant, so the refusal can go to the tenant's audit
+            log. ``None`` for unsigned, badly signed or malformed tokens.
+        subject: the token's ``sub`` in the same case ("" otherwise).
+    """
+
+    def __init__(self, reason: str, *, tenant_id: str | None = None, subject: str = "") -> None:
+        super().__init__(reason)
+        self.tenant_id = tenant_id
+        self.subject = subject
+
+
+#: PyJWT errors raised only after the signature checked out.
+_SIGNED_CLAIM_ERRORS = (
+    jwt.ExpiredSignatureError,
+    jwt.ImmatureSignatureError,
+    jwt.InvalidAudienceError,
+    jwt.InvalidIssuerError,
+    jwt.InvalidIssuedAtError,
+    jwt.exceptions.InvalidSubjectError,
+    jwt.exceptions.InvalidJTIError,
+    jwt.MissingRequiredClaimError,
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -162,15 +188,16 @@ class TokenVerifier:
                     "verify_iss": self.issuer is not None,
                 },
             )
-        except jwt.ExpiredSignatureError:
-            raise InvalidTokenError("token expired") from None
+        except _SIGNED_CLAIM_ERRORS as error:
+            raise _signed_failure(token, _claim_reason(error)) from None
         except jwt.InvalidSignatureError:
             raise InvalidTokenError("bad signature") from None
-        except jwt.MissingRequiredClaimError as error:
-            raise InvalidTokenError(f"missing claim {error.claim}") from None
         except jwt.InvalidTokenError as error:
             raise InvalidTokenError(f"invalid token ({type(error).__name__})") from None
-        principal = _principal(claims)
+        try:
+            principal = _principal(claims)
+        except InvalidTokenError as error:
+            raise _attributed(str(error), claims) from None
         exp = claims["exp"]
         if isinstance(exp, int | float) and not isinstance(exp, bool):
             self.cache.put(token, principal, float(exp))
@@ -190,6 +217,33 @@ class TokenVerifier:
         if not keys:
             raise InvalidTokenError("unknown kid")
         return keys[0].key
+
+
+def _claim_reason(error: jwt.InvalidTokenError) -> str:
+    if isinstance(error, jwt.ExpiredSignatureError):
+        return "token expired"
+    if isinstance(error, jwt.MissingRequiredClaimError):
+        return f"missing claim {error.claim}"
+    return f"invalid token ({type(error).__name__})"
+
+
+def _signed_failure(token: str, reason: str) -> InvalidTokenError:
+    """The error for a token whose signature was verified but whose claims failed."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError:  # pragma: no cover - it was just decoded once
+        return InvalidTokenError(reason)
+    return _attributed(reason, claims)
+
+
+def _attributed(reason: str, claims: Mapping[str, Any]) -> InvalidTokenError:
+    """``reason`` with the tenant and subject of verified ``claims``, where they are valid ids."""
+    tenant_id, subject = claims.get("tenant_id"), claims.get("sub")
+    if not isinstance(tenant_id, str) or not TENANT_ID.fullmatch(tenant_id):
+        return InvalidTokenError(reason)
+    if not isinstance(subject, str) or not USER_ID.fullmatch(subject):
+        subject = ""
+    return InvalidTokenError(reason, tenant_id=tenant_id, subject=subject)
 
 
 def _principal(claims: Mapping[str, Any]) -> Principal:

@@ -2,6 +2,7 @@
 
 from notifactor.config.loader import CONFIG_PATH_ENV, load_config, structure_config
 from notifactor.config.model import (
+    AuditConfig,
     CassandraConfig,
     Config,
     DispatcherConfig,
@@ -16,6 +17,7 @@ from notifactor.errors import ConfigError
 
 __all__ = [
     "CONFIG_PATH_ENV",
+    "AuditConfig",
     "CassandraConfig",
     "CassandraTarget",
     "Config",

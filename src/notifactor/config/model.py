@@ -232,6 +232,25 @@ class StorageWriterSection:
 
 
 @attrs.frozen(kw_only=True)
+class AuditConfig:
+    """The gateway's tenant audit trail (``[audit]``).
+
+    Attributes:
+        window_s: requests noted within one window are summarised into one
+            event per tenant, subject, route, outcome and reason.
+        mailbox_size: notes that may wait for the summarizer; beyond it a
+            note is dropped and counted (``audit_notes_dropped_total``), so
+            the request path never waits on the audit trail.
+        max_ids_per_event: most notification ids one event lists; more go
+            into further events.
+    """
+
+    window_s: float = attrs.field(default=1.0, validator=_positive)
+    mailbox_size: int = attrs.field(default=65_536, validator=_positive)
+    max_ids_per_event: int = attrs.field(default=1000, validator=_positive)
+
+
+@attrs.frozen(kw_only=True)
 class RuntimeConfig:
     """How the Python runtime of a long-running process is tuned (``[runtime]``).
 
@@ -311,6 +330,7 @@ class Config:
     observability: ObservabilityConfig = attrs.Factory(ObservabilityConfig)
     runtime: RuntimeConfig = attrs.Factory(RuntimeConfig)
     storage_writer: StorageWriterSection = attrs.Factory(StorageWriterSection)
+    audit: AuditConfig = attrs.Factory(AuditConfig)
 
     def __attrs_post_init__(self) -> None:
         if self.jwt_secret is not None and len(self.jwt_secret.encode()) < 32:

@@ -18,6 +18,7 @@ import attrs
 from notifactor.gateway import (
     problems,
     routes_admin,
+    routes_audit,
     routes_deliveries,
     routes_health,
     routes_notifications,
@@ -35,7 +36,7 @@ from notifactor.gateway.http import (
     answer_lifespan,
     problem_response,
 )
-from notifactor.gateway.problems import ProblemError
+from notifactor.gateway.problems import Problem, ProblemError
 from notifactor.observability.log_context import log_context
 
 log = logging.getLogger("notifactor.gateway")
@@ -72,6 +73,7 @@ ROUTES: tuple[Route, ...] = (
         {"GET": routes_deliveries.list_deliveries},
     ),
     Route("tree", re.compile(r"/v1/admin/tree"), {"GET": routes_tree.get_tree}),
+    Route("admin-audit", re.compile(r"/v1/admin/audit"), {"GET": routes_audit.list_audit}),
     Route("admin-dlq", re.compile(r"/v1/admin/dlq"), {"GET": routes_admin.list_dlq}),
     Route(
         "admin-dlq-replay", re.compile(r"/v1/admin/dlq/replay"), {"POST": routes_admin.replay_dlq}
@@ -91,6 +93,18 @@ def resolve(method: str, path: str) -> tuple[str, Handler | None, dict[str, str]
             handler = route.methods.get(method)
             return route.name, handler, match.groupdict(), tuple(route.methods)
     return "unknown", None, {}, ()
+
+
+#: Refusals that go to the tenant's audit trail: auth, and policy (limits, shedding).
+AUDITED_PROBLEMS = frozenset({"invalid-token", "forbidden", "rate-limited"})
+#: Routes whose ``overloaded`` answers are load shedding (elsewhere: storage is down).
+INGEST_ROUTES = frozenset({"notifications", "batch"})
+
+
+def _audited(problem: Problem, route: str) -> bool:
+    return problem.kind in AUDITED_PROBLEMS or (
+        problem.kind == "overloaded" and route in INGEST_ROUTES
+    )
 
 
 class GatewayApp:
@@ -141,6 +155,10 @@ class GatewayApp:
                 raise ProblemError(problems.not_found())
             response = await handler(self.gateway, request)
         except ProblemError as error:
+            if request.caller is not None and _audited(error.problem, name):
+                self.gateway.note_rejected(
+                    request.caller, name, error.problem.status, error.problem.detail
+                )
             response = problem_response(error.problem)
         except ClientGone:
             return CLIENT_CLOSED

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import attrs
 
+from notifactor.actors.audit_trail import AuditTrail
 from notifactor.auth.verify import InvalidTokenError, Principal, TokenVerifier
 from notifactor.config import Config
+from notifactor.domain.audit_summary import ACCEPTED, REJECTED, AuditNote
 from notifactor.domain.rate_limit import RateRule
 from notifactor.gateway import problems
 from notifactor.gateway.http import Request
@@ -41,6 +44,7 @@ class Gateway:
         verifier: checks bearer tokens.
         ingest: admission and enqueue (Redis in production).
         store: durable notifications and delivery statuses.
+        audit: the tenant audit trail (accepted requests, auth and policy refusals).
         supervision_check: raises when the supervision tree is unhealthy;
             ``/health`` reports it as ``supervision``.
         dlq: dead-letter listing and replay for ``/v1/admin/dlq`` (None: 503).
@@ -52,6 +56,7 @@ class Gateway:
     verifier: TokenVerifier
     ingest: IngestBus
     store: NotificationStore
+    audit: AuditTrail
     supervision_check: HealthCheck = _always_ok
     supervision_snapshot: TreeSnapshot | None = None
     dlq: ReplayService | None = None
@@ -72,9 +77,52 @@ class Gateway:
             principal = self.verifier.verify_header(request.headers.get("authorization"))
         except InvalidTokenError as error:
             log.info("rejected bearer token", extra={"reason": str(error), "event": "auth"})
+            if error.tenant_id is not None:
+                request.caller = (error.tenant_id, error.subject)
             raise ProblemError(problems.unauthorized(str(error))) from None
         bind_log_fields(tenant_id=principal.tenant_id)
+        request.caller = (principal.tenant_id, principal.subject)
         return principal
+
+    def note_accepted(
+        self,
+        principal: Principal,
+        route: str,
+        ids: Sequence[str],
+        duplicates: Sequence[str] = (),
+    ) -> None:
+        """Put accepted notifications on the tenant's audit trail (never waits)."""
+        self.audit.note(
+            AuditNote(
+                tenant_id=principal.tenant_id,
+                event_type=ACCEPTED,
+                subject=principal.subject,
+                route=route,
+                status=202,
+                at=datetime.now(UTC),
+                ids=tuple(ids),
+                duplicates=tuple(duplicates),
+                count=len(ids) + len(duplicates),
+            )
+        )
+
+    def note_rejected(
+        self, caller: tuple[str, str], route: str, status: int, reason: str, count: int = 1
+    ) -> None:
+        """Put a refusal (auth or policy) on the caller's tenant audit trail (never waits)."""
+        tenant_id, subject = caller
+        self.audit.note(
+            AuditNote(
+                tenant_id=tenant_id,
+                event_type=REJECTED,
+                subject=subject,
+                route=route,
+                status=status,
+                reason=reason,
+                at=datetime.now(UTC),
+                count=count,
+            )
+        )
 
 
 def require_scope(principal: Principal, scope: str) -> None:

@@ -32,6 +32,9 @@ class Request:
     receive: Receive
     path_params: dict[str, str] = attrs.field(factory=dict)
     headers: dict[str, str] = attrs.field(init=False)
+    #: (tenant, subject) of the caller once known: the authenticated
+    #: principal, or a well-signed token refused for a claim. For the audit trail.
+    caller: tuple[str, str] | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         headers: dict[str, str] = {}

@@ -6,76 +6,21 @@ from functools import cache
 from typing import Any
 
 from notifactor.domain.delivery_state import DeliveryState
+from notifactor.gateway.openapi_admin import admin_paths, admin_schemas
+from notifactor.gateway.openapi_parts import (
+    BEARER,
+    COMMON,
+    WRITE_ERRORS,
+    json_body,
+    json_ok,
+    page_of,
+    problem,
+    query,
+)
 from notifactor.gateway.validation import PRIORITIES
 
 _ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
 _CHANNEL_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
-
-
-def _problem(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
-    response: dict[str, Any] = {
-        "description": description,
-        "content": {
-            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
-        },
-    }
-    if headers:
-        response["headers"] = headers
-    return response
-
-
-def _header(description: str) -> dict[str, Any]:
-    return {"description": description, "schema": {"type": "integer", "minimum": 0}}
-
-
-_RATE_HEADERS = {
-    "Retry-After": _header("Seconds until the request would be admitted."),
-    "RateLimit-Limit": _header("Requests admissible in a burst (or the daily quota)."),
-    "RateLimit-Remaining": _header("Requests admissible right now."),
-    "RateLimit-Reset": _header("Seconds until the limit is fully available again."),
-}
-_COMMON = {
-    "401": _problem(
-        "Missing, malformed, expired or badly signed token.",
-        {
-            "WWW-Authenticate": {
-                "schema": {"type": "string"},
-                "description": 'Bearer error="invalid_token"',
-            }
-        },
-    ),
-    "403": _problem("Missing scope, or a tenant that is not the token's."),
-    "500": _problem("Unexpected error (logged)."),
-}
-_WRITE_ERRORS = {
-    "400": _problem("Body is not JSON, or a bad Idempotency-Key."),
-    "413": _problem("Body over the size limit."),
-    "415": _problem("Content-Type is not JSON."),
-    "422": _problem("Validation failed; `errors` lists every failing field."),
-    "429": _problem("Rate limit or daily quota exceeded.", _RATE_HEADERS),
-    "503": _problem(
-        "Pipeline saturated; retry after `Retry-After` seconds.", {"Retry-After": _header("")}
-    ),
-}
-_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
-
-
-def json_body(ref: str) -> dict[str, Any]:
-    return {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
-    }
-
-
-def json_ok(description: str, ref: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
-    }
-
-
-def query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema}
 
 
 @cache
@@ -189,34 +134,25 @@ def openapi_document() -> dict[str, Any]:
                         "last_error": {"type": ["string", "null"]},
                     },
                 },
-                "Deliveries": {
-                    "type": "object",
-                    "properties": {
-                        "items": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "properties": {
-                                    "notification_id": {"type": "string"},
-                                    "user_id": {"type": "string"},
-                                    "channel": {"type": "string"},
-                                    "state": {"type": "string", "enum": states},
-                                    "attempts": {"type": "integer"},
-                                    "last_error": {"type": ["string", "null"]},
-                                    "updated_at": {"type": "string", "format": "date-time"},
-                                },
-                            },
-                        },
-                        "next_cursor": {"type": ["string", "null"]},
-                    },
-                },
+                "Deliveries": page_of(
+                    {
+                        "notification_id": {"type": "string"},
+                        "user_id": {"type": "string"},
+                        "channel": {"type": "string"},
+                        "state": {"type": "string", "enum": states},
+                        "attempts": {"type": "integer"},
+                        "last_error": {"type": ["string", "null"]},
+                        "updated_at": {"type": "string", "format": "date-time"},
+                    }
+                ),
+                **admin_schemas(),
             },
         },
         "paths": {
             "/v1/notifications": {
                 "post": {
                     "summary": "Accept one notification",
-                    "security": _BEARER,
+                    "security": BEARER,
                     "parameters": [idem],
                     "requestBody": json_body("NotificationIn"),
                     "responses": {
@@ -224,42 +160,42 @@ def openapi_document() -> dict[str, Any]:
                             **json_ok("Accepted and durably enqueued.", "Accepted"),
                             "headers": {"Location": {"schema": {"type": "string"}}},
                         },
-                        **_COMMON,
-                        **_WRITE_ERRORS,
+                        **COMMON,
+                        **WRITE_ERRORS,
                     },
                 }
             },
             "/v1/notifications:batch": {
                 "post": {
                     "summary": "Accept up to 500 notifications; per-item results in request order",
-                    "security": _BEARER,
+                    "security": BEARER,
                     "parameters": [idem],
                     "requestBody": json_body("Batch"),
                     "responses": {
                         "202": json_ok("Per-item results.", "BatchResults"),
-                        **_COMMON,
-                        **_WRITE_ERRORS,
+                        **COMMON,
+                        **WRITE_ERRORS,
                     },
                 }
             },
             "/v1/notifications/{id}": {
                 "get": {
                     "summary": "A notification and its delivery status",
-                    "security": _BEARER,
+                    "security": BEARER,
                     "parameters": [
                         {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
                     ],
                     "responses": {
                         "200": json_ok("The notification.", "Notification"),
-                        "404": _problem("Unknown, or another tenant's (never revealed)."),
-                        **_COMMON,
+                        "404": problem("Unknown, or another tenant's (never revealed)."),
+                        **COMMON,
                     },
                 }
             },
             "/v1/tenants/{tenantId}/deliveries": {
                 "get": {
                     "summary": "Deliveries of a tenant, newest first, cursor-paged",
-                    "security": _BEARER,
+                    "security": BEARER,
                     "parameters": [
                         {
                             "name": "tenantId",
@@ -279,12 +215,13 @@ def openapi_document() -> dict[str, Any]:
                     ],
                     "responses": {
                         "200": json_ok("One page.", "Deliveries"),
-                        "400": _problem("Invalid cursor."),
-                        "422": _problem("Invalid query parameters."),
-                        **_COMMON,
+                        "400": problem("Invalid cursor."),
+                        "422": problem("Invalid query parameters."),
+                        **COMMON,
                     },
                 }
             },
+            **admin_paths(),
             "/health/live": {
                 "get": {"summary": "Liveness", "responses": {"200": {"description": "Running."}}}
             },

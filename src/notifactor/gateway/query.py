@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
 
-from notifactor.gateway.problems import FieldError
-from notifactor.ports.notification_store import MAX_PAGE_LIMIT
+from notifactor.domain.cursor import InvalidCursorError
+from notifactor.gateway import problems
+from notifactor.gateway.problems import FieldError, ProblemError
+from notifactor.gateway.rfc3339 import parse_rfc3339
+from notifactor.ports.notification_store import MAX_PAGE_LIMIT, TransientStoreError
 
 
 def query_values(
@@ -32,3 +38,38 @@ def page_limit(values: dict[str, str], default: int, errors: list[FieldError]) -
         errors.append(FieldError(field="limit", message=f"must be an integer 1..{MAX_PAGE_LIMIT}"))
         return default
     return int(raw)
+
+
+def window_and_cursor(values: dict[str, str], errors: list[FieldError]) -> dict[str, Any]:
+    """``since``/``until`` (RFC 3339, in order) and a non-empty ``cursor``, where given."""
+    parsed: dict[str, Any] = {}
+    for name in ("since", "until"):
+        if name in values:
+            try:
+                parsed[name] = parse_rfc3339(values[name])
+            except ValueError as error:
+                errors.append(FieldError(field=name, message=str(error)))
+    if "cursor" in values:
+        if not values["cursor"]:
+            errors.append(FieldError(field="cursor", message="must not be empty"))
+        parsed["cursor"] = values["cursor"]
+    since, until = parsed.get("since"), parsed.get("until")
+    if isinstance(since, datetime) and isinstance(until, datetime) and since > until:
+        errors.append(FieldError(field="until", message="must not be before since"))
+    return parsed
+
+
+@contextmanager
+def listing_errors() -> Iterator[None]:
+    """A store listing's cursor and availability errors as problems (400, 503)."""
+    try:
+        yield
+    except InvalidCursorError as error:
+        raise ProblemError(
+            problems.bad_request(
+                "The cursor is not valid for this listing.",
+                [FieldError(field="cursor", message=str(error))],
+            )
+        ) from None
+    except TransientStoreError:
+        raise ProblemError(problems.overloaded("Storage is unavailable; retry later.", 1)) from None

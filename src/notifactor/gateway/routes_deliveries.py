@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from notifactor.auth.verify import SCOPE_DELIVERIES
-from notifactor.domain.cursor import InvalidCursorError
 from notifactor.domain.delivery_state import DeliveryState
 from notifactor.domain.identifiers import check_user_id
 from notifactor.gateway import problems
 from notifactor.gateway.context import Gateway, require_scope, require_tenant
 from notifactor.gateway.http import Request, Response, json_response
 from notifactor.gateway.problems import FieldError, ProblemError
-from notifactor.gateway.query import page_limit, query_values
-from notifactor.gateway.rfc3339 import format_rfc3339, parse_rfc3339
-from notifactor.ports.notification_store import TransientStoreError
+from notifactor.gateway.query import listing_errors, page_limit, query_values, window_and_cursor
+from notifactor.gateway.rfc3339 import format_rfc3339
 
 QUERY_PARAMS = frozenset({"user_id", "state", "since", "until", "limit", "cursor"})
 DEFAULT_LIMIT = 50
@@ -35,19 +32,7 @@ def _parse_query(pairs: list[tuple[str, str]]) -> dict[str, Any]:
         except ValueError:
             states = ", ".join(s.value for s in DeliveryState)
             errors.append(FieldError(field="state", message=f"must be one of {states}"))
-    for name in ("since", "until"):
-        if name in values:
-            try:
-                parsed[name] = parse_rfc3339(values[name])
-            except ValueError as error:
-                errors.append(FieldError(field=name, message=str(error)))
-    if "cursor" in values:
-        if not values["cursor"]:
-            errors.append(FieldError(field="cursor", message="must not be empty"))
-        parsed["cursor"] = values["cursor"]
-    since, until = parsed.get("since"), parsed.get("until")
-    if isinstance(since, datetime) and isinstance(until, datetime) and since > until:
-        errors.append(FieldError(field="until", message="must not be before since"))
+    parsed.update(window_and_cursor(values, errors))
     if errors:
         raise ProblemError(problems.validation_failed(errors))
     return parsed
@@ -59,17 +44,8 @@ async def list_deliveries(gateway: Gateway, request: Request) -> Response:
     require_tenant(principal, request.path_params["tenant_id"])
     require_scope(principal, SCOPE_DELIVERIES)
     query = _parse_query(request.query())
-    try:
+    with listing_errors():
         page = await gateway.store.list_deliveries(principal.tenant_id, **query)
-    except InvalidCursorError as error:
-        raise ProblemError(
-            problems.bad_request(
-                "The cursor is not valid for this listing.",
-                [FieldError(field="cursor", message=str(error))],
-            )
-        ) from None
-    except TransientStoreError:
-        raise ProblemError(problems.overloaded("Storage is unavailable; retry later.", 1)) from None
     items = [
         {
             "notification_id": record.notification_id,

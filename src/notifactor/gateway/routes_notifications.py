@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -153,8 +154,11 @@ async def post_notification(gateway: Gateway, request: Request) -> Response:
             raise ProblemError(_outcome_problem(gateway, principal.tenant_id, outcome, headers))
         bind_log_fields(notification_id=outcome.id)
         span.set_attribute("notifactor.duplicate", outcome.duplicate)
-    if not outcome.duplicate:
+    if outcome.duplicate:
+        gateway.note_accepted(principal, "notifications", (), (outcome.id,))
+    else:
         NOTIFICATIONS_INGESTED.inc()
+        gateway.note_accepted(principal, "notifications", (outcome.id,))
     headers.append(("location", f"/v1/notifications/{outcome.id}"))
     return json_response(202, {"id": outcome.id, "status": "accepted"}, headers)
 
@@ -184,9 +188,11 @@ async def _ingest_batch(
     limits = gateway.config.limits
     results: list[dict[str, Any] | None] = [None] * len(items)
     pending: list[tuple[int, IngestItem]] = []
+    refused: Counter[tuple[int, str]] = Counter()
     for index, raw in enumerate(items):
         if _body_tenant_mismatch(raw, principal):
             problem = problems.forbidden("The item's tenant_id is not the token's tenant.")
+            refused[problem.status, problem.detail] += 1
             results[index] = {"error": problem.to_dict()}
             continue
         checked = validate_notification(raw, limits)
@@ -202,19 +208,30 @@ async def _ingest_batch(
         )
     rule = gateway.rate_rule(principal.tenant_id)
     headers: list[tuple[str, str]] = []
+    accepted: list[str] = []
+    duplicates: list[str] = []
     if pending:
         result = await gateway.ingest.ingest(principal.tenant_id, rule, [i for _, i in pending])
         headers = rate_headers(rule, result, None)
         for (index, _), outcome in zip(pending, result.outcomes, strict=True):
             if isinstance(outcome, Accepted):
-                if not outcome.duplicate:
+                if outcome.duplicate:
+                    duplicates.append(outcome.id)
+                else:
                     NOTIFICATIONS_INGESTED.inc()
+                    accepted.append(outcome.id)
                 results[index] = {"id": outcome.id}
             else:
                 problem = _outcome_problem(
                     gateway, principal.tenant_id, outcome, rate_headers(rule, result, outcome)
                 )
+                refused[problem.status, problem.detail] += 1
                 results[index] = {"error": problem.to_dict()}
+    if accepted or duplicates:
+        gateway.note_accepted(principal, "batch", accepted, duplicates)
+    caller = (principal.tenant_id, principal.subject)
+    for (status, reason), count in refused.items():
+        gateway.note_rejected(caller, "batch", status, reason, count)
     return json_response(202, {"results": results}, headers)
 
 

@@ -69,6 +69,20 @@ REDIS_INGEST_DURATION = Histogram(
     buckets=ROUND_TRIP_BUCKETS,
 )
 
+AUDIT_NOTES = Counter(
+    "audit_notes",
+    "Requests noted for the tenant audit log, by event type (accepted or rejected).",
+    ["event_type"],
+)
+AUDIT_NOTES_DROPPED = Counter(
+    "audit_notes_dropped",
+    "Audit notes dropped because the audit summarizer's mailbox was full or stopped.",
+)
+AUDIT_EVENTS_WRITTEN = Counter(
+    "audit_events_submitted",
+    "Audit summary events handed to the storage writer.",
+)
+
 # --- HTTP ---------------------------------------------------------------------
 
 HTTP_REQUESTS = Counter(

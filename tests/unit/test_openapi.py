@@ -1,0 +1,41 @@
+"""The OpenAPI document describes exactly the routes the gateway serves."""
+
+from __future__ import annotations
+
+import re
+
+from notifactor.gateway.app import ROUTES, resolve
+from notifactor.gateway.openapi import openapi_document
+
+METHODS = {"get", "post", "put", "patch", "delete"}
+
+
+def sample_path(template: str) -> str:
+    """A concrete path for an OpenAPI path template (``{x}`` becomes a plausible id)."""
+    return re.sub(r"\{[^}]+\}", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", template)
+
+
+def test_every_route_and_method_is_documented_and_nothing_else() -> None:
+    doc = openapi_document()
+    documented: set[tuple[str, str]] = set()
+    for template, operations in doc["paths"].items():
+        for method in set(operations) & METHODS:
+            name, handler, _params, _allowed = resolve(method.upper(), sample_path(template))
+            assert handler is not None, f"{method.upper()} {template} is not served"
+            documented.add((name, method.upper()))
+    served = {(route.name, method) for route in ROUTES for method in route.methods}
+    assert documented == served
+
+
+def test_every_operation_documents_its_errors_and_refs_resolve() -> None:
+    doc = openapi_document()
+    schemas = doc["components"]["schemas"]
+    for template, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            assert responses, f"{method} {template} has no responses"
+            if operation.get("security"):
+                assert {"401", "403"} <= set(responses), f"{method} {template}"
+    refs = re.findall(r"#/components/schemas/(\w+)", repr(doc))
+    assert refs
+    assert set(refs) <= set(schemas)
