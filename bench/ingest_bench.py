@@ -14,7 +14,9 @@ Measured in the same run:
   keep-alive connections, with p50/p90/p99 and the CPU used by the gateway,
   Redis and the load generator;
 * batch items per second through ``POST /v1/notifications:batch`` (500 a batch);
-* raw ``XADD`` pipelines of 500 from coredis in this process, same payload.
+* raw ``XADD`` pipelines of 500 from coredis in this process, same payload;
+* single POSTs against :mod:`bench.bare_http`, the same HTTP server with a
+  trivial app: the ceiling for one process on this machine.
 
 Goals: single POST ≥ 3,000/s per process; batch ≥ 40 % of the raw XADD rate.
 ``--profile`` records the gateway with py-spy (from ``/tmp/nf-pyspy``) during
@@ -131,6 +133,32 @@ def running_gateway(
         yield http_port, process
     finally:
         stop_process(process, grace=15)
+
+
+@contextlib.contextmanager
+def running_bare_server(workdir: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """``python -m bench.bare_http`` (the HTTP server alone) until the block ends."""
+    (port,) = pick_free_ports(1)
+    log = workdir / "bare.log"
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench.bare_http", str(port)],
+            env={**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'src'}"},
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"bare server did not start:\n{log.read_text()[-2000:]}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+                break
+            time.sleep(0.05)
+        yield port, process
+    finally:
+        stop_process(process, grace=10)
 
 
 class Loader:
@@ -315,6 +343,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                workers=args.batch_concurrency, duration_s=args.batch_seconds,
                                tag="batch", pids=pids)  # fmt: skip
                 frames = top_frames(profile) if profile is not None and profile.exists() else None
+            with running_bare_server(work) as (bare_port, bare_server):
+                bare_loader = Loader(work, bare_port, token, use_vegeta=not args.no_vegeta)
+                bare = attack(bare_loader, "/v1/notifications", single_body,
+                              workers=args.concurrency, duration_s=args.seconds, tag="bare",
+                              pids={"server": bare_server.pid})  # fmt: skip
             raw = trio.run(raw_xadd, redis_url, args.raw_batches)
     finally:
         redis_server.stop()
@@ -354,7 +387,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "cpu_percent": batch["cpu_percent"],
         },
         "raw_xadd_pipeline": {"batch_size": BATCH_SIZE, "items_per_s": round(raw["per_s"])},
+        "bare_http_server": {
+            "what": "bench.bare_http: the gateway's HTTP server with a JSON-parsing 202 app "
+            "and nothing else, same load",
+            "post_per_s": round(bare["per_s"]),
+            "p99_ms": round(bare["p99_ms"], 2),
+            "cpu_percent": bare["cpu_percent"],
+        },
         "ratios": {
+            "single_post_vs_bare_http_server": round(single["per_s"] / bare["per_s"], 3),
             "batch_vs_raw_xadd": round(ratio, 3),
             "single_post_vs_raw_xadd": round(single["per_s"] / raw["per_s"], 3),
         },
