@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import math
 
 import pytest
@@ -9,6 +12,7 @@ import trio
 import trio.testing
 
 from notifactor.domain.backoff import BackoffPolicy
+from notifactor.observability.logging import JsonLineFormatter
 from notifactor.supervisors import Strategy, Supervisor
 
 from .probe import Probe
@@ -278,3 +282,37 @@ async def test_a_start_failure_in_the_middle_of_a_restart_still_restarts_the_res
         assert probe.count("start", "b") == 3  # first, failed restart, good restart
         assert [c.state for c in sup.statistics().children] == ["running"] * 3
         sup.request_stop()
+
+
+async def test_crash_and_restart_log_lines_name_the_child_and_the_reason(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
+    handler.setFormatter(JsonLineFormatter("test-instance"))
+    logger = logging.getLogger("notifactor.supervisors")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    try:
+        probe = Probe()
+        sup = three(probe, "one_for_one")
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sup.run)
+            probe.crash("b")
+            await probe.wait_for("ready", "b", 2)
+            sup.request_stop()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    records = [json.loads(line) for line in lines.getvalue().splitlines()]
+    crashed = [r for r in records if r["level"] == "error" and "crashed" in r["message"]]
+    assert crashed, records
+    assert crashed[0]["supervisor_id"] == "sup"
+    assert crashed[0]["child_id"] == "b"
+    assert "b crashed" in crashed[0]["reason"]
+    assert crashed[0]["instance_id"] == "test-instance"
+    # The restart that follows is logged with the same fields.
+    restarted = [r for r in records if r is not crashed[0] and r.get("child_id") == "b"]
+    assert restarted, records
+    assert restarted[0]["supervisor_id"] == "sup"

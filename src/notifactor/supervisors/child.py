@@ -187,7 +187,7 @@ async def run_incarnation(
                 "child %s crashed while stopping: %s",
                 child.id,
                 crash.summary(),
-                extra={"child": child.id},
+                extra={"child_id": child.id},
             )
         return
     exits.report(ChildExit(child, incarnation, crash))
@@ -218,7 +218,7 @@ async def wait_stopped(child: Child, deadline: float) -> None:
             "child %s did not stop within %.3gs; cancelling it",
             child.id,
             child.budget(),
-            extra={"child": child.id},
+            extra={"child_id": child.id},
         )
         child.scope.cancel()
         await child.done.wait()

@@ -197,7 +197,7 @@ class DynamicSupervisor(SupervisorLifecycle):
                     child.id,
                     self._intensity.intensity,
                     self._intensity.period_s,
-                    extra={"supervisor": self.id, "child": child.id},
+                    extra={"supervisor_id": self.id, "child_id": child.id},
                 )
                 reason = crash or CrashReason.without_exception(child.id, "exited normally", at=now)
                 return SupervisorGaveUp(self.id, child.id, reason)
@@ -210,7 +210,7 @@ class DynamicSupervisor(SupervisorLifecycle):
                 self.id,
                 child.id,
                 delay,
-                extra={"supervisor": self.id, "child": child.id, "delay_s": delay},
+                extra={"supervisor_id": self.id, "child_id": child.id, "delay_s": delay},
             )
             child.pending_restart = trio.CancelScope()
             assert self._nursery is not None

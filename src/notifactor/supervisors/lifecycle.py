@@ -84,7 +84,7 @@ class SupervisorLifecycle:
             child_id,
             crash.summary(),
             exc_info=crash.exception,
-            extra={"supervisor": self.id, "child": child_id},
+            extra={"supervisor_id": self.id, "child_id": child_id, "reason": crash.summary()},
         )
 
     def _reset_for_run(self) -> None:

@@ -167,7 +167,7 @@ class Supervisor(SupervisorLifecycle):
                     self.id,
                     child.id,
                     child.restart,
-                    extra={"supervisor": self.id, "child": child.id},
+                    extra={"supervisor_id": self.id, "child_id": child.id},
                 )
                 child.terminated()
                 return None
@@ -183,7 +183,7 @@ class Supervisor(SupervisorLifecycle):
                     child.id,
                     self._intensity.intensity,
                     self._intensity.period_s,
-                    extra={"supervisor": self.id, "child": child.id},
+                    extra={"supervisor_id": self.id, "child_id": child.id},
                 )
                 return SupervisorGaveUp(self.id, child.id, reason)
             failed = await self._restart(index, now)
@@ -218,7 +218,7 @@ class Supervisor(SupervisorLifecycle):
             self.id,
             ", ".join(c.id for c in to_restart),
             delay,
-            extra={"supervisor": self.id, "child": crashed.id, "delay_s": delay},
+            extra={"supervisor_id": self.id, "child_id": crashed.id, "delay_s": delay},
         )
         await trio.sleep(delay)
         for child in to_restart:
