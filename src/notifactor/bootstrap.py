@@ -9,8 +9,9 @@ This is the only module that knows every concrete adapter. ``serve`` builds:
         ├── writers       the storage writer actor
         ├── retention-sweeper   SQLite only
         ├── dispatcher    partition consumers and the retry scheduler (role dispatcher)
-        └── gateway       audit (the tenant audit trail), http (REST) and ws
-                          (the WebSocket edge) (role gateway)
+        └── gateway       audit (the tenant audit trail), ingest-sender (pipelines
+                          the ingest calls), http (REST) and ws (the WebSocket edge)
+                          (role gateway)
 
 ``notifactor gateway`` and ``notifactor dispatcher`` build the same tree with
 one role each. A restart of ``redis`` restarts ``services`` after it, and a
@@ -46,6 +47,7 @@ from notifactor.adapters.embedded_redis import run_embedded_redis
 from notifactor.adapters.redis_client import open_redis, pool_size_for
 from notifactor.adapters.redis_dlq import RedisDeadLetterQueue
 from notifactor.adapters.redis_ingest import IngestSettings, RedisIngest
+from notifactor.adapters.redis_ingest_pipeline import PipelinedIngest
 from notifactor.adapters.redis_presence import RedisPresence
 from notifactor.auth.secret import resolve_jwt_secret
 from notifactor.auth.verify import build_verifier
@@ -335,19 +337,16 @@ def _gateway_tree(
         raise RuntimeError("the gateway needs the HS256 secret")
     audit_ref: ActorRef[AuditNote] = ActorRef("audit", mailbox_size=config.audit.mailbox_size)
     audit = actor_spec(audit_ref, partial(summarizer_for, writer, config.audit))
+    settings = IngestSettings(
+        idempotency_ttl_s=config.limits.idempotency_ttl_s,
+        record_ttl_s=config.limits.accepted_record_ttl_s,
+        max_stream_lag=config.limits.max_stream_lag,
+    )
+    sender = PipelinedIngest(redis, RedisIngest(redis, settings))
     gateway = Gateway(
         config=config,
         verifier=build_verifier(config, hs256_secret=state.jwt_secret),
-        ingest=InstrumentedIngest(
-            RedisIngest(
-                redis,
-                IngestSettings(
-                    idempotency_ttl_s=config.limits.idempotency_ttl_s,
-                    record_ttl_s=config.limits.accepted_record_ttl_s,
-                    max_stream_lag=config.limits.max_stream_lag,
-                ),
-            )
-        ),
+        ingest=InstrumentedIngest(sender),
         store=store,
         audit=AuditTrail(audit_ref),
         supervision_check=partial(check_supervision, state),
@@ -368,9 +367,11 @@ def _gateway_tree(
             "WebSocket listening on ws://%s:%d/ws", config.ws_host, port
         ),
     )
-    # The audit actor starts first and stops last, after the listeners drained.
+    # The audit actor and the ingest sender start first and stop last, after
+    # the listeners drained.
+    ingest_sender = ChildSpec(id="ingest-sender", start=sender.run)
     return supervisor_from_config(
-        "gateway", config.supervision.gateway, [audit, http, ws.child_spec()]
+        "gateway", config.supervision.gateway, [audit, ingest_sender, http, ws.child_spec()]
     )
 
 

@@ -152,6 +152,30 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def parse_ingest_reply(reply: Any) -> IngestResult:
+    """The script's reply as an :class:`IngestResult`."""
+    values = [_text(v) for v in reply]
+    outcomes: list[Outcome] = []
+    for status, value in zip(values[4::2], values[5::2], strict=True):
+        match status:
+            case "ok":
+                outcomes.append(Accepted(id=value))
+            case "dup":
+                outcomes.append(Accepted(id=value, duplicate=True))
+            case "rate" | "quota":
+                outcomes.append(Limited(reason=status, retry_after_us=int(value)))
+            case "shed":
+                outcomes.append(Shed())
+            case _:
+                raise RuntimeError(f"unexpected ingest script status {status!r}")
+    return IngestResult(
+        outcomes=tuple(outcomes),
+        now_us=int(values[0]),
+        tat_us=int(values[1]),
+        used_today=int(values[2]),
+    )
+
+
 class RedisIngest:
     """:class:`notifactor.ports.ingest.IngestBus` on one coredis client."""
 
@@ -159,6 +183,15 @@ class RedisIngest:
         self._client = client
         self._settings = settings
         self._script = EvalShaScript(client, INGEST_LUA)
+
+    @property
+    def script_sha(self) -> str:
+        """SHA1 of the ingest script (for callers that pipeline ``EVALSHA``)."""
+        return self._script.sha
+
+    async def load_script(self) -> None:
+        """Load the ingest script (after a ``NOSCRIPT``)."""
+        await self._client.script_load(INGEST_LUA)
 
     async def ingest(
         self,
@@ -168,6 +201,18 @@ class RedisIngest:
         *,
         now_us: int | None = None,
     ) -> IngestResult:
+        keys, args = self.script_call(tenant_id, rule, items, now_us=now_us)
+        return parse_ingest_reply(await self._script(keys=keys, args=args))
+
+    def script_call(
+        self,
+        tenant_id: str,
+        rule: RateRule,
+        items: Sequence[IngestItem],
+        *,
+        now_us: int | None = None,
+    ) -> tuple[list[str], list[str | int | bytes]]:
+        """The keys and arguments of the ingest script for one call."""
         keys: list[str] = [RATE_KEY.format(tenant=tenant_id), QUOTA_PREFIX.format(tenant=tenant_id)]
         args: list[str | int | bytes] = [
             "" if now_us is None else str(now_us),
@@ -195,27 +240,7 @@ class RedisIngest:
                 ACCEPTED_KEY.format(tenant=tenant_id, id=envelope.id),
             ]
             args += [envelope.id, encode_envelope(envelope)]
-        reply: Any = await self._script(keys=keys, args=args)
-        values = [_text(v) for v in reply]
-        outcomes: list[Outcome] = []
-        for status, value in zip(values[4::2], values[5::2], strict=True):
-            match status:
-                case "ok":
-                    outcomes.append(Accepted(id=value))
-                case "dup":
-                    outcomes.append(Accepted(id=value, duplicate=True))
-                case "rate" | "quota":
-                    outcomes.append(Limited(reason=status, retry_after_us=int(value)))
-                case "shed":
-                    outcomes.append(Shed())
-                case _:
-                    raise RuntimeError(f"unexpected ingest script status {status!r}")
-        return IngestResult(
-            outcomes=tuple(outcomes),
-            now_us=int(values[0]),
-            tat_us=int(values[1]),
-            used_today=int(values[2]),
-        )
+        return keys, args
 
     async def get_accepted(self, tenant_id: str, notification_id: str) -> Envelope | None:
         raw = await self._client.get(ACCEPTED_KEY.format(tenant=tenant_id, id=notification_id))

@@ -69,6 +69,11 @@ REDIS_INGEST_DURATION = Histogram(
     buckets=ROUND_TRIP_BUCKETS,
 )
 
+INGEST_PIPELINE_CALLS = Histogram(
+    "redis_ingest_pipeline_calls",
+    "Ingest calls sent together in one Redis pipeline by the gateway's ingest sender.",
+    buckets=BATCH_SIZE_BUCKETS,
+)
 AUDIT_NOTES = Counter(
     "audit_notes",
     "Requests noted for the tenant audit log, by event type (accepted or rejected).",
