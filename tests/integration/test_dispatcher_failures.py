@@ -20,6 +20,7 @@ from notifactor.domain.partitioning import partition_for
 from notifactor.ports.notification_store import NotificationStore, TransientStoreError
 from notifactor.ports.presence import Presence
 from tests.integration.dispatcher_harness import (
+    FAST,
     dispatcher_config,
     make_envelope,
     open_store,
@@ -210,3 +211,41 @@ async def test_storage_outage_then_recovery_loses_nothing(
             assert await h.dlq_entries() == []
             ids = list(await h.gateway_messages("gw-1"))
             assert len(ids) >= 15  # at least once; retries after timeouts may repeat
+
+
+async def test_exhausted_during_a_long_outage_is_dead_lettered_as_exhausted_not_poison(
+    redis_client: coredis.Redis[bytes], redis_prefix: str, tmp_path: Path
+) -> None:
+    """Attempts run out while storage is down, and the ``dead`` record cannot be written.
+
+    The outage outlasts several claim cycles (``claim_idle_ms`` 1.5 s,
+    ``max_deliveries`` 3): an entry left pending would be claimed past
+    ``max_deliveries`` and end as ``poison``. Deferred through the retry set,
+    it is dead-lettered once, as ``exhausted``, when storage is back.
+    """
+    config = dispatcher_config(max_attempts=2, base_ms=20, cap_ms=300)
+    async with open_store(tmp_path / "n.db") as real:
+        store = OutageStore(real)
+        store.down = True
+        # An attempt and its dead letter give up well within claim_idle_ms, so
+        # no claim races the consumer that is still working on the entry.
+        settings = attrs.evolve(FAST, attempt_timeout_s=0.5, dead_letter_timeout_s=0.5)
+        async with running_dispatcher(
+            redis_client, store, redis_prefix, config=config, settings=settings
+        ) as h:
+            envelope = make_envelope("tenant-a", "offline")
+            await h.publish(envelope)
+            await trio.sleep(6.0)  # four claim cycles' worth of outage
+            assert await h.dlq_entries() == []
+            store.down = False
+            await h.wait_states([envelope], lambda s: s is DeliveryState.DEAD)
+            (dead,) = [decode_dlq_entry(e["entry"]) for e in await h.wait_dlq_entries(1)]
+            assert dead.reason == "exhausted"
+            assert dead.attempts == 2
+            assert dead.notification_id == envelope.id
+            assert dead.last_error
+            assert dead.first_attempt_at <= dead.last_attempt_at
+            stream = h.keys.stream(partition_for("tenant-a", "offline", 4))
+            assert await pending_count(redis_client, stream, DEFAULT_GROUP) == 0
+            await trio.sleep(1.0)
+            assert len(await h.dlq_entries()) == 1  # dead-lettered once

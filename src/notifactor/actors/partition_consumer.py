@@ -40,7 +40,12 @@ from opentelemetry.trace import Span
 from notifactor.actors.router import Presences, Router
 from notifactor.actors.stop import StopSignal, optional_stop_signal
 from notifactor.actors.storage_writer import StorageItem, StorageWriterClient
-from notifactor.adapters.redis_dispatch import ATTEMPTS_FIELD, FIRST_ATTEMPT_FIELD, LAST_ERROR_FIELD
+from notifactor.adapters.redis_dispatch import (
+    ATTEMPTS_FIELD,
+    DEAD_REASON_FIELD,
+    FIRST_ATTEMPT_FIELD,
+    LAST_ERROR_FIELD,
+)
 from notifactor.dispatcher.metrics import (
     DISPATCHED,
     DLQ_EVENTS,
@@ -85,16 +90,19 @@ class AttemptHistory:
     attempts: int = 0
     first_attempt_ms: int | None = None
     last_error: str = ""
+    dead_reason: DlqReason | None = None
 
     @classmethod
     def of(cls, fields: Mapping[str, bytes]) -> AttemptHistory:
         try:
             attempts = int(fields.get(ATTEMPTS_FIELD, b"0"))
             first = fields.get(FIRST_ATTEMPT_FIELD)
+            dead = fields.get(DEAD_REASON_FIELD)
             return cls(
                 attempts=max(0, attempts),
                 first_attempt_ms=int(first) if first else None,
                 last_error=fields.get(LAST_ERROR_FIELD, b"").decode(errors="replace"),
+                dead_reason=DlqReason(dead.decode()) if dead else None,
             )
         except ValueError:
             return cls()
@@ -271,6 +279,15 @@ class PartitionConsumer:
         for entry in entries:
             decoded = await self._decode(entry)
             if decoded is None:
+                continue
+            if decoded.history.dead_reason is not None:
+                # Decided earlier; only recording it failed (storage was down).
+                await self._dead_letter(
+                    decoded,
+                    decoded.history.dead_reason,
+                    attempts=max(decoded.history.attempts, 1),
+                    last_error=decoded.history.last_error,
+                )
                 continue
             if entry.deliveries > self._settings.max_deliveries:
                 await self._dead_letter(
@@ -471,12 +488,7 @@ class PartitionConsumer:
             with trio.fail_after(self._settings.dead_letter_timeout_s):
                 await self._writer.write(records)
         except Exception as error:
-            logger.warning(
-                "could not record dead letter %s (%s); it stays pending: %s",
-                envelope.id,
-                reason.value,
-                error,
-            )
+            await self._defer_dead_letter(item, reason, attempts, last_error, _error_text(error))
             return
         dlq = DlqEntry(
             reason=reason.value,
@@ -503,6 +515,48 @@ class PartitionConsumer:
         )
         DLQ_EVENTS.labels(reason=reason.value).inc()
         DISPATCHED.labels(outcome="dead").inc()
+
+    async def _defer_dead_letter(
+        self, item: _Decoded, reason: DlqReason, attempts: int, last_error: str, error: str
+    ) -> None:
+        """Dead-letter later: storage refused the ``dead`` record.
+
+        Left pending, the entry would be claimed again and again while
+        storage is down, and each claim counts as a delivery, so it would end
+        up dead-lettered as ``poison``. Scheduled like a retry instead (ack +
+        retry set, one Redis transaction), it comes back as a fresh entry
+        after the tenant's ``retry_cap_ms`` carrying its reason, and is then
+        dead-lettered without another attempt.
+        """
+        now_ms = int(time.time() * 1000)
+        delay_ms = self._policy_for(item.envelope.tenant_id).cap_ms
+        fields = {
+            ENVELOPE_FIELD: item.entry.fields[ENVELOPE_FIELD],
+            ATTEMPTS_FIELD: str(attempts).encode(),
+            FIRST_ATTEMPT_FIELD: str(item.history.first_attempt_ms or now_ms).encode(),
+            LAST_ERROR_FIELD: last_error.encode(),
+            DEAD_REASON_FIELD: reason.value.encode(),
+        }
+        try:
+            await self._bus.ack_and_retry_later(
+                self.partition, item.entry.id, due_ms=now_ms + delay_ms, fields=fields
+            )
+        except Exception as redis_error:  # then it stays pending and is claimed again
+            logger.warning(
+                "could not record dead letter %s (%s) nor defer it; it stays pending: %s; %s",
+                item.envelope.id,
+                reason.value,
+                error,
+                redis_error,
+            )
+            return
+        logger.warning(
+            "could not record dead letter %s (%s); trying again in %d ms: %s",
+            item.envelope.id,
+            reason.value,
+            delay_ms,
+            error,
+        )
 
     async def _dead_letter_malformed(self, entry: StreamEntry, error: str) -> None:
         now = _now()
