@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge
 
+from notifactor.domain.dlq_entry import DlqReason
+
 DLQ_EVENTS = Counter("dlq_events_total", "Entries appended to the dead-letter stream.", ["reason"])
+# Every reason is scraped from the start (at 0), so rates and alerts on it
+# see a series before the first dead letter.
+for _reason in DlqReason:
+    DLQ_EVENTS.labels(reason=_reason.value)
 RETRY_ATTEMPTS = Counter("retry_attempts_total", "Delivery retries scheduled.")
 STREAM_CONSUMER_LAG = Gauge(
     "stream_consumer_lag",
