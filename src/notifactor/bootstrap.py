@@ -78,6 +78,7 @@ from notifactor.supervisors import (
     current_stop_signal,
     supervisor_from_config,
 )
+from notifactor.supervisors.statistics import not_running
 
 log = logging.getLogger("notifactor.bootstrap")
 
@@ -399,12 +400,17 @@ def tree_snapshot(state: ServeState) -> NodeStatistics | None:
 
 
 async def check_supervision(state: ServeState) -> None:
-    """Raise when any node of the tree is not running (``/health``'s check)."""
+    """Raise when a node of the tree is not running (``/health``'s check).
+
+    Pool members (sessions, consumers) are judged through their pool; see
+    :func:`~notifactor.supervisors.statistics.not_running`.
+    """
     if state.root is None:
         raise SupervisionUnhealthy("tree not built")
-    for path, node in state.root.statistics().walk():
-        if node.state != "running":
-            raise SupervisionUnhealthy(f"{'/'.join(path)} is {node.state}")
+    problems = not_running(state.root.statistics())
+    if problems:
+        path, node_state = problems[0]
+        raise SupervisionUnhealthy(f"{path} is {node_state}")
 
 
 def run_migrate(config: Config) -> int:

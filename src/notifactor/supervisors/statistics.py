@@ -58,6 +58,24 @@ class NodeStatistics:
             yield from child.walk(here)
 
 
+def not_running(node: NodeStatistics, path: tuple[str, ...] = ()) -> list[tuple[str, NodeState]]:
+    """Paths (joined with ``/``) and states of the nodes that are not ``running``.
+
+    Members of a dynamic supervisor's pool (sessions, partition consumers)
+    start, stop and restart as part of normal work, so they are not judged
+    one by one: their pool is. A pool whose members keep crashing gives up
+    and shows as not running itself.
+    """
+    here = (*path, node.id)
+    found: list[tuple[str, NodeState]] = []
+    if node.state != "running":
+        found.append(("/".join(here), node.state))
+    if node.kind != "dynamic_supervisor":
+        for child in node.children:
+            found += not_running(child, here)
+    return found
+
+
 def render_tree(node: NodeStatistics) -> str:
     """Render a snapshot as an indented text tree, one node per line."""
     lines: list[str] = []
