@@ -215,7 +215,7 @@ def build_serve_tree(state: ServeState) -> Supervisor:
     children: list[ChildSpec] = []
     if "gateway" not in state.roles:
         # Without the REST listener, /metrics needs a port of its own.
-        children.append(_metrics_spec(config))
+        children.append(_metrics_spec(state))
     if config.redis_url is None:
         children.append(_embedded_redis_spec(state))
     services_holder: list[Supervisor] = []
@@ -263,14 +263,20 @@ def _embedded_redis_spec(state: ServeState) -> ChildSpec:
     )
 
 
-def _metrics_spec(config: Config) -> ChildSpec:
+def _metrics_spec(state: ServeState) -> ChildSpec:
+    config = state.config
+
     def ready(port: int | None) -> None:
         if port is not None:
             log.info("metrics on http://%s:%d/metrics", config.observability.metrics_host, port)
 
-    return ChildSpec(
-        id="metrics", start=partial(run_until_stopped, partial(run_metrics_server, config), ready)
+    server = partial(
+        run_metrics_server,
+        config,
+        supervision_check=partial(check_supervision, state),
+        tree=partial(tree_snapshot, state),
     )
+    return ChildSpec(id="metrics", start=partial(run_until_stopped, server, ready))
 
 
 async def _run_services(

@@ -81,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="REST base URL of the instance (default: from http_host/http_port of the config)",
     )
     tree.add_argument(
+        "--metrics",
+        action="store_true",
+        help="ask the metrics listener (metrics_host/metrics_port) instead: "
+        "the way to a `notifactor dispatcher` process, from the same host",
+    )
+    tree.add_argument(
         "--token",
         default=None,
         help="bearer token with scope admin (not needed from the same host)",
@@ -155,11 +161,13 @@ def _tree(args: argparse.Namespace, config: Config) -> int:
         default_url,
         fetch_tree,
         from_jsonable,
+        metrics_url,
     )
     from notifactor.supervisors.statistics import render_tree
 
     try:
-        document = fetch_tree(args.url or default_url(config), args.token)
+        url = args.url or (metrics_url(config) if args.metrics else default_url(config))
+        document = fetch_tree(url, args.token)
     except TreeFetchError as error:
         print(f"notifactor: tree: {error}", file=sys.stderr)
         return EXIT_FAILURE

@@ -251,6 +251,23 @@ def test_two_gateways_two_dispatchers_survive_a_killed_dispatcher(cluster: Clust
     assert "stream_consumer_lag" in metrics
     assert "actor_restarts_total" in metrics
 
+    # ... and its health and live tree, as `notifactor tree --metrics` reads it.
+    health = httpx.get(f"{dispatchers[1].base_url}/health", timeout=5.0)
+    assert health.status_code == 200, health.text
+    assert health.json()["checks"] == {"supervision": "ok"}
+    env = {**cluster.env, "NOTIFACTOR_OBSERVABILITY__METRICS_PORT": str(dispatchers[1].port)}
+    printed = subprocess.run(
+        [sys.executable, "-m", "notifactor", "tree", "--metrics"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert printed.returncode == 0, printed.stderr
+    assert "consumers [dynamic_supervisor] running" in printed.stdout
+    assert "storage-writer [actor] running" in printed.stdout
+
 
 def test_a_notification_reaches_the_users_sessions_on_every_gateway(cluster: Cluster) -> None:
     gateways = [cluster.start("gateway", "gw-a"), cluster.start("gateway", "gw-b")]

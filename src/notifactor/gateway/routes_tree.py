@@ -18,29 +18,19 @@ off there (or do not route ``/v1/admin/tree``).
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from notifactor.auth.verify import SCOPE_ADMIN
 from notifactor.gateway import problems
 from notifactor.gateway.context import Gateway, require_scope
-from notifactor.gateway.http import Request, Response, json_response
+from notifactor.gateway.http import Request, Response, is_loopback_peer, json_response
 from notifactor.gateway.problems import ProblemError
 from notifactor.supervisors.statistics import to_jsonable
 
 
 def is_loopback_client(request: Request) -> bool:
     """Whether the peer address of the connection is a loopback address."""
-    client = request.scope.get("client")
-    if not client:
-        return False
-    try:
-        address = ipaddress.ip_address(str(client[0]))
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped.is_loopback
-    return address.is_loopback
+    return is_loopback_peer(request.scope.get("client"))
 
 
 async def get_tree(gateway: Gateway, request: Request) -> Response:

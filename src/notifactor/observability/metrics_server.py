@@ -1,14 +1,23 @@
 """The metrics-only listener of processes without the REST API (``notifactor dispatcher``).
 
-It serves exactly two paths, ``GET /metrics`` (the process registry) and
-``GET /health/live``, on ``observability.metrics_host:metrics_port``, through
-the same hardened hypercorn server as the REST API (one bad connection never
-takes the listener down). Everything else is a 404 problem document.
+It serves, on ``observability.metrics_host:metrics_port``, through the same
+hardened hypercorn server as the REST API (one bad connection never takes the
+listener down):
+
+* ``GET /metrics`` — the process registry;
+* ``GET /health/live`` — 200 while the process runs;
+* ``GET /health`` — the supervision check (200, or 503 naming the failing
+  node); Redis and storage trouble shows there as a subtree restarting;
+* ``GET /v1/admin/tree`` — the live supervision tree, for ``notifactor tree
+  --metrics``, to loopback clients only (this listener checks no tokens).
+
+Everything else is a 404 problem document.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -16,23 +25,45 @@ import msgspec
 import trio
 
 from notifactor.config import Config
-from notifactor.gateway.http import answer_lifespan
+from notifactor.gateway.http import answer_lifespan, is_loopback_peer
 from notifactor.observability.metrics import render_metrics
+from notifactor.supervisors.statistics import NodeStatistics, to_jsonable
 
 log = logging.getLogger("notifactor.observability.metrics_server")
 
-_NOT_FOUND = msgspec.json.encode(
-    {
-        "type": "urn:notifactor:problem:not-found",
-        "title": "Not found",
-        "status": 404,
-        "detail": "This listener serves only /metrics and /health/live.",
-    }
+SupervisionCheck = Callable[[], Awaitable[None]]
+TreeSnapshot = Callable[[], NodeStatistics | None]
+
+
+def _problem(status: int, title: str, detail: str) -> bytes:
+    kind = title.lower().replace(" ", "-")
+    return msgspec.json.encode(
+        {
+            "type": f"urn:notifactor:problem:{kind}",
+            "title": title,
+            "status": status,
+            "detail": detail,
+        }
+    )
+
+
+_NOT_FOUND = _problem(
+    404, "Not found", "This listener serves /metrics, /health, /health/live and /v1/admin/tree."
 )
 
 
+@attrs.define
 class MetricsApp:
-    """An ASGI app with ``/metrics`` and ``/health/live`` only."""
+    """An ASGI app with ``/metrics``, ``/health/live``, ``/health`` and ``/v1/admin/tree``.
+
+    Attributes:
+        supervision_check: raises when the supervision tree is unhealthy
+            (None: ``/health`` answers like ``/health/live``).
+        tree: the live tree (None, or returning None: 503).
+    """
+
+    supervision_check: SupervisionCheck | None = None
+    tree: TreeSnapshot | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -42,11 +73,19 @@ class MetricsApp:
             await send({"type": "websocket.close", "code": 1008})
             return
         path, method = scope["path"], scope["method"]
-        if method in {"GET", "HEAD"} and path == "/metrics":
+        content_type, status = "application/json", 200
+        if method not in {"GET", "HEAD"}:
+            body, content_type, status = _NOT_FOUND, "application/problem+json", 404
+        elif path == "/metrics":
             body, content_type = render_metrics()
-            status = 200
-        elif method in {"GET", "HEAD"} and path == "/health/live":
-            body, content_type, status = b'{"status":"ok"}', "application/json", 200
+        elif path == "/health/live":
+            body = b'{"status":"ok"}'
+        elif path == "/health":
+            body, status = await self._health()
+        elif path == "/v1/admin/tree":
+            body, status = self._tree(scope)
+            if status != 200:
+                content_type = "application/problem+json"
         else:
             body, content_type, status = _NOT_FOUND, "application/problem+json", 404
         headers = [
@@ -56,11 +95,38 @@ class MetricsApp:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
 
+    async def _health(self) -> tuple[bytes, int]:
+        if self.supervision_check is None:
+            return b'{"status":"ok","checks":{}}', 200
+        try:
+            await self.supervision_check()
+        except Exception as error:
+            document = {
+                "status": "fail",
+                "checks": {"supervision": "fail"},
+                "failing": ["supervision"],
+                "details": {"supervision": str(error)},
+            }
+            return msgspec.json.encode(document), 503
+        return b'{"status":"ok","checks":{"supervision":"ok"}}', 200
+
+    def _tree(self, scope: dict[str, Any]) -> tuple[bytes, int]:
+        if not is_loopback_peer(scope.get("client")):
+            return _problem(403, "Forbidden", "The tree is served to loopback clients only."), 403
+        snapshot = None if self.tree is None else self.tree()
+        if snapshot is None:
+            return _problem(503, "Overloaded", "The supervision tree is not running."), 503
+        return msgspec.json.encode(to_jsonable(snapshot)), 200
+
 
 async def run_metrics_server(
-    config: Config, *, task_status: trio.TaskStatus[int | None] = trio.TASK_STATUS_IGNORED
+    config: Config,
+    *,
+    supervision_check: SupervisionCheck | None = None,
+    tree: TreeSnapshot | None = None,
+    task_status: trio.TaskStatus[int | None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``/metrics`` and ``/health/live`` until cancelled (then drain like the REST API).
+    """Serve the metrics listener until cancelled (then drain like the REST API).
 
     ``task_status`` receives the bound port once listening. With
     ``observability.metrics_port = 0`` the listener is off: it reports None and
@@ -76,7 +142,8 @@ async def run_metrics_server(
         config, http_host=settings.metrics_host, http_port=settings.metrics_port
     )
     async with trio.open_nursery() as nursery:
-        port: int = await nursery.start(run_http_server, MetricsApp(), listener_config)
+        app = MetricsApp(supervision_check=supervision_check, tree=tree)
+        port: int = await nursery.start(run_http_server, app, listener_config)
         log.info(
             "metrics listening on http://%s:%d/metrics",
             settings.metrics_host,

@@ -25,12 +25,20 @@ class TreeFetchError(Exception):
 
 def default_url(config: Config) -> str:
     """The REST listener of the configured instance, as reachable from this host."""
-    host = config.http_host
+    return _local_url(config.http_host, config.http_port)
+
+
+def metrics_url(config: Config) -> str:
+    """The metrics listener of the configured instance (dispatcher-only processes)."""
+    return _local_url(config.observability.metrics_host, config.observability.metrics_port)
+
+
+def _local_url(host: str, port: int) -> str:
     if host in {"0.0.0.0", "", "::"}:
         host = "127.0.0.1"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{config.http_port}"
+    return f"http://{host}:{port}"
 
 
 def fetch_tree(base_url: str, token: str | None = None, timeout_s: float = 5.0) -> dict[str, Any]:
