@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -122,8 +123,10 @@ async def test_transient_failures_retry_with_backoff_then_succeed(
 
 
 async def test_exhausted_retries_go_to_the_dlq_with_every_field(
-    redis_client: coredis.Redis[bytes], redis_prefix: str, tmp_path: Path
+    redis_client: coredis.Redis[bytes], redis_prefix: str, tmp_path: Path, caplog: Any
 ) -> None:
+    caplog.set_level(logging.INFO, logger="notifactor.actors.partition_consumer")
+
     def wrap(deps: Any) -> Any:
         return attrs.evolve(deps, presence=FlakyPresence(deps.presence, failures=-1))
 
@@ -154,6 +157,16 @@ async def test_exhausted_retries_go_to_the_dlq_with_every_field(
         letters = await store.list_dead_letters("tenant-a")
         assert [d.notification_id for d in letters.items] == [envelope.id]
         assert _sample("dlq_events_total", {"reason": "exhausted"}) - dead_before == 1
+    # The retries and the dead letter are logged with the notification's context.
+    about = [r for r in caplog.records if getattr(r, "notification_id", None) == envelope.id]
+    retries = [r for r in about if "retrying in" in r.getMessage()]
+    dead = [r for r in about if getattr(r, "event", None) == "dead_letter"]
+    assert len(retries) == 2
+    assert len(dead) == 1
+    for record in about:
+        assert record.tenant_id == "tenant-a"  # type: ignore[attr-defined]
+        assert record.trace_id == trace_id_of(envelope.traceparent)  # type: ignore[attr-defined]
+        assert envelope.content not in record.getMessage()
 
 
 async def test_entry_delivered_too_often_is_dead_lettered_as_poison(

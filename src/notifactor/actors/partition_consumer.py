@@ -78,6 +78,16 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _log_fields(envelope: Envelope, partition: int) -> dict[str, object]:
+    """Context for a log line about one notification (JSON fields, never its content)."""
+    return {
+        "tenant_id": envelope.tenant_id,
+        "notification_id": envelope.id,
+        "trace_id": _trace_id(envelope.traceparent),
+        "partition": partition,
+    }
+
+
 def _error_text(error: BaseException) -> str:
     text = f"{type(error).__name__}: {error}"
     return text[:_MAX_ERROR_CHARS]
@@ -427,6 +437,7 @@ class PartitionConsumer:
                     envelope.id,
                     delay_ms,
                     error,
+                    extra={**_log_fields(envelope, self.partition), "reason": error},
                 )
                 # Only when storage works: a ``retrying`` that lands after the
                 # outage would outrank the ``pending`` of the successful retry.
@@ -458,7 +469,12 @@ class PartitionConsumer:
                     [self._update(envelope, DeliveryState.RETRYING, attempt, error)]
                 )
             except Exception as record_error:  # the retry is scheduled regardless
-                logger.warning("could not record retrying of %s: %s", envelope.id, record_error)
+                logger.warning(
+                    "could not record retrying of %s: %s",
+                    envelope.id,
+                    record_error,
+                    extra=_log_fields(envelope, self.partition),
+                )
 
     async def _dead_letter(
         self, item: _Decoded, reason: DlqReason, *, attempts: int, last_error: str
@@ -515,6 +531,14 @@ class PartitionConsumer:
         )
         DLQ_EVENTS.labels(reason=reason.value).inc()
         DISPATCHED.labels(outcome="dead").inc()
+        logger.warning(
+            "dead-lettered %s (%s) after %d attempts: %s",
+            envelope.id,
+            reason.value,
+            attempts,
+            last_error,
+            extra={**_log_fields(envelope, self.partition), "event": "dead_letter"},
+        )
 
     async def _defer_dead_letter(
         self, item: _Decoded, reason: DlqReason, attempts: int, last_error: str, error: str
@@ -548,6 +572,7 @@ class PartitionConsumer:
                 reason.value,
                 error,
                 redis_error,
+                extra=_log_fields(item.envelope, self.partition),
             )
             return
         logger.warning(
@@ -556,6 +581,7 @@ class PartitionConsumer:
             reason.value,
             delay_ms,
             error,
+            extra=_log_fields(item.envelope, self.partition),
         )
 
     async def _dead_letter_malformed(self, entry: StreamEntry, error: str) -> None:
