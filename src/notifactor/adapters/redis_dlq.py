@@ -23,6 +23,11 @@ from notifactor.domain.timestamps import to_us
 
 _CHUNK = 200
 DEFAULT_REPLAY_MARK_TTL_S = 7 * 86_400
+#: How much later than its ``dead_at`` a dead letter may reach the stream: the
+#: consumer stamps ``dead_at``, writes storage (bounded by
+#: ``dead_letter_timeout_s``), then appends. An ``until`` bound scans this far
+#: past ``until`` in stream time and filters on ``dead_at``.
+DEAD_AT_TO_APPEND_SLACK_MS = 120_000
 
 
 @attrs.frozen(kw_only=True)
@@ -103,7 +108,7 @@ class RedisDeadLetterQueue:
                 raise ValueError("not a DLQ cursor")
             end = f"({cursor}"
         elif where.until is not None:
-            end = f"({to_us(where.until) // 1000}-0"
+            end = f"({to_us(where.until) // 1000 + DEAD_AT_TO_APPEND_SLACK_MS}-0"
         start = "-" if where.since is None else f"{to_us(where.since) // 1000}-0"
         found: list[DlqRecord] = []
         scanned = 0
