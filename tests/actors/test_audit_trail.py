@@ -24,6 +24,7 @@ from notifactor.config import AuditConfig
 from notifactor.domain.audit import AuditEvent
 from notifactor.domain.audit_summary import ACCEPTED, REJECTED, AuditNote
 from notifactor.domain.batching import BatchPolicy
+from notifactor.ports.notification_store import StoreError
 
 T0 = datetime(2026, 11, 25, tzinfo=UTC)
 WINDOW_S = 1.0
@@ -105,7 +106,7 @@ def keyed(events: list[AuditEvent]) -> dict[tuple[str, str, str], AuditEvent]:
 
 async def test_one_window_gives_one_event_per_key(autojump_clock: trio.testing.MockClock) -> None:
     store = AuditStore()
-    written = sample("audit_events_submitted_total")
+    written = sample("audit_events_written_total")
     async with trio.open_nursery() as nursery:
         writer, writer_stop = await start_writer(nursery, store)
         async with running_audit_trail(writer, AuditConfig(window_s=WINDOW_S)) as trail:
@@ -134,7 +135,7 @@ async def test_one_window_gives_one_event_per_key(autojump_clock: trio.testing.M
             assert events["globex", REJECTED, "rate limited"].metadata["count"] == 1
         writer_stop.request()
     assert len(store.events) == 3  # nothing more on stop
-    assert sample("audit_events_submitted_total") == written + 3
+    assert sample("audit_events_written_total") == written + 3
 
 
 async def test_two_windows_give_two_events(autojump_clock: trio.testing.MockClock) -> None:
@@ -358,3 +359,37 @@ async def test_wait_until_does_not_swallow_an_outer_cancellation(
         pytest.fail("wait_until returned although the outer scope was cancelled")
     assert outer.cancelled_caught
     assert trio.current_time() - start == pytest.approx(1.0)
+
+
+class RefusingAuditStore(AuditStore):
+    """Refuses the first ``refusals`` audit writes for good (not a transient error)."""
+
+    def __init__(self, refusals: int) -> None:
+        super().__init__()
+        self.refusals = refusals
+
+    async def append_audit(self, events: Sequence[AuditEvent]) -> None:
+        if self.refusals > 0:
+            self.refusals -= 1
+            raise StoreError("disk full (injected)")
+        await super().append_audit(events)
+
+
+async def test_events_storage_refuses_are_counted_and_later_windows_still_written(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = RefusingAuditStore(refusals=1)
+    failed = sample("audit_events_failed_total")
+    written = sample("audit_events_written_total")
+    async with trio.open_nursery() as nursery:
+        writer, writer_stop = await start_writer(nursery, store)
+        async with running_audit_trail(writer, AuditConfig(window_s=WINDOW_S)) as trail:
+            trail.note(accepted("lost-1"))
+            trail.note(rejected())
+            await trio.sleep(WINDOW_S + 0.5)
+            trail.note(accepted("kept-1"))
+            await trio.sleep(WINDOW_S + 0.5)
+        writer_stop.request()
+    assert sample("audit_events_failed_total") == failed + 2
+    assert sample("audit_events_written_total") == written + 1
+    assert [e.metadata["notification_ids"] for e in store.events] == [["kept-1"]]

@@ -8,9 +8,11 @@ warning, at most every ``DROP_WARNING_INTERVAL_S``) when the mailbox is full.
 The :class:`AuditSummarizer` actor sleeps while no note is queued. The first
 note of a window wakes it; it then sleeps to the end of the window (notes
 queue without waking it), takes everything queued, folds it with
-:func:`~notifactor.domain.audit_summary.summarize` and submits the events to
-the storage writer, which batches them with everything else it writes. On a
-graceful stop it writes what is still queued before it returns.
+:func:`~notifactor.domain.audit_summary.summarize` and writes the events
+through the storage writer, which batches them with everything else it
+writes. It waits until they are durable; events the writer gives up on are
+counted in ``audit_events_failed_total`` and logged. On a graceful stop it
+writes what is still queued before it returns.
 """
 
 from __future__ import annotations
@@ -26,14 +28,20 @@ from typing import Final
 import trio
 
 from notifactor.actors.actor import Actor, run_actor
-from notifactor.actors.errors import ActorStopped, MailboxFull
+from notifactor.actors.errors import ActorCrashed, ActorStopped, MailboxFull
 from notifactor.actors.mailbox import Inbox
 from notifactor.actors.ref import ActorRef
 from notifactor.actors.stop import StopSignal, set_stop_signal
 from notifactor.actors.storage_writer import StorageWriterClient
 from notifactor.config import AuditConfig
 from notifactor.domain.audit_summary import AuditNote, summarize
-from notifactor.observability.metrics import AUDIT_EVENTS_WRITTEN, AUDIT_NOTES, AUDIT_NOTES_DROPPED
+from notifactor.observability.metrics import (
+    AUDIT_EVENTS_FAILED,
+    AUDIT_EVENTS_WRITTEN,
+    AUDIT_NOTES,
+    AUDIT_NOTES_DROPPED,
+)
+from notifactor.ports.notification_store import StoreError
 
 log = logging.getLogger("notifactor.audit")
 
@@ -104,7 +112,18 @@ class AuditSummarizer(Actor[AuditNote]):
         if not notes:
             return
         events = summarize(notes, max_ids=self._max_ids, new_id=lambda: str(uuid.uuid4()))
-        await self._writer.submit(events)
+        try:
+            # Waiting keeps at most one window in the writer; notes queue meanwhile.
+            await self._writer.write(events)
+        except (StoreError, ActorCrashed, ActorStopped) as error:
+            AUDIT_EVENTS_FAILED.inc(len(events))
+            log.error(
+                "could not store %d audit events: %s",
+                len(events),
+                error,
+                extra={"event": "audit_write_failed", "reason": type(error).__name__},
+            )
+            return
         AUDIT_EVENTS_WRITTEN.inc(len(events))
 
 

@@ -84,8 +84,12 @@ AUDIT_NOTES_DROPPED = Counter(
     "Audit notes dropped because the audit summarizer's mailbox was full or stopped.",
 )
 AUDIT_EVENTS_WRITTEN = Counter(
-    "audit_events_submitted",
-    "Audit summary events handed to the storage writer.",
+    "audit_events_written",
+    "Audit summary events stored (durable).",
+)
+AUDIT_EVENTS_FAILED = Counter(
+    "audit_events_failed",
+    "Audit summary events the storage writer could not store (after its retries).",
 )
 
 # --- HTTP ---------------------------------------------------------------------
