@@ -63,6 +63,16 @@ async def test_batch_shape_errors(gateway: RunningGateway, tenant: str) -> None:
         r = await client.post("/v1/notifications:batch", json=full, headers=auth)
         assert r.status_code == 202
         assert all("id" in x for x in r.json()["results"])
+        # 500 notifications of 1 KiB each: far over the single-request 64 KiB,
+        # within the batch's own limit (1 MiB).
+        ordinary = {"notifications": [notification(tenant, content="y" * 1024)] * 500}
+        r = await client.post("/v1/notifications:batch", json=ordinary, headers=auth)
+        assert r.status_code == 202, r.text
+        assert len(r.json()["results"]) == 500
+        oversized = {"notifications": [notification(tenant, content="z" * 8000)] * 140}
+        assert_problem(
+            await client.post("/v1/notifications:batch", json=oversized, headers=auth), 413
+        )
 
 
 async def test_deliveries_paging_and_query_errors(gateway: RunningGateway, tenant: str) -> None:

@@ -160,6 +160,10 @@ def test_tenant_override_from_environment(tmp_path: Path) -> None:
             "tenants.default.rate_per_s: expected a number",
         ),
         (
+            {"NOTIFACTOR_LIMITS__BATCH_BODY_MAX_BYTES": "1000"},
+            "limits.batch_body_max_bytes: must be >= body_max_bytes",
+        ),
+        (
             {"NOTIFACTOR_LIMITS__CONTENT_MAX_BYTES": "100000"},
             "limits.content_max_bytes: must be <= body_max_bytes",
         ),

@@ -108,12 +108,18 @@ class TenantPolicy:
 
 @attrs.frozen(kw_only=True)
 class LimitsConfig:
-    """Request and frame size limits (SPEC §4, §5)."""
+    """Request and frame size limits (SPEC §4, §5).
+
+    ``body_max_bytes`` bounds every request body except a batch's, which
+    ``batch_body_max_bytes`` bounds: 500 notifications of ordinary size do
+    not fit in 64 KiB.
+    """
 
     content_max_bytes: int = attrs.field(default=8192, validator=_positive)
     metadata_max_bytes: int = attrs.field(default=4096, validator=_positive)
     body_max_bytes: int = attrs.field(default=65536, validator=_positive)
     batch_max_items: int = attrs.field(default=500, validator=_positive)
+    batch_body_max_bytes: int = attrs.field(default=1_048_576, validator=_positive)
     ws_max_message_bytes: int = attrs.field(default=65536, validator=_positive)
     idempotency_ttl_s: int = attrs.field(default=86_400, validator=_positive)
     accepted_record_ttl_s: int = attrs.field(default=3600, validator=_positive)
@@ -124,6 +130,11 @@ class LimitsConfig:
             raise FieldValueError(
                 "content_max_bytes",
                 f"must be <= body_max_bytes ({self.content_max_bytes} > {self.body_max_bytes})",
+            )
+        if self.batch_body_max_bytes < self.body_max_bytes:
+            raise FieldValueError(
+                "batch_body_max_bytes",
+                f"must be >= body_max_bytes ({self.batch_body_max_bytes} < {self.body_max_bytes})",
             )
 
 

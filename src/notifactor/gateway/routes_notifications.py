@@ -169,7 +169,7 @@ async def post_batch(gateway: Gateway, request: Request) -> Response:
     require_scope(principal, SCOPE_WRITE)
     key = _idempotency_key(request)
     limits = gateway.config.limits
-    body = await request.read_json(limits.body_max_bytes)
+    body = await request.read_json(limits.batch_body_max_bytes)
     items = _batch_items(body, limits.batch_max_items)
     incoming = request.headers.get("traceparent")
     with ingest_span("gateway.ingest_batch", incoming, {"notifactor.batch_size": len(items)}):
