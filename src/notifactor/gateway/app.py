@@ -22,6 +22,7 @@ from notifactor.gateway import (
     routes_deliveries,
     routes_health,
     routes_notifications,
+    routes_policy,
     routes_tree,
 )
 from notifactor.gateway.access import CLIENT_CLOSED, record_request
@@ -74,6 +75,7 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route("tree", re.compile(r"/v1/admin/tree"), {"GET": routes_tree.get_tree}),
     Route("admin-audit", re.compile(r"/v1/admin/audit"), {"GET": routes_audit.list_audit}),
+    Route("admin-policy", re.compile(r"/v1/admin/policy"), {"GET": routes_policy.get_policy}),
     Route("admin-dlq", re.compile(r"/v1/admin/dlq"), {"GET": routes_admin.list_dlq}),
     Route(
         "admin-dlq-replay", re.compile(r"/v1/admin/dlq/replay"), {"POST": routes_admin.replay_dlq}

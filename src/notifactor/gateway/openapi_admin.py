@@ -94,6 +94,26 @@ def admin_schemas() -> dict[str, Any]:
                 "metadata": {"type": "object"},
             }
         ),
+        "TenantPolicy": {
+            "type": "object",
+            "properties": {
+                "tenant_id": {"type": "string"},
+                "source": {"type": "string", "enum": ["tenant", "default"]},
+                "policy": {
+                    "type": "object",
+                    "properties": {
+                        "rate_per_s": {"type": "number"},
+                        "burst": {"type": "integer"},
+                        "daily_quota": {"type": "integer", "description": "0 = no quota"},
+                        "max_ws_connections": {"type": "integer"},
+                        "max_attempts": {"type": "integer"},
+                        "retry_base_ms": {"type": "integer"},
+                        "retry_cap_ms": {"type": "integer"},
+                        "retention_days": {"type": "integer"},
+                    },
+                },
+            },
+        },
         "SupervisionTree": {
             "type": "object",
             "description": "A supervision node: id, kind, state, restarts, last crash, "
@@ -157,6 +177,13 @@ def admin_paths() -> dict[str, Any]:
                     "503": _UNAVAILABLE,
                     **COMMON,
                 },
+            }
+        },
+        "/v1/admin/policy": {
+            "get": {
+                "summary": "The limits and retry policy that apply to the tenant (from configuration)",
+                "security": BEARER,
+                "responses": {"200": json_ok("The effective policy.", "TenantPolicy"), **COMMON},
             }
         },
         "/v1/admin/tree": {
