@@ -35,7 +35,17 @@ def test_every_operation_documents_its_errors_and_refs_resolve() -> None:
             responses = operation["responses"]
             assert responses, f"{method} {template} has no responses"
             if operation.get("security"):
-                assert {"401", "403"} <= set(responses), f"{method} {template}"
+                assert {"401", "403", "405"} <= set(responses), f"{method} {template}"
     refs = re.findall(r"#/components/schemas/(\w+)", repr(doc))
     assert refs
     assert set(refs) <= set(schemas)
+
+
+def test_storage_reads_document_their_503() -> None:
+    paths = openapi_document()["paths"]
+    for template in (
+        "/v1/notifications/{id}",
+        "/v1/tenants/{tenantId}/deliveries",
+        "/v1/admin/audit",
+    ):
+        assert "503" in paths[template]["get"]["responses"], template

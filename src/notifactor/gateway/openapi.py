@@ -11,6 +11,7 @@ from notifactor.gateway.openapi_parts import (
     BEARER,
     COMMON,
     WRITE_ERRORS,
+    header,
     json_body,
     json_ok,
     page_of,
@@ -188,6 +189,10 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": json_ok("The notification.", "Notification"),
                         "404": problem("Unknown, or another tenant's (never revealed)."),
+                        "503": problem(
+                            "Storage unavailable and no accepted record to answer from.",
+                            {"Retry-After": header("")},
+                        ),
                         **COMMON,
                     },
                 }
@@ -217,6 +222,7 @@ def openapi_document() -> dict[str, Any]:
                         "200": json_ok("One page.", "Deliveries"),
                         "400": problem("Invalid cursor."),
                         "422": problem("Invalid query parameters."),
+                        "503": problem("Storage unavailable.", {"Retry-After": header("")}),
                         **COMMON,
                     },
                 }

@@ -38,6 +38,7 @@ COMMON = {
         },
     ),
     "403": problem("Missing scope, or a tenant that is not the token's."),
+    "405": problem("Method not allowed on this path; `Allow` lists the ones that are."),
     "500": problem("Unexpected error (logged)."),
 }
 WRITE_ERRORS = {
