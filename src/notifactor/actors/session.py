@@ -104,8 +104,14 @@ class SessionActor(Actor[Deliver]):
         self._closing: tuple[int, str] | None = None
         self._send_scope: trio.CancelScope | None = None
         self._last_heard = trio.current_time()
+        self._frames_written = 0
+        self._stalled_at: int | None = None  # frames written when the writer last stalled
         self.session_handle = SessionHandle(
-            session_id=session_id, tenant_id=tenant_id, user_id=user_id, deliver=self._on_live
+            session_id=session_id,
+            tenant_id=tenant_id,
+            user_id=user_id,
+            deliver=self._on_live,
+            make_room=self.make_room,
         )
 
     @property
@@ -184,16 +190,37 @@ class SessionActor(Actor[Deliver]):
     def wants(self, channel: str) -> bool:
         return self.included is None or channel in self.included
 
-    def _on_live(self, deliver: Deliver) -> None:
+    def _on_live(self, deliver: Deliver) -> bool:
+        """Take a live frame; True when the outbox is backlogged (see ``SessionHandle``)."""
         if self._closing is not None or not self.wants(deliver.message.channel):
-            return
+            return False
         try:
             if self.resumption.hold(deliver):
-                return
+                return False
         except ReplayOverflow:
             self.close(CLOSE_TRY_AGAIN, "client too slow (resume)")
-            return
+            return False
         self.enqueue_live(deliver)
+        return self._closing is None and self.outbox.backlogged
+
+    async def make_room(self) -> None:
+        """Wait while the outbox is half full and the writer keeps writing.
+
+        Returns at once for a writer that already stalled (until it writes
+        again), and after ``writer_stall_s`` without a frame written.
+        """
+        if self._stalled_at == self._frames_written:
+            return
+        stall_s = self._ctx.settings.writer_stall_s
+        written, since = self._frames_written, trio.current_time()
+        while self.outbox.backlogged and self._closing is None:
+            await trio.sleep(stall_s / 20)
+            now = trio.current_time()
+            if self._frames_written != written:
+                written, since = self._frames_written, now
+            elif now - since >= stall_s:
+                self._stalled_at = written
+                return
 
     def enqueue_live(self, deliver: Deliver) -> None:
         """Queue a live frame unless already sent; a full outbox closes with 1013."""
@@ -273,6 +300,7 @@ class SessionActor(Actor[Deliver]):
                 end_item_span(span, type(error).__name__)
             raise
         self._send_scope = None
+        self._frames_written += 1
         if span is not None:
             end_item_span(span, "write timed out" if scope.cancelled_caught else None)
         if scope.cancelled_caught:

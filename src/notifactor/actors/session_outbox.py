@@ -50,6 +50,11 @@ class Outbox:
     def __len__(self) -> int:
         return 0 if self._items is None else len(self._items)
 
+    @property
+    def backlogged(self) -> bool:
+        """Whether at least half the room is taken (the writer should run soon)."""
+        return 2 * len(self) >= self._limit
+
     def put_nowait(self, outgoing: Outgoing) -> bool:
         """Queue ``outgoing``; ``False`` (nothing queued) when the outbox is full."""
         if len(self) >= self._limit:

@@ -30,7 +30,7 @@ from notifactor.adapters.redis_dispatch import RedisKeys
 from notifactor.domain.routing import ROUTED_FIELD, ROUTED_SCHEMA_VERSION, decode_routed
 from notifactor.domain.ws_frames import notification_frame
 from notifactor.edge.admission import ConnectionAdmission
-from notifactor.edge.registry import Deliver, SessionRegistry
+from notifactor.edge.registry import Deliver, SessionHandle, SessionRegistry
 from notifactor.edge.settings import EdgeSettings
 from notifactor.edge.stopping import until_stop_requested
 from notifactor.observability.tracing import consume_span, parent_context
@@ -104,14 +104,19 @@ class DeliveryConsumer:
         for entries in reply.values():
             for entry in entries:
                 ident = _text(entry.identifier)
-                self._fan_out(ident, entry.field_values)
+                for handle in self._fan_out(ident, entry.field_values):
+                    # Half full: pace the burst to this session's writer. A
+                    # writer that stalls is not waited for (its client fills
+                    # up and is closed with 1013).
+                    await handle.make_room()
                 ids.append(ident)
         if ids:
             self._position.last_id = ids[-1]
             await self._redis.xdel(self._stream, ids)
         return len(ids)
 
-    def _fan_out(self, ident: str, fields: Any) -> None:
+    def _fan_out(self, ident: str, fields: Any) -> tuple[SessionHandle, ...]:
+        """Fan one entry out; the sessions it left backlogged."""
         raw = fields.get(ROUTED_FIELD.encode()) or fields.get(ROUTED_FIELD)
         try:
             if raw is None:
@@ -121,7 +126,7 @@ class DeliveryConsumer:
                 raise ValueError(f"unknown schema_version {message.schema_version}")
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as error:
             log.warning("skipping delivery-stream entry %s: %s", ident, error)
-            return
+            return ()
         frame = notification_frame(
             id=message.id,
             channel=message.channel,
@@ -141,8 +146,9 @@ class DeliveryConsumer:
             },
         ) as span:
             deliver = Deliver(message=message, frame=frame, trace=parent_context(span))
-            sessions = self._registry.fan_out(deliver)
-            span.set_attribute("notifactor.sessions", sessions)
+            result = self._registry.fan_out(deliver)
+            span.set_attribute("notifactor.sessions", result.sessions)
+        return result.backlogged
 
     async def _heartbeat_loop(self) -> None:
         while True:

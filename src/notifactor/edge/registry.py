@@ -3,7 +3,10 @@
 Fan-out never waits: each session's ``deliver`` callback queues the routed
 message in that session's bounded outbox at once (no mailbox hop, no task
 switch per session); a session whose outbox is full closes itself with 1013
-(slow consumer) instead of slowing the others. Every lookup is keyed by
+(slow consumer) instead of slowing the others. A session whose outbox is half
+full says so, and the delivery consumer then waits for that session's writer
+(``make_room``) while it keeps writing, so a burst bigger than an outbox
+reaches a client that reads; a writer that stalls is not waited for. Every lookup is keyed by
 ``(tenant_id, user_id)``, so a message can only reach sessions of its own
 tenant.
 """
@@ -11,7 +14,8 @@ tenant.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import NamedTuple
 
 import attrs
 from opentelemetry.context import Context
@@ -38,13 +42,25 @@ class SessionHandle:
 
     Attributes:
         deliver: queues a routed message for the socket; never blocks, never
-            raises (a session that cannot take it closes itself).
+            raises (a session that cannot take it closes itself). Returns
+            True when the session's outbox is backlogged (half full or more).
+        make_room: waits while that backlog drains and the session's writer
+            keeps writing (bounded: it gives up on a writer that stalls), so
+            a burst to a client that reads is paced instead of closed.
     """
 
     session_id: str
     tenant_id: str
     user_id: str
-    deliver: Callable[[Deliver], None]
+    deliver: Callable[[Deliver], bool]
+    make_room: Callable[[], Awaitable[None]]
+
+
+class FanOut(NamedTuple):
+    """What one fan-out did: sessions reached, and those now backlogged."""
+
+    sessions: int
+    backlogged: tuple[SessionHandle, ...]
 
 
 class SessionRegistry:
@@ -88,13 +104,12 @@ class SessionRegistry:
     def sessions_of(self, tenant_id: str, user_id: str) -> list[SessionHandle]:
         return list(self._by_user.get((tenant_id, user_id), {}).values())
 
-    def fan_out(self, deliver: Deliver) -> int:
-        """Hand ``deliver`` to every local session of its recipient; how many took it."""
+    def fan_out(self, deliver: Deliver) -> FanOut:
+        """Hand ``deliver`` to every local session of its recipient."""
         message = deliver.message
         sessions = self._by_user.get((message.tenant_id, message.user_id))
         if not sessions:
-            return 0
+            return FanOut(sessions=0, backlogged=())
         handles = list(sessions.values())
-        for handle in handles:
-            handle.deliver(deliver)
-        return len(handles)
+        backlogged = tuple(handle for handle in handles if handle.deliver(deliver))
+        return FanOut(sessions=len(handles), backlogged=backlogged)
