@@ -160,6 +160,10 @@ def test_spec_metrics_move_under_traffic(serve: ServeProcess) -> None:
         dict(labels).get("partition") for n, labels in after if n == "stream_consumer_lag"
     }
     assert lag_partitions, "stream_consumer_lag has no partition samples"
+    # Redis round trips of the dispatcher and the edge are timed per script.
+    for script in ("route", "presence_lookup", "presence_register", "ws_admit"):
+        key = ("redis_script_duration_seconds_count", (("outcome", "ok"), ("script", script)))
+        assert during.get(key, 0) > before.get(key, 0), script
     # The storage writer's mailbox is in the scrape with its depth.
     assert any(
         n == "mailbox_depth" and "storage-writer" in dict(labels).get("child", "")

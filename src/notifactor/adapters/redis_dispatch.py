@@ -165,9 +165,9 @@ class RedisDispatchBus:
         self._gateway_stream_maxlen = gateway_stream_maxlen
         self._dlq_maxlen = dlq_maxlen
         # EVALSHA with a load on NOSCRIPT, without coredis' per-call Script overhead.
-        self._route = EvalShaScript(client, ROUTE_LUA)
-        self._promote = EvalShaScript(client, PROMOTE_LUA)
-        self._delconsumer = EvalShaScript(client, DELCONSUMER_IF_IDLE_LUA)
+        self._route = EvalShaScript(client, ROUTE_LUA, "route")
+        self._promote = EvalShaScript(client, PROMOTE_LUA, "promote_retries")
+        self._delconsumer = EvalShaScript(client, DELCONSUMER_IF_IDLE_LUA, "delete_idle_consumer")
 
     async def ensure_group(self, partition: int) -> None:
         with contextlib.suppress(coredis.exceptions.StreamDuplicateConsumerGroupError):

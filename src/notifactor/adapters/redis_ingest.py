@@ -182,7 +182,7 @@ class RedisIngest:
     def __init__(self, client: coredis.Redis[Any], settings: IngestSettings) -> None:
         self._client = client
         self._settings = settings
-        self._script = EvalShaScript(client, INGEST_LUA)
+        self._script = EvalShaScript(client, INGEST_LUA, "ingest")
 
     @property
     def script_sha(self) -> str:

@@ -113,11 +113,11 @@ class RedisPresence:
         self._client = client
         self._keys = keys or RedisKeys()
         self.ttl_ms = ttl_ms
-        self._register = EvalShaScript(client, REGISTER_LUA)
-        self._unregister = EvalShaScript(client, UNREGISTER_LUA)
-        self._heartbeat = EvalShaScript(client, HEARTBEAT_LUA)
-        self._drop = EvalShaScript(client, DROP_LUA)
-        self._lookup = EvalShaScript(client, LOOKUP_LUA)
+        self._register = EvalShaScript(client, REGISTER_LUA, "presence_register")
+        self._unregister = EvalShaScript(client, UNREGISTER_LUA, "presence_unregister")
+        self._heartbeat = EvalShaScript(client, HEARTBEAT_LUA, "presence_heartbeat")
+        self._drop = EvalShaScript(client, DROP_LUA, "presence_drop")
+        self._lookup = EvalShaScript(client, LOOKUP_LUA, "presence_lookup")
         self._alive_prefix = self._keys.gateway_alive("")
 
     async def register(self, tenant_id: str, user_id: str, gateway_id: str) -> None:

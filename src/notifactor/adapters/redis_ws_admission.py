@@ -110,8 +110,8 @@ class RedisWsAdmission:
         self._client = client
         self._keys = keys or RedisKeys()
         self.ttl_ms = ttl_ms
-        self._admit = EvalShaScript(client, ADMIT_LUA)
-        self._refresh = EvalShaScript(client, REFRESH_LUA)
+        self._admit = EvalShaScript(client, ADMIT_LUA, "ws_admit")
+        self._refresh = EvalShaScript(client, REFRESH_LUA, "ws_refresh")
 
     def key(self, tenant_id: str) -> str:
         return ws_connections_key(self._keys, tenant_id)

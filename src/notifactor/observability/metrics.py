@@ -92,6 +92,14 @@ AUDIT_EVENTS_FAILED = Counter(
     "Audit summary events the storage writer could not store (after its retries).",
 )
 
+REDIS_SCRIPT_DURATION = Histogram(
+    "redis_script_duration_seconds",
+    "Round trip of one Lua script call to Redis (ingest, route, presence lookup, "
+    "retry promotion, admission, ...), by script and outcome.",
+    ["script", "outcome"],
+    buckets=ROUND_TRIP_BUCKETS,
+)
+
 # --- HTTP ---------------------------------------------------------------------
 
 HTTP_REQUESTS = Counter(
