@@ -10,14 +10,18 @@ from typing import Any
 import attrs
 import coredis
 import trio
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import REGISTRY
 
 from notifactor.adapters.redis_dispatch import DEFAULT_GROUP
+from notifactor.config import Config
 from notifactor.domain.delivery_state import DeliveryState
 from notifactor.domain.dlq_entry import decode_dlq_entry
 from notifactor.domain.envelope import decode_envelope, trace_id_of
 from notifactor.domain.notification import DeliveryUpdate, Notification
 from notifactor.domain.partitioning import partition_for
+from notifactor.observability.tracing import build_tracer_provider, use_tracer_provider
 from notifactor.ports.notification_store import NotificationStore, TransientStoreError
 from notifactor.ports.presence import Presence
 from tests.integration.dispatcher_harness import (
@@ -262,3 +266,41 @@ async def test_exhausted_during_a_long_outage_is_dead_lettered_as_exhausted_not_
             assert await pending_count(redis_client, stream, DEFAULT_GROUP) == 0
             await trio.sleep(1.0)
             assert len(await h.dlq_entries()) == 1  # dead-lettered once
+
+
+async def test_a_retried_notification_stays_in_one_trace_with_a_retry_span(
+    redis_client: coredis.Redis[bytes], redis_prefix: str, tmp_path: Path
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = build_tracer_provider(Config(), SimpleSpanProcessor(exporter))
+    use_tracer_provider(provider)
+
+    def wrap(deps: Any) -> Any:
+        return attrs.evolve(deps, presence=FlakyPresence(deps.presence, failures=1))
+
+    try:
+        config = dispatcher_config(max_attempts=4, base_ms=10, cap_ms=50)
+        async with (
+            open_store(tmp_path / "n.db") as store,
+            running_dispatcher(redis_client, store, redis_prefix, config=config, wrap=wrap) as h,
+        ):
+            envelope = make_envelope("tenant-a", "offline-traced")
+            await h.publish(envelope)
+            await h.wait_states([envelope], lambda s: s is DeliveryState.PENDING)
+    finally:
+        use_tracer_provider(None)
+        provider.shutdown()
+    trace_id = trace_id_of(envelope.traceparent)
+    mine = [s for s in exporter.get_finished_spans() if f"{s.context.trace_id:032x}" == trace_id]
+    names = [s.name for s in mine]
+    assert names.count("dispatch.consume") == 2  # the failed attempt and the retry
+    (retry,) = [s for s in mine if s.name == "dispatch.retry"]
+    assert retry.attributes is not None
+    assert retry.attributes["notifactor.decision"] == "retry"
+    assert retry.attributes["notifactor.attempt"] == 1
+    assert "injected" in str(retry.attributes["notifactor.error"])
+    first_consume = next(
+        s for s in mine if s.name == "dispatch.consume" and s.attributes["notifactor.attempt"] == 1
+    )
+    assert retry.parent is not None
+    assert retry.parent.span_id == first_consume.context.span_id

@@ -65,3 +65,51 @@ def test_invalid_inputs_are_refused() -> None:
         RetryPolicy(max_attempts=0, base_ms=1, cap_ms=1)
     with pytest.raises(ValueError):
         after_failure(RetryPolicy(max_attempts=2, base_ms=1, cap_ms=1), 0, random.Random())
+
+
+class _MaxJitter(random.Random):
+    """A jitter source that always draws the top of the range (the worst case)."""
+
+    def randint(self, a: int, b: int) -> int:
+        return b
+
+
+@st.composite
+def bounded_policies(draw: st.DrawFn) -> RetryPolicy:
+    base_ms = draw(st.integers(1, 10_000))
+    return RetryPolicy(
+        max_attempts=draw(st.integers(1, 12)),
+        base_ms=base_ms,
+        cap_ms=draw(st.integers(base_ms, 3_600_000)),
+    )
+
+
+@given(bounded_policies(), st.randoms(use_true_random=False))
+def test_total_give_up_time_is_bounded_by_the_sum_of_the_ceilings(
+    policy: RetryPolicy, rng: random.Random
+) -> None:
+    bound = sum(
+        min(policy.cap_ms, policy.base_ms * 2 ** (n - 1)) for n in range(1, policy.max_attempts)
+    )
+
+    def schedule(source: random.Random) -> tuple[list[int], GiveUp]:
+        delays: list[int] = []
+        failed = 1
+        while True:
+            decision = after_failure(policy, failed, source)
+            if isinstance(decision, GiveUp):
+                return delays, decision
+            assert isinstance(decision, RetryAt)
+            assert decision.attempt == failed + 1
+            delays.append(decision.delay_ms)
+            failed = decision.attempt
+            assert failed <= policy.max_attempts  # never loops past the policy
+
+    delays, give_up = schedule(rng)
+    assert len(delays) == policy.max_attempts - 1
+    assert give_up == GiveUp(attempts=policy.max_attempts)
+    assert all(delay >= 0 for delay in delays)
+    assert sum(delays) <= bound
+    # The bound is tight: the worst-case jitter waits exactly that long in total.
+    worst, _ = schedule(_MaxJitter())
+    assert sum(worst) == bound

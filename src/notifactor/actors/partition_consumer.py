@@ -334,7 +334,12 @@ class PartitionConsumer:
     async def _attempt(
         self, items: list[_Decoded], spans: list[Span], errors: list[str | None]
     ) -> None:
-        phase = "routing"
+        # ``retrying`` is recorded only for a failure once the notification is
+        # stored: before that (an early presence lookup, the write itself) a
+        # status row would stand for a notification storage does not have;
+        # such a notification reads as ``accepted`` (the gateway's record)
+        # until its retry stores it.
+        phase = "storage"
         try:
             with trio.fail_after(self._settings.attempt_timeout_s):
                 envelopes = [item.envelope for item in items]
@@ -343,7 +348,6 @@ class PartitionConsumer:
                     # Presence first, so an online recipient costs one state
                     # write (``delivered``) and an offline one none.
                     present = await self._router.lookup(envelopes)
-                phase = "storage"
                 stored: list[StorageItem] = []
                 for item in items:
                     envelope = item.envelope
@@ -382,13 +386,17 @@ class PartitionConsumer:
             text = _error_text(error)
             for index, item in enumerate(items):
                 errors[index] = text
-                await self._after_failure(item, text, record_retrying=phase == "routing")
+                await self._after_failure(
+                    item, text, record_retrying=phase == "routing", parent=spans[index]
+                )
             return
         done: list[str] = []
         for index, (item, result) in enumerate(zip(items, results, strict=True)):
             if result.error is not None:
                 errors[index] = result.error
-                await self._after_failure(item, result.error, record_retrying=True)
+                await self._after_failure(
+                    item, result.error, record_retrying=True, parent=spans[index]
+                )
                 continue
             done.append(item.entry.id)
             spans[index].set_attribute(
@@ -425,11 +433,24 @@ class PartitionConsumer:
             last_error=last_error,
         )
 
-    async def _after_failure(self, item: _Decoded, error: str, *, record_retrying: bool) -> None:
+    async def _after_failure(
+        self, item: _Decoded, error: str, *, record_retrying: bool, parent: Span
+    ) -> None:
+        """Schedule the retry (``dispatch.retry`` span) or dead-letter the entry."""
+        with child_item_spans("dispatch.retry", [parent]) as (span,):
+            span.set_attribute("notifactor.attempt", item.attempt)
+            span.set_attribute("notifactor.error", error)
+            await self._decide_after_failure(item, error, record_retrying, span)
+
+    async def _decide_after_failure(
+        self, item: _Decoded, error: str, record_retrying: bool, span: Span
+    ) -> None:
         envelope, history, attempt = item.envelope, item.history, item.attempt
         decision = after_failure(self._policy_for(envelope.tenant_id), attempt, self._rng)
         match decision:
             case RetryAt(delay_ms=delay_ms):
+                span.set_attribute("notifactor.decision", "retry")
+                span.set_attribute("notifactor.retry_delay_ms", delay_ms)
                 RETRY_ATTEMPTS.inc()
                 logger.info(
                     "attempt %d of %s failed, retrying in %d ms: %s",
@@ -456,6 +477,7 @@ class PartitionConsumer:
                 )
                 DISPATCHED.labels(outcome="retry").inc()
             case GiveUp(attempts=attempts):
+                span.set_attribute("notifactor.decision", "dead_letter")
                 await self._dead_letter(
                     item, DlqReason.EXHAUSTED, attempts=attempts, last_error=error
                 )
