@@ -8,9 +8,12 @@ notification id, trace id) — never the query string or a header.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import Final
+
+from prometheus_client import Counter, Histogram
 
 from notifactor.gateway.metrics import HTTP_REQUEST_DURATION, HTTP_REQUESTS
 
@@ -29,6 +32,19 @@ def method_label(method: str) -> str:
     return method if method in KNOWN_METHODS else "OTHER"
 
 
+@functools.cache
+def _series(route: str, method: str, status: int) -> tuple[Counter, Histogram]:
+    """The label children of one (route, method, status): looked up once, not per request.
+
+    Bounded: routes and methods come from fixed sets, statuses from the ones
+    the gateway sends.
+    """
+    return (
+        HTTP_REQUESTS.labels(route=route, method=method, status=str(status)),
+        HTTP_REQUEST_DURATION.labels(route=route, method=method),
+    )
+
+
 def record_request(route: str, method: str, status: int, started: float) -> None:
     """Count the request, observe its duration and write the access log line.
 
@@ -40,8 +56,9 @@ def record_request(route: str, method: str, status: int, started: float) -> None
     """
     elapsed = time.perf_counter() - started
     label = method_label(method)
-    HTTP_REQUESTS.labels(route=route, method=label, status=str(status)).inc()
-    HTTP_REQUEST_DURATION.labels(route=route, method=label).observe(elapsed)
+    counter, histogram = _series(route, label, status)
+    counter.inc()
+    histogram.observe(elapsed)
     level = logging.DEBUG if route in PROBE_ROUTES and status < 400 else logging.INFO
     access_log.log(
         level,

@@ -95,6 +95,12 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # Neither format writes the thread, the process or the source line: do not
+    # collect them for every record (the logging HOWTO's "Optimization").
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None
     # The Cassandra driver is chatty at INFO about pool and topology events;
     # coredis logs its own retries there (a script reloaded after NOSCRIPT).
     for chatty in ("cassandra", "coredis"):
