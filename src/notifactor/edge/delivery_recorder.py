@@ -36,6 +36,9 @@ class DeliveryRecorder:
         self._writer = writer
         self._batch = batch
         self._send, self._receive = trio.open_memory_channel[DeliveryUpdate](queue_size)
+        # A batch taken off the queue and not yet handed to the writer: a stop
+        # that lands while it is being submitted must not lose it.
+        self._holding: list[DeliveryUpdate] = []
 
     async def record(self, update: DeliveryUpdate) -> None:
         """Queue ``update``; waits only while the queue is full."""
@@ -63,8 +66,11 @@ class DeliveryRecorder:
     async def _submit_loop(self, tickets: trio.MemorySendChannel[WriteTicket]) -> None:
         while True:
             first = await self._receive.receive()
-            batch = [first, *self._take_nowait(self._batch - 1)]
-            ticket = await self._writer.submit(batch)
+            self._holding = [first, *self._take_nowait(self._batch - 1)]
+            # A cancelled submit has handed nothing over (a memory-channel
+            # send either happens or not), so the batch is held until it returns.
+            ticket = await self._writer.submit(self._holding)
+            self._holding = []
             await tickets.send(ticket)
 
     def _take_nowait(self, most: int) -> list[DeliveryUpdate]:
@@ -77,7 +83,9 @@ class DeliveryRecorder:
         return taken
 
     async def _drain(self) -> None:
-        while batch := self._take_nowait(self._batch):
+        held, self._holding = self._holding, []
+        while batch := held or self._take_nowait(self._batch):
+            held = []
             try:
                 await self._writer.submit(batch)
             except Exception as error:  # the writer may be gone already
