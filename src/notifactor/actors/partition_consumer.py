@@ -22,6 +22,9 @@ Entries another consumer left pending (it died) are taken over after
 ``claim_idle_ms`` with XAUTOCLAIM; one delivered more than ``max_deliveries``
 times is dead-lettered as ``poison``. On a graceful stop the consumer stops
 reading, finishes the batch at hand, acknowledges it and leaves the group.
+
+Dead-lettering lives in :mod:`notifactor.actors.dead_lettering`; what an
+entry carries (envelope, attempt history) in :mod:`notifactor.actors.dispatch_entry`.
 """
 
 from __future__ import annotations
@@ -29,105 +32,49 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable
 
-import attrs
 import msgspec
 import trio
 from opentelemetry.trace import Span
 
+from notifactor.actors.dead_lettering import DeadLetterer
+from notifactor.actors.dispatch_entry import (
+    AttemptHistory,
+    DecodedEntry,
+    delivery_update,
+    error_text,
+    log_fields,
+)
 from notifactor.actors.router import Presences, Router
 from notifactor.actors.stop import StopSignal, optional_stop_signal
 from notifactor.actors.storage_writer import StorageItem, StorageWriterClient
 from notifactor.adapters.redis_dispatch import (
     ATTEMPTS_FIELD,
-    DEAD_REASON_FIELD,
     FIRST_ATTEMPT_FIELD,
     LAST_ERROR_FIELD,
 )
 from notifactor.dispatcher.metrics import (
     DISPATCHED,
-    DLQ_EVENTS,
     RETRY_ATTEMPTS,
     STREAM_CONSUMER_LAG,
 )
 from notifactor.dispatcher.settings import DispatcherSettings
-from notifactor.domain.dead_letter import DeadLetter
 from notifactor.domain.delivery_state import STORED_ATTEMPTS, DeliveryState
-from notifactor.domain.dlq_entry import DLQ_ENTRY_FIELD, DlqEntry, DlqReason, encode_dlq_entry
+from notifactor.domain.dlq_entry import DlqReason
 from notifactor.domain.envelope import (
     ENVELOPE_FIELD,
     SCHEMA_VERSION,
     Envelope,
     decode_envelope,
-    trace_id_of,
 )
-from notifactor.domain.notification import DeliveryUpdate
 from notifactor.domain.retry_schedule import GiveUp, RetryAt, RetryPolicy, after_failure
-from notifactor.domain.timestamps import from_us
 from notifactor.observability.tracing import child_item_spans, end_item_span, start_item_spans
 from notifactor.ports.dispatch import DispatchBus, StreamEntry
 
 logger = logging.getLogger(__name__)
 
 _MAX_ERROR_CHARS = 500
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _log_fields(envelope: Envelope, partition: int) -> dict[str, object]:
-    """Context for a log line about one notification (JSON fields, never its content)."""
-    return {
-        "tenant_id": envelope.tenant_id,
-        "notification_id": envelope.id,
-        "trace_id": _trace_id(envelope.traceparent),
-        "partition": partition,
-    }
-
-
-def _error_text(error: BaseException) -> str:
-    text = f"{type(error).__name__}: {error}"
-    return text[:_MAX_ERROR_CHARS]
-
-
-@attrs.frozen(kw_only=True)
-class AttemptHistory:
-    """Attempts an entry carries from earlier tries (fields set by the retry path)."""
-
-    attempts: int = 0
-    first_attempt_ms: int | None = None
-    last_error: str = ""
-    dead_reason: DlqReason | None = None
-
-    @classmethod
-    def of(cls, fields: Mapping[str, bytes]) -> AttemptHistory:
-        try:
-            attempts = int(fields.get(ATTEMPTS_FIELD, b"0"))
-            first = fields.get(FIRST_ATTEMPT_FIELD)
-            dead = fields.get(DEAD_REASON_FIELD)
-            return cls(
-                attempts=max(0, attempts),
-                first_attempt_ms=int(first) if first else None,
-                last_error=fields.get(LAST_ERROR_FIELD, b"").decode(errors="replace"),
-                dead_reason=DlqReason(dead.decode()) if dead else None,
-            )
-        except ValueError:
-            return cls()
-
-
-@attrs.frozen(kw_only=True)
-class _Decoded:
-    entry: StreamEntry
-    envelope: Envelope
-    history: AttemptHistory
-
-    @property
-    def attempt(self) -> int:
-        """The number of the attempt being made now."""
-        return self.history.attempts + 1
 
 
 class PartitionConsumer:
@@ -165,6 +112,14 @@ class PartitionConsumer:
         self._settings = settings
         self._rng = rng or random.Random()
         self._claim_start = "0-0"
+        self._dead_letters = DeadLetterer(
+            partition=partition,
+            bus=bus,
+            writer=writer,
+            settings=settings,
+            policy_for=policy_for,
+            stream_name=self._stream_name,
+        )
 
     @property
     def _stream_label(self) -> str:
@@ -285,14 +240,14 @@ class PartitionConsumer:
         A failure of a whole step fails every entry of the batch; a routing
         failure of one recipient fails only that entry.
         """
-        items: list[_Decoded] = []
+        items: list[DecodedEntry] = []
         for entry in entries:
             decoded = await self._decode(entry)
             if decoded is None:
                 continue
             if decoded.history.dead_reason is not None:
                 # Decided earlier; only recording it failed (storage was down).
-                await self._dead_letter(
+                await self._dead_letters.dead_letter(
                     decoded,
                     decoded.history.dead_reason,
                     attempts=max(decoded.history.attempts, 1),
@@ -300,7 +255,7 @@ class PartitionConsumer:
                 )
                 continue
             if entry.deliveries > self._settings.max_deliveries:
-                await self._dead_letter(
+                await self._dead_letters.dead_letter(
                     decoded,
                     DlqReason.POISON,
                     attempts=max(decoded.history.attempts, 1),
@@ -332,7 +287,7 @@ class PartitionConsumer:
                 end_item_span(span, error)
 
     async def _attempt(
-        self, items: list[_Decoded], spans: list[Span], errors: list[str | None]
+        self, items: list[DecodedEntry], spans: list[Span], errors: list[str | None]
     ) -> None:
         # ``retrying`` is recorded only for a failure once the notification is
         # stored: before that (an early presence lookup, the write itself) a
@@ -359,7 +314,9 @@ class PartitionConsumer:
                     # is written (STORED_STATE), so the first attempt writes no
                     # status row; a later one records its attempt count.
                     if not online and item.attempt > STORED_ATTEMPTS:
-                        stored.append(self._update(envelope, DeliveryState.PENDING, item.attempt))
+                        stored.append(
+                            delivery_update(envelope, DeliveryState.PENDING, item.attempt)
+                        )
                 with child_item_spans("dispatch.persist", spans):
                     await self._writer.write(stored)
                 phase = "routing"
@@ -376,14 +333,14 @@ class PartitionConsumer:
                 # Offline recipients are already ``pending``; a failed route
                 # is recorded as ``retrying`` by the retry path.
                 delivered: list[StorageItem] = [
-                    self._update(item.envelope, DeliveryState.DELIVERED, item.attempt)
+                    delivery_update(item.envelope, DeliveryState.DELIVERED, item.attempt)
                     for item, result in zip(items, results, strict=True)
                     if result.routed
                 ]
                 if delivered and self._settings.mark_delivered_on_route:
                     await self._writer.write(delivered)
         except Exception as error:  # every failed attempt is retried (Cancelled is not caught)
-            text = _error_text(error)
+            text = error_text(error)
             for index, item in enumerate(items):
                 errors[index] = text
                 await self._after_failure(
@@ -405,7 +362,7 @@ class PartitionConsumer:
             DISPATCHED.labels(outcome="delivered" if result.routed else "pending").inc()
         await self._bus.ack(self.partition, done)
 
-    async def _decode(self, entry: StreamEntry) -> _Decoded | None:
+    async def _decode(self, entry: StreamEntry) -> DecodedEntry | None:
         raw = entry.fields.get(ENVELOPE_FIELD)
         try:
             if raw is None:
@@ -414,27 +371,12 @@ class PartitionConsumer:
             if envelope.schema_version != SCHEMA_VERSION:
                 raise ValueError(f"unknown schema_version {envelope.schema_version}")
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as error:
-            await self._dead_letter_malformed(entry, _error_text(error))
+            await self._dead_letters.malformed(entry, error_text(error))
             return None
-        return _Decoded(entry=entry, envelope=envelope, history=AttemptHistory.of(entry.fields))
-
-    @staticmethod
-    def _update(
-        envelope: Envelope, state: DeliveryState, attempts: int, last_error: str | None = None
-    ) -> DeliveryUpdate:
-        return DeliveryUpdate(
-            tenant_id=envelope.tenant_id,
-            notification_id=envelope.id,
-            recipient_id=envelope.user_id,
-            created_at=envelope.accepted_at,
-            state=state,
-            event_time=_now(),
-            attempts=attempts,
-            last_error=last_error,
-        )
+        return DecodedEntry(entry=entry, envelope=envelope, history=AttemptHistory.of(entry.fields))
 
     async def _after_failure(
-        self, item: _Decoded, error: str, *, record_retrying: bool, parent: Span
+        self, item: DecodedEntry, error: str, *, record_retrying: bool, parent: Span
     ) -> None:
         """Schedule the retry (``dispatch.retry`` span) or dead-letter the entry."""
         with child_item_spans("dispatch.retry", [parent]) as (span,):
@@ -443,7 +385,7 @@ class PartitionConsumer:
             await self._decide_after_failure(item, error, record_retrying, span)
 
     async def _decide_after_failure(
-        self, item: _Decoded, error: str, record_retrying: bool, span: Span
+        self, item: DecodedEntry, error: str, record_retrying: bool, span: Span
     ) -> None:
         envelope, history, attempt = item.envelope, item.history, item.attempt
         decision = after_failure(self._policy_for(envelope.tenant_id), attempt, self._rng)
@@ -458,7 +400,7 @@ class PartitionConsumer:
                     envelope.id,
                     delay_ms,
                     error,
-                    extra={**_log_fields(envelope, self.partition), "reason": error},
+                    extra={**log_fields(envelope, self.partition), "reason": error},
                 )
                 # Only when storage works: a ``retrying`` that lands after the
                 # outage would outrank the ``pending`` of the successful retry.
@@ -478,7 +420,7 @@ class PartitionConsumer:
                 DISPATCHED.labels(outcome="retry").inc()
             case GiveUp(attempts=attempts):
                 span.set_attribute("notifactor.decision", "dead_letter")
-                await self._dead_letter(
+                await self._dead_letters.dead_letter(
                     item, DlqReason.EXHAUSTED, attempts=attempts, last_error=error
                 )
             case _:
@@ -488,157 +430,18 @@ class PartitionConsumer:
         with trio.move_on_after(self._settings.dead_letter_timeout_s):
             try:
                 await self._writer.write(
-                    [self._update(envelope, DeliveryState.RETRYING, attempt, error)]
+                    [delivery_update(envelope, DeliveryState.RETRYING, attempt, error)]
                 )
             except Exception as record_error:  # the retry is scheduled regardless
                 logger.warning(
                     "could not record retrying of %s: %s",
                     envelope.id,
                     record_error,
-                    extra=_log_fields(envelope, self.partition),
+                    extra=log_fields(envelope, self.partition),
                 )
-
-    async def _dead_letter(
-        self, item: _Decoded, reason: DlqReason, *, attempts: int, last_error: str
-    ) -> None:
-        """Record ``dead`` durably, then DLQ + ack atomically; on a storage error leave it pending."""
-        envelope, history = item.envelope, item.history
-        now = _now()
-        first = from_us(history.first_attempt_ms * 1000) if history.first_attempt_ms else now
-        trace_id = _trace_id(envelope.traceparent)
-        records: list[StorageItem] = [
-            envelope.to_notification(),
-            self._update(envelope, DeliveryState.DEAD, attempts, last_error),
-            DeadLetter(
-                tenant_id=envelope.tenant_id,
-                notification_id=envelope.id,
-                user_id=envelope.user_id,
-                channel=envelope.channel,
-                reason=reason.value,
-                attempts=attempts,
-                last_error=last_error,
-                trace_id=trace_id,
-                dead_at=now,
-                created_at=envelope.accepted_at,
-            ),
-        ]
-        try:
-            with trio.fail_after(self._settings.dead_letter_timeout_s):
-                await self._writer.write(records)
-        except Exception as error:
-            await self._defer_dead_letter(item, reason, attempts, last_error, _error_text(error))
-            return
-        dlq = DlqEntry(
-            reason=reason.value,
-            notification_id=envelope.id,
-            tenant_id=envelope.tenant_id,
-            user_id=envelope.user_id,
-            channel=envelope.channel,
-            attempts=attempts,
-            last_error=last_error,
-            first_attempt_at=first,
-            last_attempt_at=now,
-            trace_id=trace_id,
-            source_stream=self._stream_name,
-            source_id=item.entry.id,
-            dead_at=now,
-        )
-        await self._bus.ack_and_dead_letter(
-            self.partition,
-            item.entry.id,
-            {
-                DLQ_ENTRY_FIELD: encode_dlq_entry(dlq),
-                ENVELOPE_FIELD: item.entry.fields[ENVELOPE_FIELD],
-            },
-        )
-        DLQ_EVENTS.labels(reason=reason.value).inc()
-        DISPATCHED.labels(outcome="dead").inc()
-        logger.warning(
-            "dead-lettered %s (%s) after %d attempts: %s",
-            envelope.id,
-            reason.value,
-            attempts,
-            last_error,
-            extra={**_log_fields(envelope, self.partition), "event": "dead_letter"},
-        )
-
-    async def _defer_dead_letter(
-        self, item: _Decoded, reason: DlqReason, attempts: int, last_error: str, error: str
-    ) -> None:
-        """Dead-letter later: storage refused the ``dead`` record.
-
-        Left pending, the entry would be claimed again and again while
-        storage is down, and each claim counts as a delivery, so it would end
-        up dead-lettered as ``poison``. Scheduled like a retry instead (ack +
-        retry set, one Redis transaction), it comes back as a fresh entry
-        after the tenant's ``retry_cap_ms`` carrying its reason, and is then
-        dead-lettered without another attempt.
-        """
-        now_ms = int(time.time() * 1000)
-        delay_ms = self._policy_for(item.envelope.tenant_id).cap_ms
-        fields = {
-            ENVELOPE_FIELD: item.entry.fields[ENVELOPE_FIELD],
-            ATTEMPTS_FIELD: str(attempts).encode(),
-            FIRST_ATTEMPT_FIELD: str(item.history.first_attempt_ms or now_ms).encode(),
-            LAST_ERROR_FIELD: last_error.encode(),
-            DEAD_REASON_FIELD: reason.value.encode(),
-        }
-        try:
-            await self._bus.ack_and_retry_later(
-                self.partition, item.entry.id, due_ms=now_ms + delay_ms, fields=fields
-            )
-        except Exception as redis_error:  # then it stays pending and is claimed again
-            logger.warning(
-                "could not record dead letter %s (%s) nor defer it; it stays pending: %s; %s",
-                item.envelope.id,
-                reason.value,
-                error,
-                redis_error,
-                extra=_log_fields(item.envelope, self.partition),
-            )
-            return
-        logger.warning(
-            "could not record dead letter %s (%s); trying again in %d ms: %s",
-            item.envelope.id,
-            reason.value,
-            delay_ms,
-            error,
-            extra=_log_fields(item.envelope, self.partition),
-        )
-
-    async def _dead_letter_malformed(self, entry: StreamEntry, error: str) -> None:
-        now = _now()
-        dlq = DlqEntry(
-            reason=DlqReason.MALFORMED.value,
-            notification_id=None,
-            tenant_id=None,
-            attempts=1,
-            last_error=error,
-            first_attempt_at=now,
-            last_attempt_at=now,
-            trace_id=None,
-            source_stream=self._stream_name,
-            source_id=entry.id,
-            dead_at=now,
-        )
-        fields = {DLQ_ENTRY_FIELD: encode_dlq_entry(dlq)}
-        raw = entry.fields.get(ENVELOPE_FIELD)
-        if raw is not None:
-            fields[ENVELOPE_FIELD] = raw
-        logger.warning("malformed entry %s of %s: %s", entry.id, self._stream_label, error)
-        await self._bus.ack_and_dead_letter(self.partition, entry.id, fields)
-        DLQ_EVENTS.labels(reason=DlqReason.MALFORMED.value).inc()
-        DISPATCHED.labels(outcome="dead").inc()
 
     @property
     def _stream_name(self) -> str:
         keys = getattr(self._bus, "keys", None)
         stream = getattr(keys, "stream", None)
         return str(stream(self.partition)) if callable(stream) else f"partition:{self.partition}"
-
-
-def _trace_id(traceparent: str) -> str | None:
-    try:
-        return trace_id_of(traceparent)
-    except IndexError:
-        return None

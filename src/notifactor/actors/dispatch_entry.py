@@ -1,0 +1,109 @@
+"""One partition-stream entry as the consumer sees it, and helpers about it.
+
+An entry carries the envelope and, once it went through the retry path, its
+attempt history (fields set by :meth:`~notifactor.ports.dispatch.DispatchBus.ack_and_retry_later`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+import attrs
+
+from notifactor.adapters.redis_dispatch import (
+    ATTEMPTS_FIELD,
+    DEAD_REASON_FIELD,
+    FIRST_ATTEMPT_FIELD,
+    LAST_ERROR_FIELD,
+)
+from notifactor.domain.delivery_state import DeliveryState
+from notifactor.domain.dlq_entry import DlqReason
+from notifactor.domain.envelope import Envelope, trace_id_of
+from notifactor.domain.notification import DeliveryUpdate
+from notifactor.ports.dispatch import StreamEntry
+
+MAX_ERROR_CHARS = 500
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def trace_id_or_none(traceparent: str) -> str | None:
+    """The trace id of a ``traceparent``; None when it is not one."""
+    try:
+        return trace_id_of(traceparent)
+    except IndexError:
+        return None
+
+
+def log_fields(envelope: Envelope, partition: int) -> dict[str, object]:
+    """Context for a log line about one notification (JSON fields, never its content)."""
+    return {
+        "tenant_id": envelope.tenant_id,
+        "notification_id": envelope.id,
+        "trace_id": trace_id_or_none(envelope.traceparent),
+        "partition": partition,
+    }
+
+
+def error_text(error: BaseException) -> str:
+    """``Type: message``, cut to :data:`MAX_ERROR_CHARS`."""
+    text = f"{type(error).__name__}: {error}"
+    return text[:MAX_ERROR_CHARS]
+
+
+def delivery_update(
+    envelope: Envelope, state: DeliveryState, attempts: int, last_error: str | None = None
+) -> DeliveryUpdate:
+    """A state change of ``envelope``'s delivery to its recipient, stamped now."""
+    return DeliveryUpdate(
+        tenant_id=envelope.tenant_id,
+        notification_id=envelope.id,
+        recipient_id=envelope.user_id,
+        created_at=envelope.accepted_at,
+        state=state,
+        event_time=utc_now(),
+        attempts=attempts,
+        last_error=last_error,
+    )
+
+
+@attrs.frozen(kw_only=True)
+class AttemptHistory:
+    """Attempts an entry carries from earlier tries (fields set by the retry path)."""
+
+    attempts: int = 0
+    first_attempt_ms: int | None = None
+    last_error: str = ""
+    dead_reason: DlqReason | None = None
+
+    @classmethod
+    def of(cls, fields: Mapping[str, bytes]) -> AttemptHistory:
+        try:
+            attempts = int(fields.get(ATTEMPTS_FIELD, b"0"))
+            first = fields.get(FIRST_ATTEMPT_FIELD)
+            dead = fields.get(DEAD_REASON_FIELD)
+            return cls(
+                attempts=max(0, attempts),
+                first_attempt_ms=int(first) if first else None,
+                last_error=fields.get(LAST_ERROR_FIELD, b"").decode(errors="replace"),
+                dead_reason=DlqReason(dead.decode()) if dead else None,
+            )
+        except ValueError:
+            return cls()
+
+
+@attrs.frozen(kw_only=True)
+class DecodedEntry:
+    """A decoded entry: the stream entry, its envelope and its attempt history."""
+
+    entry: StreamEntry
+    envelope: Envelope
+    history: AttemptHistory
+
+    @property
+    def attempt(self) -> int:
+        """The number of the attempt being made now."""
+        return self.history.attempts + 1
