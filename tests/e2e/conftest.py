@@ -1,16 +1,18 @@
-"""A real gateway for end-to-end tests: hypercorn on a free port, real Redis, real SQLite.
+"""A real gateway for end-to-end tests: hypercorn on a free port, real Redis, real storage.
 
 ``serve_gateway`` starts one with the given tenant policies and ingest
-settings; the ``gateway`` fixture is one with generous defaults. Each test
-gets its own tenant ids (``tenant``), so rate limits and idempotency keys of
-different tests never meet.
+settings, on SQLite unless given a Cassandra keyspace; the ``gateway``
+fixture is one with generous defaults, run once on each store (SQLite and a
+real Cassandra), so every status code and header is checked on both. Each
+test gets its own tenant ids (``tenant``), so rate limits, idempotency keys
+and stored rows of different tests never meet.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,11 @@ import httpx
 import pytest
 import trio
 
+from infra.local.cassandra_server import CassandraContact
 from notifactor.actors.audit_trail import running_audit_trail
+from notifactor.adapters.cassandra_schema import Replication, migrate
+from notifactor.adapters.cassandra_session import connect_cassandra
+from notifactor.adapters.cassandra_store import CassandraNotificationStore
 from notifactor.adapters.redis_client import open_redis
 from notifactor.adapters.redis_ingest import IngestSettings, RedisIngest
 from notifactor.adapters.sqlite_store import SqliteNotificationStore
@@ -31,6 +37,7 @@ from notifactor.config import AuditConfig, Config, TenantPolicy
 from notifactor.gateway.app import GatewayApp
 from notifactor.gateway.context import Gateway
 from notifactor.gateway.server import run_http_server
+from notifactor.ports.notification_store import NotificationStore
 from tests.e2e.ws_support import open_writer
 
 SECRET = "e2e-secret-" + "s" * 40
@@ -44,7 +51,7 @@ class RunningGateway:
     port: int
     config: Config
     redis: coredis.Redis[bytes]
-    store: SqliteNotificationStore
+    store: NotificationStore
     settings: IngestSettings
 
     @property
@@ -83,8 +90,14 @@ async def serve_gateway(
     tenants: Mapping[str, TenantPolicy] | None = None,
     settings: IngestSettings | None = None,
     supervision_check: Callable[[], Awaitable[None]] | None = None,
+    cassandra: tuple[CassandraContact, str] | None = None,
 ) -> AsyncIterator[RunningGateway]:
-    """Run a gateway until the block exits (then shut it down gracefully)."""
+    """Run a gateway until the block exits (then shut it down gracefully).
+
+    Args:
+        cassandra: a contact point and a migrated keyspace to store in;
+            None stores in SQLite under ``data_dir``.
+    """
     config = Config(
         jwt_secret=SECRET,
         http_port=0,
@@ -94,38 +107,96 @@ async def serve_gateway(
         audit=AuditConfig(window_s=0.1),
     )
     settings = settings or IngestSettings(stream_prefix=f"test:{uuid.uuid4().hex[:12]}:stream:")
-    store = await SqliteNotificationStore.open(data_dir / "notifactor.db", lambda _t: 30)
-    try:
-        async with (
-            open_redis(redis_url) as redis,
-            open_writer(store) as writer,
-            running_audit_trail(writer, config.audit) as audit,
-        ):
-            extra: dict[str, Any] = {}
-            if supervision_check is not None:
-                extra["supervision_check"] = supervision_check
-            gateway = Gateway(
-                config=config,
-                verifier=build_verifier(config, hs256_secret=SECRET),
-                ingest=RedisIngest(redis, settings),
-                store=store,
-                audit=audit,
-                **extra,
+    async with (
+        open_test_store(data_dir, cassandra) as store,
+        open_redis(redis_url) as redis,
+        open_writer(store) as writer,
+        running_audit_trail(writer, config.audit) as audit,
+    ):
+        extra: dict[str, Any] = {}
+        if supervision_check is not None:
+            extra["supervision_check"] = supervision_check
+        gateway = Gateway(
+            config=config,
+            verifier=build_verifier(config, hs256_secret=SECRET),
+            ingest=RedisIngest(redis, settings),
+            store=store,
+            audit=audit,
+            **extra,
+        )
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(run_http_server, GatewayApp(gateway), config)
+            yield RunningGateway(
+                port=port, config=config, redis=redis, store=store, settings=settings
             )
-            async with trio.open_nursery() as nursery:
-                port = await nursery.start(run_http_server, GatewayApp(gateway), config)
-                yield RunningGateway(
-                    port=port, config=config, redis=redis, store=store, settings=settings
-                )
-                nursery.cancel_scope.cancel()
+            nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def open_test_store(
+    data_dir: Path, cassandra: tuple[CassandraContact, str] | None
+) -> AsyncIterator[NotificationStore]:
+    """SQLite under ``data_dir``, or the Cassandra keyspace given; closed on exit."""
+    if cassandra is None:
+        store: NotificationStore = await SqliteNotificationStore.open(
+            data_dir / "notifactor.db", lambda _t: 30
+        )
+        try:
+            yield store
+        finally:
+            with trio.CancelScope(shield=True):
+                await store.aclose()
+        return
+    contact, keyspace = cassandra
+    session = await connect_cassandra([(contact.host, contact.port)], keyspace=keyspace)
+    async with session:
+        cassandra_store = await CassandraNotificationStore.open(session, keyspace, lambda _t: 30)
+        try:
+            yield cassandra_store
+        finally:
+            with trio.CancelScope(shield=True):
+                await cassandra_store.aclose()
+
+
+@pytest.fixture(scope="session")
+def gateway_keyspace(request: pytest.FixtureRequest) -> Iterator[tuple[CassandraContact, str]]:
+    """A keyspace migrated once for the gateway tests on Cassandra (only when one runs)."""
+    contact: CassandraContact = request.getfixturevalue("cassandra_contact")
+    keyspace = f"gateway_{uuid.uuid4().hex[:12]}"
+
+    async def run(statement: str | None) -> None:
+        session = await connect_cassandra([(contact.host, contact.port)])
+        async with session:
+            if statement is None:
+                await migrate(session, keyspace, replication=Replication.simple(1))
+            else:
+                await session.execute(statement)
+
+    trio.run(run, None)
+    try:
+        yield contact, keyspace
     finally:
-        with trio.CancelScope(shield=True):
-            await store.aclose()
+        trio.run(run, f"DROP KEYSPACE IF EXISTS {keyspace}")
+
+
+#: What the ``storage`` fixture gives: None for SQLite, or a Cassandra keyspace.
+Storage = tuple[CassandraContact, str] | None
+
+
+@pytest.fixture(params=["sqlite", "cassandra"])
+def storage(request: pytest.FixtureRequest) -> Storage:
+    """Which store the ``gateway`` fixture uses; sync, so Cassandra is set up outside Trio."""
+    if request.param == "sqlite":
+        return None
+    keyspace: tuple[CassandraContact, str] = request.getfixturevalue("gateway_keyspace")
+    return keyspace
 
 
 @pytest.fixture
-async def gateway(redis_url: str, tmp_path: Path) -> AsyncIterator[RunningGateway]:
-    async with serve_gateway(redis_url, tmp_path) as running:
+async def gateway(
+    redis_url: str, tmp_path: Path, storage: tuple[CassandraContact, str] | None
+) -> AsyncIterator[RunningGateway]:
+    async with serve_gateway(redis_url, tmp_path, cassandra=storage) as running:
         yield running
 
 

@@ -15,7 +15,7 @@ import jwt
 import trio
 
 from notifactor.config import TenantPolicy
-from tests.e2e.conftest import SECRET, RunningGateway, notification, serve_gateway
+from tests.e2e.conftest import SECRET, RunningGateway, Storage, notification, serve_gateway
 from tests.e2e.test_gateway_ingest import assert_problem
 
 ADMIN = ("admin",)
@@ -140,11 +140,11 @@ async def test_auth_refusals_go_to_the_token_tenant_only_when_signed(
 
 
 async def test_policy_refusals_are_counted_per_reason(
-    redis_url: str, tmp_path: Path, tenant: str
+    redis_url: str, tmp_path: Path, tenant: str, storage: Storage
 ) -> None:
     policy = TenantPolicy(rate_per_s=0.01, burst=2, daily_quota=0)
     async with (
-        serve_gateway(redis_url, tmp_path, tenants={tenant: policy}) as gateway,
+        serve_gateway(redis_url, tmp_path, cassandra=storage, tenants={tenant: policy}) as gateway,
         gateway.client() as client,
     ):
         statuses = []

@@ -16,7 +16,7 @@ from notifactor.config import TenantPolicy
 from notifactor.domain.envelope import ENVELOPE_FIELD, decode_envelope
 from notifactor.domain.ids import is_notification_id
 from notifactor.domain.partitioning import partition_for
-from tests.e2e.conftest import SECRET, RunningGateway, notification, serve_gateway
+from tests.e2e.conftest import SECRET, RunningGateway, Storage, notification, serve_gateway
 
 CHALLENGE = 'Bearer error="invalid_token"'
 
@@ -328,10 +328,12 @@ async def test_idempotency_under_concurrency(gateway: RunningGateway, tenant: st
     assert len(mine) == 1
 
 
-async def test_rate_limit_429_with_headers(redis_url: str, tmp_path: Path, tenant: str) -> None:
+async def test_rate_limit_429_with_headers(
+    redis_url: str, tmp_path: Path, tenant: str, storage: Storage
+) -> None:
     policy = TenantPolicy(rate_per_s=0.5, burst=3, daily_quota=0)
     async with (
-        serve_gateway(redis_url, tmp_path, tenants={tenant: policy}) as gateway,
+        serve_gateway(redis_url, tmp_path, cassandra=storage, tenants={tenant: policy}) as gateway,
         gateway.client() as client,
     ):
         statuses = []
@@ -348,10 +350,12 @@ async def test_rate_limit_429_with_headers(redis_url: str, tmp_path: Path, tenan
         assert 5 <= int(r.headers["ratelimit-reset"]) <= 6
 
 
-async def test_daily_quota_429(redis_url: str, tmp_path: Path, tenant: str) -> None:
+async def test_daily_quota_429(
+    redis_url: str, tmp_path: Path, tenant: str, storage: Storage
+) -> None:
     policy = TenantPolicy(rate_per_s=1000, burst=1000, daily_quota=2)
     async with (
-        serve_gateway(redis_url, tmp_path, tenants={tenant: policy}) as gateway,
+        serve_gateway(redis_url, tmp_path, cassandra=storage, tenants={tenant: policy}) as gateway,
         gateway.client() as client,
     ):
         codes = [
@@ -373,11 +377,11 @@ async def test_daily_quota_429(redis_url: str, tmp_path: Path, tenant: str) -> N
 
 
 async def test_saturated_pipeline_sheds_with_503(
-    redis_url: str, tmp_path: Path, tenant: str
+    redis_url: str, tmp_path: Path, tenant: str, storage: Storage
 ) -> None:
     settings = IngestSettings(max_stream_lag=2, stream_prefix=f"test:{tenant}:stream:")
     async with (
-        serve_gateway(redis_url, tmp_path, settings=settings) as gateway,
+        serve_gateway(redis_url, tmp_path, cassandra=storage, settings=settings) as gateway,
         gateway.client() as client,
     ):
         codes = []

@@ -5,16 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from notifactor.config import TenantPolicy
-from tests.e2e.conftest import serve_gateway
+from tests.e2e.conftest import Storage, serve_gateway
 from tests.e2e.test_gateway_ingest import assert_problem
 
 
 async def test_policy_is_the_tenants_own_or_the_default(
-    redis_url: str, tmp_path: Path, tenant: str, other_tenant: str
+    redis_url: str, tmp_path: Path, tenant: str, other_tenant: str, storage: Storage
 ) -> None:
     own = TenantPolicy(rate_per_s=7.5, burst=9, daily_quota=1234, max_attempts=3)
     async with (
-        serve_gateway(redis_url, tmp_path, tenants={tenant: own}) as gateway,
+        serve_gateway(redis_url, tmp_path, cassandra=storage, tenants={tenant: own}) as gateway,
         gateway.client() as client,
     ):
         r = await client.get("/v1/admin/policy", headers=gateway.auth(tenant, scopes=("admin",)))

@@ -8,7 +8,7 @@ from pathlib import Path
 from notifactor.domain.delivery_state import DeliveryState
 from notifactor.domain.ids import new_notification_id
 from notifactor.domain.notification import DeliveryUpdate, Notification
-from tests.e2e.conftest import RunningGateway, notification, serve_gateway
+from tests.e2e.conftest import RunningGateway, Storage, notification, serve_gateway
 from tests.e2e.test_gateway_ingest import assert_problem
 
 
@@ -76,7 +76,8 @@ async def test_batch_shape_errors(gateway: RunningGateway, tenant: str) -> None:
 
 
 async def test_deliveries_paging_and_query_errors(gateway: RunningGateway, tenant: str) -> None:
-    base = datetime(2026, 1, 1, tzinfo=UTC)
+    # Within the retention (30 days): Cassandra never returns rows past their TTL.
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     notes = [
         Notification(
             tenant_id=tenant,
@@ -191,12 +192,14 @@ async def test_health_metrics_openapi(gateway: RunningGateway, tenant: str) -> N
         }
 
 
-async def test_health_names_the_failing_check(redis_url: str, tmp_path: Path) -> None:
+async def test_health_names_the_failing_check(
+    redis_url: str, tmp_path: Path, storage: Storage
+) -> None:
     async def broken() -> None:
         raise RuntimeError("a subtree gave up")
 
     async with (
-        serve_gateway(redis_url, tmp_path, supervision_check=broken) as gateway,
+        serve_gateway(redis_url, tmp_path, cassandra=storage, supervision_check=broken) as gateway,
         gateway.client() as client,
     ):
         r = await client.get("/health")
