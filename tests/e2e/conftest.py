@@ -27,10 +27,8 @@ from infra.local.cassandra_server import CassandraContact
 from notifactor.actors.audit_trail import running_audit_trail
 from notifactor.adapters.cassandra_schema import Replication, migrate
 from notifactor.adapters.cassandra_session import connect_cassandra
-from notifactor.adapters.cassandra_store import CassandraNotificationStore
 from notifactor.adapters.redis_client import open_redis
 from notifactor.adapters.redis_ingest import IngestSettings, RedisIngest
-from notifactor.adapters.sqlite_store import SqliteNotificationStore
 from notifactor.auth.tokens import DEFAULT_SCOPES, mint_token
 from notifactor.auth.verify import build_verifier
 from notifactor.config import AuditConfig, Config, TenantPolicy
@@ -38,6 +36,7 @@ from notifactor.gateway.app import GatewayApp
 from notifactor.gateway.context import Gateway
 from notifactor.gateway.server import run_http_server
 from notifactor.ports.notification_store import NotificationStore
+from tests.e2e.stores import Storage, open_test_store
 from tests.e2e.ws_support import open_writer
 
 SECRET = "e2e-secret-" + "s" * 40
@@ -132,32 +131,6 @@ async def serve_gateway(
             nursery.cancel_scope.cancel()
 
 
-@asynccontextmanager
-async def open_test_store(
-    data_dir: Path, cassandra: tuple[CassandraContact, str] | None
-) -> AsyncIterator[NotificationStore]:
-    """SQLite under ``data_dir``, or the Cassandra keyspace given; closed on exit."""
-    if cassandra is None:
-        store: NotificationStore = await SqliteNotificationStore.open(
-            data_dir / "notifactor.db", lambda _t: 30
-        )
-        try:
-            yield store
-        finally:
-            with trio.CancelScope(shield=True):
-                await store.aclose()
-        return
-    contact, keyspace = cassandra
-    session = await connect_cassandra([(contact.host, contact.port)], keyspace=keyspace)
-    async with session:
-        cassandra_store = await CassandraNotificationStore.open(session, keyspace, lambda _t: 30)
-        try:
-            yield cassandra_store
-        finally:
-            with trio.CancelScope(shield=True):
-                await cassandra_store.aclose()
-
-
 @pytest.fixture(scope="session")
 def gateway_keyspace(request: pytest.FixtureRequest) -> Iterator[tuple[CassandraContact, str]]:
     """A keyspace migrated once for the gateway tests on Cassandra (only when one runs)."""
@@ -177,10 +150,6 @@ def gateway_keyspace(request: pytest.FixtureRequest) -> Iterator[tuple[Cassandra
         yield contact, keyspace
     finally:
         trio.run(run, f"DROP KEYSPACE IF EXISTS {keyspace}")
-
-
-#: What the ``storage`` fixture gives: None for SQLite, or a Cassandra keyspace.
-Storage = tuple[CassandraContact, str] | None
 
 
 @pytest.fixture(params=["sqlite", "cassandra"])

@@ -9,6 +9,7 @@ import trio
 
 from notifactor.domain.routing import ROUTED_FIELD, encode_routed, routed_message
 from notifactor.edge.settings import EdgeSettings
+from tests.e2e.stores import Storage
 from tests.e2e.ws_support import TEST_EDGE, running_stack
 from tests.integration.dispatcher_harness import make_envelope
 
@@ -22,12 +23,18 @@ SMALL_OUTBOX = EdgeSettings(
 
 
 async def test_a_burst_bigger_than_the_outbox_reaches_a_reading_client(
-    redis_url: str, tmp_path: Path
+    redis_url: str, tmp_path: Path, storage: Storage
 ) -> None:
     tenant, user = f"t-{uuid.uuid4().hex[:8]}", "bursty"
     prefix = f"test:{uuid.uuid4().hex[:12]}:"
     async with running_stack(
-        redis_url, tmp_path, prefix, settings=SMALL_OUTBOX, dispatcher=False, http=False
+        redis_url,
+        tmp_path,
+        prefix,
+        storage=storage,
+        settings=SMALL_OUTBOX,
+        dispatcher=False,
+        http=False,
     ) as stack:
         client = await stack.connect(tenant, user)
         await client.send_json({"type": "subscribe", "channels": ["alerts"]})

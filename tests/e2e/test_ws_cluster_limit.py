@@ -9,6 +9,7 @@ import trio
 from websockets.exceptions import InvalidStatus
 
 from notifactor.config import TenantPolicy
+from tests.e2e.stores import Storage
 from tests.e2e.test_ws_protocol import _refused
 from tests.e2e.ws_support import GENEROUS, WsClient, running_stack, stack_config
 
@@ -18,7 +19,7 @@ LIMITED = TenantPolicy(rate_per_s=1000, burst=1000, daily_quota=0, max_ws_connec
 
 
 async def test_tenant_limit_spans_two_gateways_sharing_redis(
-    redis_url: str, tmp_path: Path, redis_prefix: str
+    redis_url: str, tmp_path: Path, redis_prefix: str, storage: Storage
 ) -> None:
     tenants = {"default": GENEROUS, "small": LIMITED}
     (tmp_path / "a").mkdir()
@@ -27,10 +28,22 @@ async def test_tenant_limit_spans_two_gateways_sharing_redis(
     config_b = stack_config(tmp_path / "b", tenants=tenants, instance_id="gw-limit-b")
     async with (
         running_stack(
-            redis_url, tmp_path / "a", redis_prefix, config=config_a, dispatcher=False, http=False
+            redis_url,
+            tmp_path / "a",
+            redis_prefix,
+            storage=storage,
+            config=config_a,
+            dispatcher=False,
+            http=False,
         ) as a,
         running_stack(
-            redis_url, tmp_path / "b", redis_prefix, config=config_b, dispatcher=False, http=False
+            redis_url,
+            tmp_path / "b",
+            redis_prefix,
+            storage=storage,
+            config=config_b,
+            dispatcher=False,
+            http=False,
         ) as b,
     ):
         first = await a.connect("small", "u1")

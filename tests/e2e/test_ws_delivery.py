@@ -18,15 +18,16 @@ from notifactor.domain.notification import Notification
 from notifactor.domain.routing import RoutedMessage, encode_routed
 from notifactor.edge.delivery_consumer import remove_dead_streams
 from notifactor.edge.settings import EdgeSettings
+from tests.e2e.stores import Storage
 from tests.e2e.ws_support import Stack, WsClient, running_stack
 
 pytestmark = pytest.mark.e2e
 
 
 async def test_post_reaches_every_session_of_the_user_then_delivered_and_acked(
-    redis_url: str, tmp_path: Path, redis_prefix: str
+    redis_url: str, tmp_path: Path, redis_prefix: str, storage: Storage
 ) -> None:
-    async with running_stack(redis_url, tmp_path, redis_prefix) as s:
+    async with running_stack(redis_url, tmp_path, redis_prefix, storage=storage) as s:
         phone, laptop = await s.connect("acme", "alice"), await s.connect("acme", "alice")
         await laptop.send_json({"type": "subscribe", "channels": ["billing"]})
         await laptop.recv_json()
@@ -54,9 +55,9 @@ async def test_post_reaches_every_session_of_the_user_then_delivered_and_acked(
 
 
 async def test_tenants_and_users_are_isolated_on_the_socket(
-    redis_url: str, tmp_path: Path, redis_prefix: str
+    redis_url: str, tmp_path: Path, redis_prefix: str, storage: Storage
 ) -> None:
-    async with running_stack(redis_url, tmp_path, redis_prefix) as s:
+    async with running_stack(redis_url, tmp_path, redis_prefix, storage=storage) as s:
         a_bob, b_bob, a_carol = (
             await s.connect("tenant-a", "bob"),
             await s.connect("tenant-b", "bob"),
@@ -84,13 +85,19 @@ async def test_tenants_and_users_are_isolated_on_the_socket(
 
 
 async def test_slow_consumer_is_closed_1013_without_slowing_others(
-    redis_url: str, tmp_path: Path, redis_prefix: str
+    redis_url: str, tmp_path: Path, redis_prefix: str, storage: Storage
 ) -> None:
     settings = EdgeSettings(
         heartbeat_s=30, outbox_size=64, consumer_block_ms=200, close_timeout_s=1
     )
     async with running_stack(
-        redis_url, tmp_path, redis_prefix, settings=settings, dispatcher=False, http=False
+        redis_url,
+        tmp_path,
+        redis_prefix,
+        storage=storage,
+        settings=settings,
+        dispatcher=False,
+        http=False,
     ) as s:
         slow = await s.connect("t", "slow")
         others = [await s.connect("t", f"fast-{i}") for i in range(3)]
@@ -108,10 +115,10 @@ async def test_slow_consumer_is_closed_1013_without_slowing_others(
 
 
 async def test_resume_after_random_disconnects_never_loses_or_duplicates(
-    redis_url: str, tmp_path: Path, redis_prefix: str
+    redis_url: str, tmp_path: Path, redis_prefix: str, storage: Storage
 ) -> None:
     rng = random.Random(7)
-    async with running_stack(redis_url, tmp_path, redis_prefix) as s:
+    async with running_stack(redis_url, tmp_path, redis_prefix, storage=storage) as s:
         posted: list[str] = []
         received: list[str] = []
         cursor: str | None = None
@@ -185,9 +192,11 @@ async def test_resume_on_cassandra(
 
 
 async def test_presence_follows_sessions_and_dead_streams_are_removed(
-    redis_url: str, tmp_path: Path, redis_prefix: str
+    redis_url: str, tmp_path: Path, redis_prefix: str, storage: Storage
 ) -> None:
-    async with running_stack(redis_url, tmp_path, redis_prefix, dispatcher=False, http=False) as s:
+    async with running_stack(
+        redis_url, tmp_path, redis_prefix, storage=storage, dispatcher=False, http=False
+    ) as s:
         gateway = s.edge.gateway_id
         client = await s.connect("t", "p")
         assert await s.redis.hget(s.keys.presence("t", "p"), gateway) == b"1"

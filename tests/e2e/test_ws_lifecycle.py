@@ -29,6 +29,7 @@ from notifactor.adapters.redis_ws_admission import ws_connections_key
 from notifactor.config import Config
 from notifactor.domain.routing import ROUTED_FIELD
 from notifactor.edge.settings import EdgeSettings
+from tests.e2e.stores import Storage
 from tests.e2e.ws_support import Stack, WsClient, running_stack, stack_config
 
 from .test_serve import ServeProcess, serve
@@ -52,9 +53,9 @@ async def _nothing_more(client: WsClient) -> None:
 
 
 async def test_unsubscribe_stops_live_traffic_of_that_channel_only(
-    redis_url: str, tmp_path: Path, redis_prefix: str
+    redis_url: str, tmp_path: Path, redis_prefix: str, storage: Storage
 ) -> None:
-    async with running_stack(redis_url, tmp_path, redis_prefix) as s:
+    async with running_stack(redis_url, tmp_path, redis_prefix, storage=storage) as s:
         session = await s.connect("acme", "una")
         # A session that never subscribed receives everything: unsubscribe is refused.
         await session.send_json({"type": "unsubscribe", "channels": ["billing"]})
@@ -131,7 +132,9 @@ def _close_code_after(socket: ClientConnection, within_s: float) -> int | None:
     return None if closed.value.rcvd is None else closed.value.rcvd.code
 
 
-def test_sigterm_closes_every_session_with_1001_then_serve_exits_0(serve: ServeProcess) -> None:
+def test_sigterm_closes_every_session_with_1001_then_serve_exits_0(
+    serve: ServeProcess, storage: Storage
+) -> None:
     grace_s = attrs.fields(Config).shutdown_grace_s.default  # serve runs on its defaults
     assert isinstance(grace_s, float)
     with ExitStack() as opened:
@@ -169,6 +172,7 @@ class _Restart:
     redis_url: str
     tmp_path: Path
     prefix: str
+    storage: Storage = None
     gateway: str = attrs.field(factory=lambda: f"gw-restart-{uuid.uuid4().hex[:8]}")
     before_cursor: str = ""
     in_flight: str = ""
@@ -187,7 +191,7 @@ class _Restart:
         """Alice connects and gets a notification; a graceful stop closes her
         session (1001) and takes this gateway out of Redis."""
         async with running_stack(
-            self.redis_url, self.tmp_path, self.prefix, config=self.config()
+            self.redis_url, self.tmp_path, self.prefix, storage=self.storage, config=self.config()
         ) as s:
             keys, gateway = s.keys, self.gateway
             alice = await s.connect(TENANT, "alice")
@@ -224,7 +228,9 @@ class _Restart:
         of a gateway that is alive.
         """
         other = stack_config(self.tmp_path, instance_id=f"gw-other-{uuid.uuid4().hex[:8]}")
-        async with running_stack(self.redis_url, self.tmp_path, self.prefix, config=other) as s:
+        async with running_stack(
+            self.redis_url, self.tmp_path, self.prefix, storage=self.storage, config=other
+        ) as s:
             keys, gateway = s.keys, self.gateway
             for user in ("alice", "bob"):
                 await s.redis.hincrby(self.presence(s, user), gateway, 1)
@@ -245,14 +251,19 @@ class _Restart:
 
 
 async def test_restart_with_the_same_instance_id_resets_presence_and_its_stream(
-    redis_url: str, tmp_path: Path, redis_prefix: str
+    redis_url: str, tmp_path: Path, redis_prefix: str, storage: Storage
 ) -> None:
-    run = _Restart(redis_url, tmp_path, redis_prefix)
+    run = _Restart(redis_url, tmp_path, redis_prefix, storage)
     await run.first_run()
     await run.killed_run()
     gateway = run.gateway
     async with running_stack(
-        redis_url, tmp_path, redis_prefix, config=run.config(), settings=RESTART_SETTINGS
+        redis_url,
+        tmp_path,
+        redis_prefix,
+        storage=storage,
+        config=run.config(),
+        settings=RESTART_SETTINGS,
     ) as s:
         keys = s.keys
         # reset_gateway: the killed run's registrations are forgotten, its stream

@@ -16,6 +16,7 @@ from websockets.sync.client import connect
 from notifactor.config import TenantPolicy
 from notifactor.config.model import LimitsConfig
 from notifactor.edge.settings import EdgeSettings
+from tests.e2e.stores import Storage
 from tests.e2e.ws_support import GENEROUS, WsClient, running_stack, stack_config, token
 
 pytestmark = pytest.mark.e2e
@@ -33,9 +34,11 @@ async def _refused(url: str, **kwargs: Any) -> InvalidStatus:
 
 
 async def test_handshake_refusals_and_garbage(
-    redis_url: str, tmp_path: Path, redis_prefix: str
+    redis_url: str, tmp_path: Path, redis_prefix: str, storage: Storage
 ) -> None:
-    async with running_stack(redis_url, tmp_path, redis_prefix, dispatcher=False, http=False) as s:
+    async with running_stack(
+        redis_url, tmp_path, redis_prefix, storage=storage, dispatcher=False, http=False
+    ) as s:
         port = s.edge.port or 0
         bad = await _refused(f"{s.ws_url}?token=not-a-jwt")
         assert bad.response.status_code == 401
@@ -77,9 +80,11 @@ async def test_handshake_refusals_and_garbage(
 
 
 async def test_frames_and_errors_keep_the_session_open(
-    redis_url: str, tmp_path: Path, redis_prefix: str
+    redis_url: str, tmp_path: Path, redis_prefix: str, storage: Storage
 ) -> None:
-    async with running_stack(redis_url, tmp_path, redis_prefix, dispatcher=False, http=False) as s:
+    async with running_stack(
+        redis_url, tmp_path, redis_prefix, storage=storage, dispatcher=False, http=False
+    ) as s:
         client = await s.connect("tenant-a", "user-1")
         assert client.welcome["tenant_id"] == "tenant-a"
         assert client.welcome["user_id"] == "user-1"
@@ -107,11 +112,17 @@ async def test_frames_and_errors_keep_the_session_open(
 
 
 async def test_oversized_frame_closes_1009(
-    redis_url: str, tmp_path: Path, redis_prefix: str
+    redis_url: str, tmp_path: Path, redis_prefix: str, storage: Storage
 ) -> None:
     config = stack_config(tmp_path, limits=LimitsConfig(ws_max_message_bytes=1024))
     async with running_stack(
-        redis_url, tmp_path, redis_prefix, config=config, dispatcher=False, http=False
+        redis_url,
+        tmp_path,
+        redis_prefix,
+        storage=storage,
+        config=config,
+        dispatcher=False,
+        http=False,
     ) as s:
         client = await s.connect("t", "u")
         await client.send_raw("x" * 2048)
@@ -126,11 +137,17 @@ async def test_oversized_frame_closes_1009(
 
 
 async def test_tenant_connection_limit_refuses_with_429(
-    redis_url: str, tmp_path: Path, redis_prefix: str
+    redis_url: str, tmp_path: Path, redis_prefix: str, storage: Storage
 ) -> None:
     limited = TenantPolicy(rate_per_s=1000, burst=1000, daily_quota=0, max_ws_connections=2)
     async with running_stack(
-        redis_url, tmp_path, redis_prefix, dispatcher=False, http=False, tenants={"small": limited}
+        redis_url,
+        tmp_path,
+        redis_prefix,
+        storage=storage,
+        dispatcher=False,
+        http=False,
+        tenants={"small": limited},
     ) as s:
         first, second = await s.connect("small", "a"), await s.connect("small", "b")
         refused = await _refused(s.url_for("small", "c"))
@@ -150,9 +167,11 @@ async def test_tenant_connection_limit_refuses_with_429(
 
 
 async def test_shutdown_closes_every_session_with_1001(
-    redis_url: str, tmp_path: Path, redis_prefix: str
+    redis_url: str, tmp_path: Path, redis_prefix: str, storage: Storage
 ) -> None:
-    async with running_stack(redis_url, tmp_path, redis_prefix, dispatcher=False, http=False) as s:
+    async with running_stack(
+        redis_url, tmp_path, redis_prefix, storage=storage, dispatcher=False, http=False
+    ) as s:
         clients = [await s.connect("t", f"u{i}") for i in range(5)]
         started = trio.current_time()
         s.edge_root.request_stop()
@@ -170,11 +189,17 @@ async def test_shutdown_closes_every_session_with_1001(
 
 
 async def test_silent_client_is_closed_after_two_heartbeats(
-    redis_url: str, tmp_path: Path, redis_prefix: str
+    redis_url: str, tmp_path: Path, redis_prefix: str, storage: Storage
 ) -> None:
     settings = EdgeSettings(heartbeat_s=0.4, consumer_block_ms=200, close_timeout_s=1)
     async with running_stack(
-        redis_url, tmp_path, redis_prefix, settings=settings, dispatcher=False, http=False
+        redis_url,
+        tmp_path,
+        redis_prefix,
+        storage=storage,
+        settings=settings,
+        dispatcher=False,
+        http=False,
     ) as s:
         # A well-behaved client (answers pings) stays; a raw one that never answers is closed.
         polite = await s.connect("t", "polite")

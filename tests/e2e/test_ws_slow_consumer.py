@@ -32,6 +32,7 @@ from notifactor.config.model import LimitsConfig
 from notifactor.domain.delivery_state import DeliveryState
 from notifactor.domain.notification import InboxEntry
 from notifactor.edge.settings import EdgeSettings
+from tests.e2e.stores import Storage
 from tests.e2e.ws_support import Stack, WsClient, running_stack, stack_config, token
 
 pytestmark = pytest.mark.e2e
@@ -188,11 +189,13 @@ async def _stored(s: Stack, user: str, count: int) -> list[InboxEntry]:
 
 
 async def test_a_stalled_client_is_closed_1013_while_another_user_keeps_low_latency(
-    redis_url: str, tmp_path: Path, redis_prefix: str
+    redis_url: str, tmp_path: Path, redis_prefix: str, storage: Storage
 ) -> None:
     config = stack_config(tmp_path, limits=LimitsConfig(content_max_bytes=BIG + 1000))
     async with (
-        running_stack(redis_url, tmp_path, redis_prefix, settings=SETTINGS, config=config) as s,
+        running_stack(
+            redis_url, tmp_path, redis_prefix, storage=storage, settings=SETTINGS, config=config
+        ) as s,
         httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{s.http_port}",
             headers={"Authorization": f"Bearer {token(TENANT, 'poster')}"},

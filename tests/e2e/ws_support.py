@@ -36,7 +36,6 @@ from notifactor.adapters.redis_client import open_redis
 from notifactor.adapters.redis_dispatch import RedisKeys
 from notifactor.adapters.redis_ingest import IngestSettings, RedisIngest
 from notifactor.adapters.redis_presence import RedisPresence
-from notifactor.adapters.sqlite_store import SqliteNotificationStore
 from notifactor.auth.tokens import DEFAULT_SCOPES, mint_token
 from notifactor.auth.verify import build_verifier
 from notifactor.config import Config, TenantPolicy
@@ -49,6 +48,7 @@ from notifactor.gateway.context import Gateway
 from notifactor.gateway.server import run_http_server
 from notifactor.ports.notification_store import NotificationStore
 from notifactor.supervisors import ChildSpec, SupervisionConfig, Supervisor
+from tests.e2e.stores import Storage, open_test_store
 
 SECRET = "ws-e2e-secret-" + "s" * 40
 GENEROUS = TenantPolicy(rate_per_s=100_000, burst=100_000, daily_quota=0)
@@ -205,61 +205,73 @@ async def running_stack(
     dispatcher: bool = True,
     http: bool = True,
     tenants: Mapping[str, TenantPolicy] | None = None,
+    storage: Storage = None,
 ) -> AsyncIterator[Stack]:
-    """Writer, dispatcher, REST gateway and WebSocket edge on real Redis and storage."""
+    """Writer, dispatcher, REST gateway and WebSocket edge on real Redis and storage.
+
+    The store is ``store`` if given, else the one ``storage`` names (SQLite
+    under ``tmp_path`` for None, or a Cassandra keyspace).
+    """
+    if store is None:
+        async with (
+            open_test_store(tmp_path, storage) as opened,
+            running_stack(
+                redis_url,
+                tmp_path,
+                prefix,
+                settings=settings,
+                config=config,
+                store=opened,
+                dispatcher=dispatcher,
+                http=http,
+                tenants=tenants,
+            ) as stack,
+        ):
+            yield stack
+        return
     config = config or stack_config(tmp_path, tenants={"default": GENEROUS, **(tenants or {})})
     keys = RedisKeys(prefix=prefix)
-    own_store = store is None
-    if store is None:
-        store = await SqliteNotificationStore.open(tmp_path / "ws.db", lambda _t: 30)
-    try:
-        async with (
-            open_redis(redis_url, max_connections=64) as redis,
-            open_writer(store) as writer,
-            running_audit_trail(writer, config.audit) as audit,
-        ):
-            presence = RedisPresence(redis, keys=keys)
-            verifier = build_verifier(config, hs256_secret=SECRET)
-            edge = WsEdge(
-                config,
+    async with (
+        open_redis(redis_url, max_connections=64) as redis,
+        open_writer(store) as writer,
+        running_audit_trail(writer, config.audit) as audit,
+    ):
+        presence = RedisPresence(redis, keys=keys)
+        verifier = build_verifier(config, hs256_secret=SECRET)
+        edge = WsEdge(
+            config,
+            redis=redis,
+            store=store,
+            writer=writer,
+            verifier=verifier,
+            presence=presence,
+            settings=settings,
+            keys=keys,
+        )
+        edge_root = Supervisor("test-edge-root", [ChildSpec(id="ws", start=edge.run)])
+        async with trio.open_nursery() as nursery:
+            await nursery.start(edge_root.run)
+            if dispatcher:
+                deps = redis_deps(config, redis, writer, settings=FAST_DISPATCH, keys=keys)
+                await nursery.start(build_dispatcher(config, deps).run)
+            http_port: int | None = None
+            if http:
+                gateway = Gateway(
+                    config=config,
+                    verifier=verifier,
+                    ingest=RedisIngest(redis, IngestSettings(stream_prefix=keys.stream(0)[:-1])),
+                    store=store,
+                    audit=audit,
+                )
+                http_port = await nursery.start(run_http_server, GatewayApp(gateway), config)
+            yield Stack(
+                config=config,
                 redis=redis,
                 store=store,
-                writer=writer,
-                verifier=verifier,
-                presence=presence,
-                settings=settings,
                 keys=keys,
+                edge=edge,
+                http_port=http_port,
+                writer=writer,
+                edge_root=edge_root,
             )
-            edge_root = Supervisor("test-edge-root", [ChildSpec(id="ws", start=edge.run)])
-            async with trio.open_nursery() as nursery:
-                await nursery.start(edge_root.run)
-                if dispatcher:
-                    deps = redis_deps(config, redis, writer, settings=FAST_DISPATCH, keys=keys)
-                    await nursery.start(build_dispatcher(config, deps).run)
-                http_port: int | None = None
-                if http:
-                    gateway = Gateway(
-                        config=config,
-                        verifier=verifier,
-                        ingest=RedisIngest(
-                            redis, IngestSettings(stream_prefix=keys.stream(0)[:-1])
-                        ),
-                        store=store,
-                        audit=audit,
-                    )
-                    http_port = await nursery.start(run_http_server, GatewayApp(gateway), config)
-                yield Stack(
-                    config=config,
-                    redis=redis,
-                    store=store,
-                    keys=keys,
-                    edge=edge,
-                    http_port=http_port,
-                    writer=writer,
-                    edge_root=edge_root,
-                )
-                nursery.cancel_scope.cancel()
-    finally:
-        if own_store:
-            with trio.CancelScope(shield=True):
-                await store.aclose()
+            nursery.cancel_scope.cancel()
