@@ -13,6 +13,7 @@ import trio
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from notifactor.adapters.redis_presence import RedisPresence
 from notifactor.config import TenantPolicy
 from notifactor.config.model import LimitsConfig
 from notifactor.edge.settings import EdgeSettings
@@ -256,3 +257,34 @@ def _close_code(frames: bytes) -> int | None:
 
 
 _ = GENEROUS
+
+
+async def test_a_session_that_cannot_start_is_closed_1011(
+    redis_url: str,
+    tmp_path: Path,
+    redis_prefix: str,
+    storage: Storage,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The presence registry is unavailable: no session, a 1011 close, the listener lives on."""
+    failing = {"on": True}
+    real_register = RedisPresence.register
+
+    async def register(self: RedisPresence, tenant_id: str, user_id: str, gateway: str) -> None:
+        if failing["on"]:
+            raise ConnectionError("presence registry unavailable (injected)")
+        await real_register(self, tenant_id, user_id, gateway)
+
+    monkeypatch.setattr(RedisPresence, "register", register)
+    async with running_stack(
+        redis_url, tmp_path, redis_prefix, storage=storage, dispatcher=False, http=False
+    ) as s:
+        client = await WsClient.open(s.url_for("acme", "alice"))
+        with pytest.raises(ConnectionClosed) as closed:
+            await client.recv_json(within_s=5)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1011
+        failing["on"] = False
+        healthy = await s.connect("acme", "alice")  # the listener is still serving
+        assert healthy.welcome["user_id"] == "alice"
+        await healthy.close()
