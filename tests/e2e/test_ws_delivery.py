@@ -114,10 +114,12 @@ async def test_slow_consumer_is_closed_1013_without_slowing_others(
             await client.close()
 
 
+@pytest.mark.parametrize("seed", [7, 31, 2026])
 async def test_resume_after_random_disconnects_never_loses_or_duplicates(
-    redis_url: str, tmp_path: Path, redis_prefix: str, storage: Storage
+    redis_url: str, tmp_path: Path, redis_prefix: str, storage: Storage, seed: int
 ) -> None:
-    rng = random.Random(7)
+    """Random disconnect points and post timings (three seeds, each store)."""
+    rng = random.Random(seed)
     async with running_stack(redis_url, tmp_path, redis_prefix, storage=storage) as s:
         posted: list[str] = []
         received: list[str] = []
