@@ -122,8 +122,8 @@ class MemoryPresence:
     async def unregister(self, tenant_id: str, user_id: str, gateway_id: str) -> None:
         self.sessions.get((tenant_id, user_id), set()).discard(gateway_id)
 
-    async def heartbeat(self, gateway_id: str) -> None:
-        pass
+    async def heartbeat(self, gateway_id: str) -> int:
+        return 0
 
     async def gateways_for(self, tenant_id: str, user_id: str) -> frozenset[str]:
         return frozenset(self.sessions.get((tenant_id, user_id), ()))

@@ -306,3 +306,32 @@ async def test_restart_with_the_same_instance_id_resets_presence_and_its_stream(
         assert await s.redis.exists([keys.gateway_stream(run.alive)])
         assert await s.redis.exists([keys.gateway_stream(gateway)])
         await alice.close()
+
+
+async def test_presence_lost_in_redis_is_registered_again_by_the_heartbeat(
+    redis_url: str, tmp_path: Path, redis_prefix: str, storage: Storage
+) -> None:
+    """The registry loses this gateway's registrations (a TTL lapse, a Redis that
+    lost data): the next heartbeat notices and registers its live users again,
+    so their live notifications are routed to it again."""
+    settings = attrs.evolve(RESTART_SETTINGS, presence_heartbeat_s=0.2)
+    async with running_stack(
+        redis_url, tmp_path, redis_prefix, storage=storage, settings=settings
+    ) as s:
+        alice = await s.connect(TENANT, "alice")
+        await alice.send_json({"type": "subscribe", "channels": ["alerts"]})
+        assert (await alice.recv_json())["type"] == "subscribed"
+        gateway = s.config.instance_id
+        presence = s.keys.presence(TENANT, "alice")
+        assert gateway.encode() in await s.redis.hkeys(presence)
+        # Lost: the hash and the gateway's set of registrations are gone.
+        await s.redis.delete([presence, s.keys.gateway_users(gateway)])
+        with trio.fail_after(5):
+            while gateway.encode() not in await s.redis.hkeys(presence):  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        assert await s.redis.hget(presence, gateway) == b"1"
+        assert presence.encode() in await s.redis.smembers(s.keys.gateway_users(gateway))
+        ident = await s.post(TENANT, "alice", content="after the loss")
+        frame = await alice.recv_json(within_s=5)
+        assert (frame["type"], frame["id"]) == ("notification", ident)
+        await alice.close()

@@ -16,7 +16,7 @@ themselves expire after ``ttl_ms`` without heartbeats.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import coredis
@@ -44,14 +44,37 @@ end
 return left
 """
 
+# Returns how many of the gateway's registrations are still there (a lapse of
+# the TTL or a Redis that lost data loses them; the gateway then reasserts).
 HEARTBEAT_LUA = """
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
+local intact = 0
 for _, key in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   redis.call('PEXPIRE', key, ARGV[1])
+  if redis.call('HEXISTS', key, ARGV[2]) == 1 then intact = intact + 1 end
 end
-return 1
+return intact
 """
+
+# KEYS: gwalive, gwusers, then presence hashes; ARGV: gateway id, ttl, then
+# the session count of each hash. A count is only ever raised: a session that
+# registered meanwhile is never undercounted.
+REASSERT_LUA = """
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
+for i = 3, #KEYS do
+  local count = tonumber(ARGV[i])
+  local current = tonumber(redis.call('HGET', KEYS[i], ARGV[1]) or '0')
+  if current < count then redis.call('HSET', KEYS[i], ARGV[1], count) end
+  redis.call('PEXPIRE', KEYS[i], ARGV[2])
+  redis.call('SADD', KEYS[2], KEYS[i])
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return #KEYS - 2
+"""
+
+#: Most users one reassert script call carries.
+REASSERT_BATCH = 500
 
 # KEYS: presence hashes; ARGV[1]: the prefix of the ``gwalive`` keys. For each
 # recipient, the gateways that registered it and are still alive; each
@@ -116,6 +139,7 @@ class RedisPresence:
         self._register = EvalShaScript(client, REGISTER_LUA, "presence_register")
         self._unregister = EvalShaScript(client, UNREGISTER_LUA, "presence_unregister")
         self._heartbeat = EvalShaScript(client, HEARTBEAT_LUA, "presence_heartbeat")
+        self._reassert = EvalShaScript(client, REASSERT_LUA, "presence_reassert")
         self._drop = EvalShaScript(client, DROP_LUA, "presence_drop")
         self._lookup = EvalShaScript(client, LOOKUP_LUA, "presence_lookup")
         self._alive_prefix = self._keys.gateway_alive("")
@@ -136,11 +160,25 @@ class RedisPresence:
             args=[gateway_id],
         )
 
-    async def heartbeat(self, gateway_id: str) -> None:
-        await self._heartbeat(
+    async def heartbeat(self, gateway_id: str) -> int:
+        intact: Any = await self._heartbeat(
             keys=[self._keys.gateway_alive(gateway_id), self._keys.gateway_users(gateway_id)],
-            args=[self.ttl_ms],
+            args=[self.ttl_ms, gateway_id],
         )
+        return int(intact)
+
+    async def reassert(self, gateway_id: str, counts: Mapping[tuple[str, str], int]) -> None:
+        items = list(counts.items())
+        for start in range(0, len(items), REASSERT_BATCH):
+            chunk = items[start : start + REASSERT_BATCH]
+            await self._reassert(
+                keys=[
+                    self._keys.gateway_alive(gateway_id),
+                    self._keys.gateway_users(gateway_id),
+                    *(self._keys.presence(tenant, user) for (tenant, user), _ in chunk),
+                ],
+                args=[gateway_id, self.ttl_ms, *(count for _, count in chunk)],
+            )
 
     async def gateways_for(self, tenant_id: str, user_id: str) -> frozenset[str]:
         found = await self.gateways_for_many([(tenant_id, user_id)])

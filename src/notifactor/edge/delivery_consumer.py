@@ -154,7 +154,16 @@ class DeliveryConsumer:
         while True:
             await trio.sleep(self._settings.presence_heartbeat_s)
             try:
-                await self._presence.heartbeat(self._gateway_id)
+                intact = await self._presence.heartbeat(self._gateway_id)
+                counts = self._registry.user_counts()
+                if intact < len(counts):
+                    log.warning(
+                        "presence holds %d of this gateway's %d users; registering them again",
+                        intact,
+                        len(counts),
+                        extra={"event": "presence_reasserted"},
+                    )
+                    await self._presence.reassert(self._gateway_id, counts)
             except Exception as error:  # next tick retries; the TTL spans several ticks
                 log.warning("presence heartbeat failed: %s", error)
             if self._admission is not None:

@@ -101,6 +101,10 @@ class SessionRegistry:
         if not sessions:
             del self._by_user[key]
 
+    def user_counts(self) -> dict[tuple[str, str], int]:
+        """Live sessions per ``(tenant_id, user_id)``."""
+        return {key: len(sessions) for key, sessions in self._by_user.items()}
+
     def sessions_of(self, tenant_id: str, user_id: str) -> list[SessionHandle]:
         return list(self._by_user.get((tenant_id, user_id), {}).values())
 

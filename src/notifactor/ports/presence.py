@@ -8,7 +8,7 @@ one heartbeat TTL, without anyone cleaning up after it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 
@@ -27,10 +27,21 @@ class Presence(Protocol):
         """Record that one session of the user on ``gateway_id`` ended."""
         ...
 
-    async def heartbeat(self, gateway_id: str) -> None:
+    async def heartbeat(self, gateway_id: str) -> int:
         """Keep ``gateway_id`` and its registrations alive for one more TTL.
 
-        A gateway calls this well within the TTL (a third of it is a good period).
+        A gateway calls this well within the TTL (a third of it is a good
+        period). Returns how many users are still registered for it: fewer
+        than it holds sessions of means registrations were lost (a TTL that
+        lapsed while the registry was unreachable, a registry that lost
+        data), and the gateway should :meth:`reassert` them.
+        """
+        ...
+
+    async def reassert(self, gateway_id: str, counts: Mapping[tuple[str, str], int]) -> None:
+        """Register again every ``(tenant_id, user_id)`` with its live session count.
+
+        Idempotent, and never lowers a count registered meanwhile.
         """
         ...
 
