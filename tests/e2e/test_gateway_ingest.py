@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from pathlib import Path
 
@@ -411,3 +412,31 @@ async def test_unknown_path_and_method(gateway: RunningGateway) -> None:
         r = await client.delete("/v1/notifications")
         assert_problem(r, 405)
         assert r.headers["allow"] == "POST"
+
+
+async def test_redis_unreachable_is_503_with_retry_after(
+    tmp_path: Path, tenant: str, storage: Storage
+) -> None:
+    """Nothing listens where Redis should be: a 503 to retry, not a 500."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    async with (
+        serve_gateway(f"redis://127.0.0.1:{dead_port}/0", tmp_path, cassandra=storage) as gateway,
+        gateway.client() as client,
+    ):
+        r = await client.post(
+            "/v1/notifications", json=notification(tenant), headers=gateway.auth(tenant)
+        )
+        body = assert_problem(r, 503)
+        assert body["type"].endswith("unavailable")
+        assert r.headers["retry-after"] == "1"
+        r = await client.post(
+            "/v1/notifications:batch",
+            json={"notifications": [notification(tenant)]},
+            headers=gateway.auth(tenant),
+        )
+        assert_problem(r, 503)
+        health = await client.get("/health")
+        assert health.status_code == 503
+        assert health.json()["checks"]["redis"] == "fail"

@@ -29,7 +29,15 @@ from notifactor.adapters.redis_scripts import EvalShaScript
 from notifactor.domain.envelope import ENVELOPE_FIELD, Envelope, decode_envelope, encode_envelope
 from notifactor.domain.partitioning import STREAM_PREFIX
 from notifactor.domain.rate_limit import RateRule
-from notifactor.ports.ingest import Accepted, IngestItem, IngestResult, Limited, Outcome, Shed
+from notifactor.ports.ingest import (
+    Accepted,
+    IngestItem,
+    IngestResult,
+    IngestUnavailable,
+    Limited,
+    Outcome,
+    Shed,
+)
 
 RATE_KEY = "notifactor:rl:{tenant}"
 QUOTA_PREFIX = "notifactor:quota:{tenant}"
@@ -176,6 +184,18 @@ def parse_ingest_reply(reply: Any) -> IngestResult:
     )
 
 
+#: Errors meaning Redis could not take the call now (down, loading, failing
+#: over), as opposed to a bug or a bad script.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    coredis.exceptions.ConnectionError,
+    coredis.exceptions.BusyLoadingError,
+    coredis.exceptions.ReadOnlyError,
+    coredis.exceptions.TryAgainError,
+    TimeoutError,
+    OSError,
+)
+
+
 class RedisIngest:
     """:class:`notifactor.ports.ingest.IngestBus` on one coredis client."""
 
@@ -202,7 +222,11 @@ class RedisIngest:
         now_us: int | None = None,
     ) -> IngestResult:
         keys, args = self.script_call(tenant_id, rule, items, now_us=now_us)
-        return parse_ingest_reply(await self._script(keys=keys, args=args))
+        try:
+            reply = await self._script(keys=keys, args=args)
+        except UNAVAILABLE as error:
+            raise IngestUnavailable(f"Redis: {type(error).__name__}: {error}") from error
+        return parse_ingest_reply(reply)
 
     def script_call(
         self,

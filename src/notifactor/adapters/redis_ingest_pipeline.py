@@ -28,16 +28,16 @@ import trio
 from coredis.exceptions import NoScriptError
 
 from notifactor.actors.stop import optional_stop_signal
-from notifactor.adapters.redis_ingest import RedisIngest, parse_ingest_reply
+from notifactor.adapters.redis_ingest import UNAVAILABLE, RedisIngest, parse_ingest_reply
 from notifactor.domain.envelope import Envelope
 from notifactor.domain.rate_limit import RateRule
 from notifactor.observability.metrics import INGEST_PIPELINE_CALLS
-from notifactor.ports.ingest import IngestItem, IngestResult
+from notifactor.ports.ingest import IngestItem, IngestResult, IngestUnavailable
 
 log = logging.getLogger("notifactor.gateway.ingest")
 
 
-class IngestSenderStopped(Exception):
+class IngestSenderStopped(IngestUnavailable):
     """The pipeline sender stopped before this call was answered."""
 
 
@@ -156,6 +156,11 @@ class PipelinedIngest:
         try:
             async with self._client.pipeline(transaction=False, raise_on_error=False) as pipe:
                 requests = [pipe.evalsha(sha, keys=c.keys, args=c.args) for c in batch]
+        except UNAVAILABLE as error:
+            unavailable = IngestUnavailable(f"Redis: {type(error).__name__}: {error}")
+            for call in batch:
+                call.answer(None, unavailable)
+            return
         except Exception as error:
             for call in batch:
                 call.answer(None, error)
@@ -166,6 +171,8 @@ class PipelinedIngest:
                 call.answer(parse_ingest_reply(await request), None)
             except NoScriptError:
                 reload.append(call)
+            except UNAVAILABLE as error:
+                call.answer(None, IngestUnavailable(f"Redis: {type(error).__name__}: {error}"))
             except Exception as error:
                 call.answer(None, error)
         if reload:

@@ -48,7 +48,9 @@ WRITE_ERRORS = {
     "422": problem("Validation failed; `errors` lists every failing field."),
     "429": problem("Rate limit or daily quota exceeded.", RATE_HEADERS),
     "503": problem(
-        "Pipeline saturated; retry after `Retry-After` seconds.", {"Retry-After": header("")}
+        "Pipeline saturated (`overloaded`) or Redis unreachable (`unavailable`); "
+        "retry after `Retry-After` seconds.",
+        {"Retry-After": header("")},
     ),
 }
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]

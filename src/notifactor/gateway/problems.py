@@ -148,6 +148,17 @@ def overloaded(detail: str, retry_after_s: int) -> Problem:
     )
 
 
+def unavailable(detail: str, retry_after_s: int) -> Problem:
+    """503: a dependency (Redis, storage) cannot be reached; retry after ``Retry-After``."""
+    return Problem(
+        status=503,
+        kind="unavailable",
+        title="Service unavailable",
+        detail=detail,
+        headers=(("retry-after", str(retry_after_s)),),
+    )
+
+
 def internal_error() -> Problem:
     return Problem(
         status=500,

@@ -30,12 +30,21 @@ from notifactor.gateway.validation import (
 )
 from notifactor.observability.log_context import bind_log_fields
 from notifactor.observability.tracing import current_traceparent, ingest_span, mark_error
-from notifactor.ports.ingest import Accepted, IngestItem, IngestResult, Limited, Outcome, Shed
+from notifactor.ports.ingest import (
+    Accepted,
+    IngestItem,
+    IngestResult,
+    IngestUnavailable,
+    Limited,
+    Outcome,
+    Shed,
+)
 from notifactor.ports.notification_store import StoreError
 
 log = logging.getLogger("notifactor.gateway")
 
 SHED_RETRY_AFTER_S = 1
+UNAVAILABLE_RETRY_AFTER_S = 1
 
 
 def _idempotency_key(request: Request) -> str | None:
@@ -122,6 +131,22 @@ def _outcome_problem(
     return problems.rate_limited(detail, headers)
 
 
+async def _ingest(
+    gateway: Gateway, tenant_id: str, rule: RateRule, items: list[IngestItem]
+) -> IngestResult:
+    """The ingest call; Redis unavailable is a 503 with ``Retry-After``, not a 500."""
+    try:
+        return await gateway.ingest.ingest(tenant_id, rule, items)
+    except IngestUnavailable as error:
+        NOTIFICATIONS_REJECTED.labels(reason="unavailable").inc()
+        log.warning("ingest unavailable: %s", error, extra={"event": "ingest_unavailable"})
+        raise ProblemError(
+            problems.unavailable(
+                "Ingestion is unavailable; retry later.", UNAVAILABLE_RETRY_AFTER_S
+            )
+        ) from None
+
+
 async def post_notification(gateway: Gateway, request: Request) -> Response:
     """Accept one notification: 202 with its id, or a problem."""
     principal = gateway.authenticate(request)
@@ -146,7 +171,7 @@ async def post_notification(gateway: Gateway, request: Request) -> Response:
             partition=partition_for(envelope.tenant_id, envelope.user_id, gateway.partitions),
             idempotency_key=key,
         )
-        result = await gateway.ingest.ingest(principal.tenant_id, rule, [item])
+        result = await _ingest(gateway, principal.tenant_id, rule, [item])
         (outcome,) = result.outcomes
         headers = rate_headers(rule, result, outcome)
         if not isinstance(outcome, Accepted):
@@ -211,7 +236,7 @@ async def _ingest_batch(
     accepted: list[str] = []
     duplicates: list[str] = []
     if pending:
-        result = await gateway.ingest.ingest(principal.tenant_id, rule, [i for _, i in pending])
+        result = await _ingest(gateway, principal.tenant_id, rule, [i for _, i in pending])
         headers = rate_headers(rule, result, None)
         for (index, _), outcome in zip(pending, result.outcomes, strict=True):
             if isinstance(outcome, Accepted):

@@ -67,6 +67,14 @@ class IngestResult:
     used_today: int
 
 
+class IngestUnavailable(Exception):
+    """The ingest bus could not be reached or did not answer.
+
+    The request may or may not have been enqueued: the client retries, with
+    its ``Idempotency-Key`` when a duplicate matters.
+    """
+
+
 class IngestBus(Protocol):
     """Admission, idempotency and enqueue, atomically per call."""
 
