@@ -54,7 +54,8 @@ NOTIFICATIONS_INGESTED = Counter(
 )
 NOTIFICATIONS_REJECTED = Counter(
     "notifications_rejected",
-    "Notifications refused by the gateway, by reason (invalid, rate, quota, shed).",
+    "Notifications refused by the gateway, by reason (invalid, rate, quota, overloaded, "
+    "unavailable).",
     ["reason"],
 )
 RATE_LIMIT_REJECTIONS = Counter(
