@@ -437,6 +437,12 @@ async def test_redis_unreachable_is_503_with_retry_after(
             headers=gateway.auth(tenant),
         )
         assert_problem(r, 503)
+        # Not in storage, and the accepted record cannot be read: 503, never a 404
+        # that could be wrong right after a 202.
+        r = await client.get(
+            "/v1/notifications/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", headers=gateway.auth(tenant)
+        )
+        assert_problem(r, 503)
         health = await client.get("/health")
         assert health.status_code == 503
         assert health.json()["checks"]["redis"] == "fail"

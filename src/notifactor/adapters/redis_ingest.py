@@ -267,7 +267,10 @@ class RedisIngest:
         return keys, args
 
     async def get_accepted(self, tenant_id: str, notification_id: str) -> Envelope | None:
-        raw = await self._client.get(ACCEPTED_KEY.format(tenant=tenant_id, id=notification_id))
+        try:
+            raw = await self._client.get(ACCEPTED_KEY.format(tenant=tenant_id, id=notification_id))
+        except UNAVAILABLE as error:
+            raise IngestUnavailable(f"Redis: {type(error).__name__}: {error}") from error
         if raw is None:
             return None
         envelope = decode_envelope(raw)

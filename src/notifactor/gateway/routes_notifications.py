@@ -317,7 +317,15 @@ async def get_notification(gateway: Gateway, request: Request) -> Response:
             "last_error": stored.last_error,
         }
     else:
-        envelope = await gateway.ingest.get_accepted(principal.tenant_id, notification_id)
+        try:
+            envelope = await gateway.ingest.get_accepted(principal.tenant_id, notification_id)
+        except IngestUnavailable:
+            # Not in storage (yet), and the accepted record cannot be read:
+            # a 404 here could be wrong right after a 202 (SPEC §4).
+            log.warning("accepted record unreadable", exc_info=True)
+            raise ProblemError(
+                problems.unavailable("Redis is unavailable; retry later.", 1)
+            ) from None
         if envelope is not None:
             accepted_at = format_rfc3339(envelope.accepted_at)
             view = {
