@@ -106,6 +106,7 @@ class SessionActor(Actor[Deliver]):
         self._last_heard = trio.current_time()
         self._frames_written = 0
         self._stalled_at: int | None = None  # frames written when the writer last stalled
+        self._sending_since: float | None = None  # a socket write in progress since
         self.session_handle = SessionHandle(
             session_id=session_id,
             tenant_id=tenant_id,
@@ -204,23 +205,23 @@ class SessionActor(Actor[Deliver]):
         return self._closing is None and self.outbox.backlogged
 
     async def make_room(self) -> None:
-        """Wait while the outbox is half full and the writer keeps writing.
+        """Wait while the outbox is half full, unless the client is what holds it up.
 
-        Returns at once for a writer that already stalled (until it writes
-        again), and after ``writer_stall_s`` without a frame written.
+        The client holds it up when the writer has been blocked in one socket
+        write for ``writer_stall_s`` (the client is not reading): then this
+        returns, and returns at once on later calls until the writer writes
+        again. A writer that is merely waiting for its turn (a busy process)
+        is waited for.
         """
         if self._stalled_at == self._frames_written:
             return
         stall_s = self._ctx.settings.writer_stall_s
-        written, since = self._frames_written, trio.current_time()
         while self.outbox.backlogged and self._closing is None:
-            await trio.sleep(stall_s / 20)
-            now = trio.current_time()
-            if self._frames_written != written:
-                written, since = self._frames_written, now
-            elif now - since >= stall_s:
-                self._stalled_at = written
+            sending_since = self._sending_since
+            if sending_since is not None and trio.current_time() - sending_since >= stall_s:
+                self._stalled_at = self._frames_written
                 return
+            await trio.sleep(stall_s / 20)
 
     def enqueue_live(self, deliver: Deliver) -> None:
         """Queue a live frame unless already sent; a full outbox closes with 1013."""
@@ -294,12 +295,14 @@ class SessionActor(Actor[Deliver]):
             with trio.CancelScope(shield=True) as scope:
                 scope.deadline = trio.current_time() + self._ctx.settings.send_timeout_s
                 self._send_scope = scope
+                self._sending_since = trio.current_time()
                 await self._socket.send(outgoing.text)
         except BaseException as error:
             if span is not None:
                 end_item_span(span, type(error).__name__)
             raise
         self._send_scope = None
+        self._sending_since = None
         self._frames_written += 1
         if span is not None:
             end_item_span(span, "write timed out" if scope.cancelled_caught else None)

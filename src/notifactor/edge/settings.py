@@ -39,8 +39,8 @@ class EdgeSettings:
         writer_stall_s: while a session's outbox is half full, the delivery
             consumer waits for its writer before queueing more, so a burst
             bigger than the outbox reaches a client that reads; it stops
-            waiting for a writer that has written nothing for this long (a
-            client that does not read then fills its outbox: 1013).
+            waiting once the writer has been stuck in one socket write this
+            long (a client that does not read then fills its outbox: 1013).
         consumer_block_ms: longest wait of one XREAD.
         janitor_interval_s: how often delivery streams of dead gateways are removed.
         stale_stream_ms: a dead gateway's stream untouched this long is removed.
@@ -60,7 +60,7 @@ class EdgeSettings:
     presence_heartbeat_s: float = 10.0
     admission_timeout_s: float = 2.0
     consumer_count: int = 512
-    writer_stall_s: float = 0.02
+    writer_stall_s: float = 0.25
     consumer_block_ms: int = 1000
     janitor_interval_s: float = 300.0
     stale_stream_ms: int = 120_000
