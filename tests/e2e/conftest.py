@@ -25,8 +25,6 @@ import trio
 
 from infra.local.cassandra_server import CassandraContact
 from notifactor.actors.audit_trail import running_audit_trail
-from notifactor.adapters.cassandra_schema import Replication, migrate
-from notifactor.adapters.cassandra_session import connect_cassandra
 from notifactor.adapters.redis_client import open_redis
 from notifactor.adapters.redis_ingest import IngestSettings, RedisIngest
 from notifactor.auth.tokens import DEFAULT_SCOPES, mint_token
@@ -36,6 +34,7 @@ from notifactor.gateway.app import GatewayApp
 from notifactor.gateway.context import Gateway
 from notifactor.gateway.server import run_http_server
 from notifactor.ports.notification_store import NotificationStore
+from tests.cassandra_keyspaces import migrated_keyspace as keyspace_with_schema
 from tests.e2e.stores import Storage, open_test_store
 from tests.e2e.ws_support import open_writer
 
@@ -135,21 +134,8 @@ async def serve_gateway(
 def gateway_keyspace(request: pytest.FixtureRequest) -> Iterator[tuple[CassandraContact, str]]:
     """A keyspace migrated once for the gateway tests on Cassandra (only when one runs)."""
     contact: CassandraContact = request.getfixturevalue("cassandra_contact")
-    keyspace = f"gateway_{uuid.uuid4().hex[:12]}"
-
-    async def run(statement: str | None) -> None:
-        session = await connect_cassandra([(contact.host, contact.port)])
-        async with session:
-            if statement is None:
-                await migrate(session, keyspace, replication=Replication.simple(1))
-            else:
-                await session.execute(statement)
-
-    trio.run(run, None)
-    try:
+    with keyspace_with_schema(contact, "gateway") as keyspace:
         yield contact, keyspace
-    finally:
-        trio.run(run, f"DROP KEYSPACE IF EXISTS {keyspace}")
 
 
 @pytest.fixture(params=["sqlite", "cassandra"])

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import attrs
 import coredis
 import pytest
-import trio
 
 from infra.local.cassandra_server import CassandraContact
-from notifactor.adapters.cassandra_schema import Replication, migrate
 from notifactor.adapters.cassandra_session import connect_cassandra
 from notifactor.adapters.cassandra_store import CassandraNotificationStore
 from notifactor.domain.delivery_state import DeliveryState
 from notifactor.domain.dlq_entry import decode_dlq_entry
+from tests.cassandra_keyspaces import migrated_keyspace as keyspace_with_schema
 from tests.integration.dispatcher_harness import (
     dispatcher_config,
     make_envelope,
@@ -29,21 +27,8 @@ from tests.integration.test_dispatcher_failures import FlakyPresence
 def migrated_keyspace(
     cassandra_contact: CassandraContact,
 ) -> Iterator[tuple[CassandraContact, str]]:
-    keyspace = f"dispatch_{uuid.uuid4().hex[:12]}"
-
-    async def run(statement: str | None) -> None:
-        session = await connect_cassandra([(cassandra_contact.host, cassandra_contact.port)])
-        async with session:
-            if statement is None:
-                await migrate(session, keyspace, replication=Replication.simple(1))
-            else:
-                await session.execute(statement)
-
-    trio.run(run, None)
-    try:
+    with keyspace_with_schema(cassandra_contact, "dispatch") as keyspace:
         yield cassandra_contact, keyspace
-    finally:
-        trio.run(run, f"DROP KEYSPACE IF EXISTS {keyspace}")
 
 
 async def test_dispatcher_on_cassandra_ends_every_notification(

@@ -30,7 +30,6 @@ from notifactor.actors.storage_writer import (
     WriterMessage,
     kind_only,
 )
-from notifactor.adapters.cassandra_schema import Replication, migrate
 from notifactor.adapters.cassandra_session import CassandraSession, connect_cassandra
 from notifactor.adapters.cassandra_store import CassandraNotificationStore
 from notifactor.adapters.sqlite_store import SqliteNotificationStore
@@ -42,6 +41,7 @@ from notifactor.domain.delivery_state import DeliveryState, DeliveryStatus, merg
 from notifactor.domain.notification import DeliveryUpdate, Notification
 from notifactor.domain.timestamps import to_us
 from notifactor.ports.notification_store import NotificationStore
+from tests.cassandra_keyspaces import migrated_keyspace as keyspace_with_schema
 
 pytestmark = pytest.mark.integration
 
@@ -105,21 +105,8 @@ def update(
 def store_keyspace(request: pytest.FixtureRequest) -> Iterator[tuple[CassandraContact, str]]:
     """A keyspace migrated once for this module (only when a Cassandra test runs)."""
     contact: CassandraContact = request.getfixturevalue("cassandra_contact")
-    keyspace = f"store_{uuid.uuid4().hex[:12]}"
-
-    async def run(statement: str | None) -> None:
-        session = await connect_cassandra([(contact.host, contact.port)])
-        async with session:
-            if statement is None:
-                await migrate(session, keyspace, replication=Replication.simple(1))
-            else:
-                await session.execute(statement)
-
-    trio.run(run, None)
-    try:
+    with keyspace_with_schema(contact, "store") as keyspace:
         yield contact, keyspace
-    finally:
-        trio.run(run, f"DROP KEYSPACE IF EXISTS {keyspace}")
 
 
 @pytest.fixture(params=["sqlite", "cassandra"])
