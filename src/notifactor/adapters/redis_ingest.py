@@ -196,6 +196,11 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
+def unavailable(error: BaseException) -> IngestUnavailable:
+    """The :class:`IngestUnavailable` for one of the :data:`UNAVAILABLE` errors."""
+    return IngestUnavailable(f"Redis: {type(error).__name__}: {error}")
+
+
 class RedisIngest:
     """:class:`notifactor.ports.ingest.IngestBus` on one coredis client."""
 
@@ -225,7 +230,7 @@ class RedisIngest:
         try:
             reply = await self._script(keys=keys, args=args)
         except UNAVAILABLE as error:
-            raise IngestUnavailable(f"Redis: {type(error).__name__}: {error}") from error
+            raise unavailable(error) from error
         return parse_ingest_reply(reply)
 
     def script_call(
@@ -270,7 +275,7 @@ class RedisIngest:
         try:
             raw = await self._client.get(ACCEPTED_KEY.format(tenant=tenant_id, id=notification_id))
         except UNAVAILABLE as error:
-            raise IngestUnavailable(f"Redis: {type(error).__name__}: {error}") from error
+            raise unavailable(error) from error
         if raw is None:
             return None
         envelope = decode_envelope(raw)

@@ -28,7 +28,12 @@ import trio
 from coredis.exceptions import NoScriptError
 
 from notifactor.actors.stop import optional_stop_signal
-from notifactor.adapters.redis_ingest import UNAVAILABLE, RedisIngest, parse_ingest_reply
+from notifactor.adapters.redis_ingest import (
+    UNAVAILABLE,
+    RedisIngest,
+    parse_ingest_reply,
+    unavailable,
+)
 from notifactor.domain.envelope import Envelope
 from notifactor.domain.rate_limit import RateRule
 from notifactor.observability.metrics import INGEST_PIPELINE_CALLS
@@ -157,9 +162,9 @@ class PipelinedIngest:
             async with self._client.pipeline(transaction=False, raise_on_error=False) as pipe:
                 requests = [pipe.evalsha(sha, keys=c.keys, args=c.args) for c in batch]
         except UNAVAILABLE as error:
-            unavailable = IngestUnavailable(f"Redis: {type(error).__name__}: {error}")
+            refused = unavailable(error)
             for call in batch:
-                call.answer(None, unavailable)
+                call.answer(None, refused)
             return
         except Exception as error:
             for call in batch:
@@ -172,7 +177,7 @@ class PipelinedIngest:
             except NoScriptError:
                 reload.append(call)
             except UNAVAILABLE as error:
-                call.answer(None, IngestUnavailable(f"Redis: {type(error).__name__}: {error}"))
+                call.answer(None, unavailable(error))
             except Exception as error:
                 call.answer(None, error)
         if reload:

@@ -138,25 +138,24 @@ def rate_limited(detail: str, headers: Sequence[tuple[str, str]]) -> Problem:
     )
 
 
-def overloaded(detail: str, retry_after_s: int) -> Problem:
+def _retry_later(kind: str, detail: str, retry_after_s: int) -> Problem:
     return Problem(
         status=503,
-        kind="overloaded",
+        kind=kind,
         title="Service unavailable",
         detail=detail,
         headers=(("retry-after", str(retry_after_s)),),
     )
+
+
+def overloaded(detail: str, retry_after_s: int) -> Problem:
+    """503: the pipeline is saturated (load shedding); retry after ``Retry-After``."""
+    return _retry_later("overloaded", detail, retry_after_s)
 
 
 def unavailable(detail: str, retry_after_s: int) -> Problem:
     """503: a dependency (Redis, storage) cannot be reached; retry after ``Retry-After``."""
-    return Problem(
-        status=503,
-        kind="unavailable",
-        title="Service unavailable",
-        detail=detail,
-        headers=(("retry-after", str(retry_after_s)),),
-    )
+    return _retry_later("unavailable", detail, retry_after_s)
 
 
 def internal_error() -> Problem:
