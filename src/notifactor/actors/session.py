@@ -217,11 +217,15 @@ class SessionActor(Actor[Deliver]):
             return
         stall_s = self._ctx.settings.writer_stall_s
         while self.outbox.backlogged and self._closing is None:
+            now = trio.current_time()
             sending_since = self._sending_since
-            if sending_since is not None and trio.current_time() - sending_since >= stall_s:
+            if sending_since is not None and now - sending_since >= stall_s:
                 self._stalled_at = self._frames_written
                 return
-            await trio.sleep(stall_s / 20)
+            # Woken by the writer taking a frame, or when the write in
+            # progress (or the next one) would count as stuck.
+            with trio.move_on_at((sending_since or now) + stall_s):
+                await self.outbox.wait_taken()
 
     def enqueue_live(self, deliver: Deliver) -> None:
         """Queue a live frame unless already sent; a full outbox closes with 1013."""

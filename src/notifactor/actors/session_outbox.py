@@ -86,10 +86,14 @@ class Outbox:
         """Queue ``outgoing``, waiting while the outbox is full."""
         await trio.lowlevel.checkpoint_if_cancelled()
         while not self.put_nowait(outgoing):
-            if self._room is None:
-                self._room = trio.Event()
-            await self._room.wait()
+            await self.wait_taken()
         await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def wait_taken(self) -> None:
+        """Wait until the writer takes a frame (cancellable)."""
+        if self._room is None:
+            self._room = trio.Event()
+        await self._room.wait()
 
     def take_nowait(self) -> Outgoing | None:
         """The oldest frame, or ``None``; wakes producers waiting for room."""
