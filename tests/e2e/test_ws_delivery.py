@@ -154,27 +154,11 @@ async def test_resume_after_random_disconnects_never_loses_or_duplicates(
         assert received == sorted(received, key=posted.index), "out of order"
 
 
-async def test_resume_on_cassandra(
-    redis_url: str,
-    tmp_path: Path,
-    redis_prefix: str,
-    cassandra_session: object,
-    cassandra_keyspace: str,
+async def test_resume_replays_what_was_missed_then_goes_live(
+    redis_url: str, tmp_path: Path, redis_prefix: str, storage: Storage
 ) -> None:
-    from notifactor.adapters.cassandra_schema import Replication, migrate
-    from notifactor.adapters.cassandra_store import CassandraNotificationStore
-
-    await migrate(
-        cassandra_session,  # type: ignore[arg-type]
-        cassandra_keyspace,
-        replication=Replication.simple(1),
-    )
-    store = await CassandraNotificationStore.open(
-        cassandra_session,  # type: ignore[arg-type]
-        cassandra_keyspace,
-        lambda _t: 30,
-    )
-    async with running_stack(redis_url, tmp_path, redis_prefix, store=store) as s:
+    """``resume`` replays in order, answers ``resumed`` with the count, then live frames."""
+    async with running_stack(redis_url, tmp_path, redis_prefix, storage=storage) as s:
         first = await s.connect("t", "u")
         ids = [await s.post("t", "u", content=f"c{i}") for i in range(3)]
         frames = [await first.recv_json() for _ in ids]
