@@ -89,7 +89,8 @@ def configure_tracing(config: Config) -> TracerProvider | None:
 
     ``otlp`` reads the standard ``OTEL_EXPORTER_OTLP_*`` variables (endpoint,
     headers, timeout) and exports over HTTP/protobuf from a background thread,
-    so a slow collector never blocks the event loop.
+    so a slow collector never blocks the event loop; batches are encoded by
+    :mod:`notifactor.observability.otlp_encoding`.
     """
     processor: SpanProcessor
     if config.otel_exporter == "none":
@@ -97,9 +98,9 @@ def configure_tracing(config: Config) -> TracerProvider | None:
     if config.otel_exporter == "console":
         processor = SimpleSpanProcessor(ConsoleSpanExporter())
     else:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from notifactor.observability.otlp_exporter import LeanOTLPSpanExporter
 
-        processor = BatchSpanProcessor(OTLPSpanExporter())
+        processor = BatchSpanProcessor(LeanOTLPSpanExporter())
     provider = build_tracer_provider(config, processor)
     use_tracer_provider(provider)
     # Also the global provider, so instrumented libraries join the same traces.

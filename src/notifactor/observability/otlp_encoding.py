@@ -1,0 +1,226 @@
+"""OTLP trace encoding straight to protobuf wire bytes: the export request, without message objects.
+
+The OTLP/HTTP exporter's own encoder builds one protobuf message object per
+span, attribute and value, then serialises them: about 18 µs of CPU per span
+on the exporter thread, which holds the GIL while the event loop waits. This
+module writes the same ``ExportTraceServiceRequest`` bytes directly (the
+wire format of ``opentelemetry/proto/trace/v1/trace.proto``), and encodes
+the resource and instrumentation scope of a batch once each.
+
+The output parses to a message equal to what the standard encoder builds for
+the same spans (``tests/unit/test_otlp_encoding.py`` checks this), so any
+OTLP receiver reads it the same way. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, TraceState
+
+log = logging.getLogger("notifactor.tracing")
+
+_FIXED64 = struct.Struct("<Q").pack
+_DOUBLE = struct.Struct("<d").pack
+_FIXED32 = struct.Struct("<I").pack
+
+# Span.flags: the parent's "is remote" bit is known (0x100), and set (0x200).
+_FLAGS_HAS_IS_REMOTE = 0x100
+_FLAGS_IS_REMOTE = 0x200
+_UINT64 = 0xFFFFFFFFFFFFFFFF
+
+
+def varint(value: int) -> bytes:
+    """``value`` (0 ≤ value < 2**64) as a protobuf base-128 varint."""
+    if value < 0x80:
+        return bytes((value,))
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(tag: bytes, payload: bytes) -> bytes:
+    """A length-delimited field: tag, length, payload."""
+    size = len(payload)
+    if size < 0x80:
+        return tag + _SMALL[size] + payload
+    return tag + varint(size) + payload
+
+
+def _text(tag: bytes, value: str) -> bytes:
+    return _field(tag, value.encode("utf-8", "surrogatepass"))
+
+
+# One-byte varints, made once.
+_SMALL = [bytes((n,)) for n in range(0x80)]
+# Encoded ``KeyValue.key`` fields by attribute key: the keys come from code, so
+# there are few; the cache stops growing at _KEY_CACHE_MAX.
+_KEYS: dict[str, bytes] = {}
+_KEY_CACHE_MAX = 4096
+
+
+def _key(key: str) -> bytes:
+    encoded = _KEYS.get(key)
+    if encoded is None:
+        encoded = _text(b"\x0a", str(key))
+        if len(_KEYS) < _KEY_CACHE_MAX:
+            _KEYS[key] = encoded
+    return encoded
+
+
+def _any_value(value: Any) -> bytes:
+    """The fields of an ``AnyValue`` holding ``value`` (the message body, no tag)."""
+    if value is None:
+        return b""
+    if isinstance(value, bool):
+        return b"\x10\x01" if value else b"\x10\x00"
+    if isinstance(value, str):
+        return _text(b"\x0a", value)
+    if isinstance(value, int):
+        return b"\x18" + varint(value & _UINT64)
+    if isinstance(value, float):
+        return b"\x21" + _DOUBLE(value)
+    if isinstance(value, bytes):
+        return _field(b"\x3a", value)
+    if isinstance(value, Sequence):
+        return _field(b"\x2a", b"".join(_field(b"\x0a", _any_value(item)) for item in value))
+    if isinstance(value, Mapping):
+        return _field(b"\x32", key_values(b"\x0a", value))
+    raise TypeError(f"cannot encode an attribute value of type {type(value).__name__}")
+
+
+def key_values(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
+    """``attributes`` as repeated ``KeyValue`` fields under ``tag``.
+
+    A value of a type OTLP cannot carry is left out and logged, as the
+    standard encoder does.
+    """
+    if not attributes:
+        return b""
+    parts = []
+    for key, value in attributes.items():
+        if type(value) is str:  # the common case, without the type dispatch
+            encoded_value = _text(b"\x0a", value)
+        else:
+            try:
+                encoded_value = _any_value(value)
+            except TypeError as error:
+                log.warning(
+                    "span attribute left out", extra={"event": "otlp_encode", "reason": str(error)}
+                )
+                continue
+        parts.append(_field(tag, _key(key) + _field(b"\x12", encoded_value)))
+    return b"".join(parts)
+
+
+def _trace_state(tag: bytes, state: TraceState | None) -> bytes:
+    if not state:
+        return b""
+    return _text(tag, ",".join(f"{key}={value}" for key, value in state.items()))
+
+
+def _flags(parent: SpanContext | None) -> int:
+    if parent is not None and parent.is_remote:
+        return _FLAGS_HAS_IS_REMOTE | _FLAGS_IS_REMOTE
+    return _FLAGS_HAS_IS_REMOTE
+
+
+def _count(tag: bytes, count: int) -> bytes:
+    return tag + varint(count) if count else b""
+
+
+def encode_span(span: ReadableSpan) -> bytes:
+    """One ``Span`` message body."""
+    context = span.get_span_context()
+    assert context is not None  # an SDK span always has one
+    parent = span.parent
+    parts = [
+        b"\x0a\x10" + context.trace_id.to_bytes(16, "big"),
+        b"\x12\x08" + context.span_id.to_bytes(8, "big"),
+        _trace_state(b"\x1a", context.trace_state),
+    ]
+    if parent is not None:
+        parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
+    parts.append(_text(b"\x2a", span.name))
+    # The API's SpanKind counts from INTERNAL = 0; OTLP's from INTERNAL = 1.
+    parts.append(b"\x30" + varint(span.kind.value + 1))
+    if span.start_time:
+        parts.append(b"\x39" + _FIXED64(span.start_time))
+    if span.end_time:
+        parts.append(b"\x41" + _FIXED64(span.end_time))
+    parts.append(key_values(b"\x4a", span.attributes))
+    parts.append(_count(b"\x50", span.dropped_attributes))
+    for event in span.events:
+        body = b"\x09" + _FIXED64(event.timestamp) + _text(b"\x12", event.name)
+        body += key_values(b"\x1a", event.attributes)
+        body += _count(b"\x20", getattr(event, "dropped_attributes", 0))
+        parts.append(_field(b"\x5a", body))
+    parts.append(_count(b"\x60", span.dropped_events))
+    for link in span.links:
+        body = b"\x0a\x10" + link.context.trace_id.to_bytes(16, "big")
+        body += b"\x12\x08" + link.context.span_id.to_bytes(8, "big")
+        body += _trace_state(b"\x1a", link.context.trace_state)
+        body += key_values(b"\x22", link.attributes)
+        body += _count(b"\x28", link.dropped_attributes)
+        body += b"\x35" + _FIXED32(_flags(link.context))
+        parts.append(_field(b"\x6a", body))
+    parts.append(_count(b"\x70", span.dropped_links))
+    status = span.status
+    status_body = b""
+    if status.description:
+        status_body += _text(b"\x12", status.description)
+    if status.status_code.value:
+        status_body += b"\x18" + varint(status.status_code.value)
+    parts.append(_field(b"\x7a", status_body))
+    # Span.flags is field 16, fixed32: a two-byte tag.
+    parts.append(b"\x85\x01" + _FIXED32(_flags(parent)))
+    return b"".join(parts)
+
+
+def _scope(scope: InstrumentationScope | None) -> bytes:
+    if scope is None:
+        return b""
+    body = _text(b"\x0a", scope.name) if scope.name else b""
+    if scope.version:
+        body += _text(b"\x12", scope.version)
+    return body + key_values(b"\x1a", scope.attributes)
+
+
+def encode_export_request(spans: Sequence[ReadableSpan]) -> bytes:
+    """The serialised ``ExportTraceServiceRequest`` for ``spans``.
+
+    Spans are grouped by resource, then by instrumentation scope, in the
+    order they first appear, as the standard encoder does.
+    """
+    # Keyed by identity: hashing a Resource serialises its attributes to JSON,
+    # and every span of one provider shares the same Resource object.
+    grouped: dict[int, tuple[Resource, dict[InstrumentationScope | None, list[bytes]]]] = {}
+    for span in spans:
+        resource = span.resource
+        entry = grouped.get(id(resource))
+        if entry is None:
+            entry = grouped[id(resource)] = (resource, {})
+        entry[1].setdefault(span.instrumentation_scope or None, []).append(
+            _field(b"\x12", encode_span(span))
+        )
+    request = []
+    for resource, by_scope in grouped.values():
+        body = _field(b"\x0a", key_values(b"\x0a", resource.attributes))
+        for scope, encoded_spans in by_scope.items():
+            scope_spans = _field(b"\x0a", _scope(scope)) + b"".join(encoded_spans)
+            if scope is not None and scope.schema_url:
+                scope_spans += _text(b"\x1a", scope.schema_url)
+            body += _field(b"\x12", scope_spans)
+        if resource.schema_url:
+            body += _text(b"\x1a", resource.schema_url)
+        request.append(_field(b"\x0a", body))
+    return b"".join(request)
