@@ -14,6 +14,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Literal, TextIO
 
+import msgspec
+
 from notifactor.observability.log_context import ContextFieldsFilter
 
 CONTEXT_FIELDS = (
@@ -35,27 +37,54 @@ CONTEXT_FIELDS = (
 
 
 class JsonLineFormatter(logging.Formatter):
-    """One JSON object per record, with the instance id on every line."""
+    """One JSON object per record, with the instance id on every line.
+
+    Runs on the event loop for every line (the access log writes one per
+    request), so it is kept cheap: the timestamp's date and time are formatted
+    once per second, and the line is encoded by msgspec.
+    """
 
     def __init__(self, instance_id: str) -> None:
         super().__init__()
         self._instance_id = instance_id
+        self._second = -1
+        self._second_text = ""
+
+    def timestamp(self, created: float) -> str:
+        """``created`` as ISO 8601 UTC with milliseconds (``…T12:00:01.234+00:00``)."""
+        second = int(created)
+        if second != self._second:
+            self._second = second
+            self._second_text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        millis = min(int((created - second) * 1000), 999)
+        return f"{self._second_text}.{millis:03d}+00:00"
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": self.timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "instance_id": self._instance_id,
             "message": record.getMessage(),
         }
+        fields = record.__dict__
         for name in CONTEXT_FIELDS:
-            value = record.__dict__.get(name)
+            value = fields.get(name)
             if value is not None:
                 line[name] = value
         if record.exc_info and record.exc_info[0] is not None:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, ensure_ascii=False)
+        try:
+            return _ENCODER.encode(line).decode("utf-8", "surrogateescape")
+        except (TypeError, ValueError, OverflowError):  # a value msgspec cannot encode
+            return json.dumps(line, default=str, ensure_ascii=False)
+
+
+def _as_text(value: object) -> str:
+    return str(value)
+
+
+_ENCODER = msgspec.json.Encoder(enc_hook=_as_text)
 
 
 class ConsoleFormatter(logging.Formatter):
