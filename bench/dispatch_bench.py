@@ -51,7 +51,11 @@ from notifactor.dispatcher.settings import settings_from_config
 from notifactor.domain.envelope import ENVELOPE_FIELD, Envelope, encode_envelope, new_traceparent
 from notifactor.domain.ids import new_notification_id
 from notifactor.domain.partitioning import partition_for
-from notifactor.runtime_tuning import freeze_start_up_objects, tune_collector
+from notifactor.runtime_tuning import (
+    freeze_start_up_objects,
+    tune_collector,
+    tune_redis_client,
+)
 from notifactor.storage_setup import storage_writer_for
 from notifactor.supervisors import SupervisionConfig
 
@@ -258,10 +262,12 @@ def main() -> None:
     parser.add_argument("--read-count", type=int, default=256, help="XREADGROUP COUNT")
     parser.add_argument("--no-celery", action="store_true", help="skip the Celery peer")
     args = parser.parse_args()
-    # As `notifactor dispatcher` does: the [runtime] collector settings, and
-    # the start-up objects frozen before anything is timed.
+    # As `notifactor dispatcher` does: the [runtime] collector and Redis client
+    # settings (the raw loop shares the client settings), and the start-up
+    # objects frozen before anything is timed.
     runtime = Config().runtime
     tune_collector(runtime)
+    tune_redis_client(runtime)
     freeze_start_up_objects(runtime)
     report = trio.run(main_async, args)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -67,7 +67,11 @@ from notifactor.observability.metrics_server import run_metrics_server
 from notifactor.observability.supervision_metrics import register_supervision_metrics
 from notifactor.observability.tracing import configure_tracing, shutdown_tracing
 from notifactor.ports.notification_store import NotificationStore
-from notifactor.runtime_tuning import freeze_start_up_objects, tune_collector
+from notifactor.runtime_tuning import (
+    freeze_start_up_objects,
+    tune_collector,
+    tune_redis_client,
+)
 from notifactor.storage_setup import open_store, replication_of, storage_writer_for
 from notifactor.supervisors import (
     ChildSpec,
@@ -147,6 +151,7 @@ def _run_roles(config: Config, roles: frozenset[str], *, command: str) -> int:
     state = ServeState(config=config, jwt_secret=secret, redis_url=config.redis_url, roles=roles)
     configure_tracing(config)
     tune_collector(config.runtime)
+    tune_redis_client(config.runtime)
     try:
         return trio.run(partial(serve_until_signalled, state, freeze_when_started=True))
     finally:

@@ -11,12 +11,17 @@ configurable:
   (:func:`freeze_start_up_objects`): those objects live as long as the
   process, so full collections stop walking them. Objects made later are
   collected as usual.
+
+It also sets whether the Redis client checks each command at run time
+(:func:`tune_redis_client`).
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+
+import coredis
 
 from notifactor.config import RuntimeConfig
 
@@ -42,3 +47,13 @@ def freeze_start_up_objects(runtime: RuntimeConfig) -> None:
         gc.get_freeze_count(),
         extra={"event": "gc_freeze"},
     )
+
+
+def tune_redis_client(runtime: RuntimeConfig) -> None:
+    """Switch coredis's per-command runtime checks on or off (``redis_client_checks``).
+
+    Off is coredis's documented ``Config.optimized`` mode: a command the
+    server does not know is then refused by the server instead of by the
+    client, with the same kind of error.
+    """
+    coredis.Config.optimized = not runtime.redis_client_checks

@@ -65,3 +65,20 @@ def test_freeze_moves_live_objects_out_of_sight() -> None:
     freeze_start_up_objects(RuntimeConfig())
     assert gc.get_freeze_count() >= len(kept)
     assert gc.get_count()[2] == 0
+
+
+def test_redis_client_checks_are_off_by_default_and_can_be_turned_on() -> None:
+    import coredis
+
+    from notifactor.runtime_tuning import tune_redis_client
+
+    before = coredis.Config.optimized
+    try:
+        assert load_config(None, {}).runtime.redis_client_checks is False
+        tune_redis_client(RuntimeConfig())
+        assert coredis.Config.optimized
+        checked = load_config(None, {"NOTIFACTOR_RUNTIME__REDIS_CLIENT_CHECKS": "true"}).runtime
+        tune_redis_client(checked)
+        assert not coredis.Config.optimized
+    finally:
+        coredis.Config.optimized = before

@@ -274,9 +274,15 @@ class RuntimeConfig:
             (700, 10, 10) run a young collection every few requests on a busy
             gateway; larger values trade a little memory for throughput.
             ``gc_gen0_threshold = 0`` leaves the interpreter's values alone.
+        redis_client_checks: the Redis client's own runtime checks of each
+            command (argument combinations, the server version a command
+            needs). notifactor's commands are fixed and covered by its tests,
+            so they are off by default: they cost several microseconds per
+            command on the ingest and dispatch paths.
     """
 
     gc_freeze_after_start: bool = True
+    redis_client_checks: bool = False
     gc_gen0_threshold: int = attrs.field(default=50_000, validator=_non_negative)
     gc_gen1_threshold: int = attrs.field(default=20, validator=_positive)
     gc_gen2_threshold: int = attrs.field(default=100, validator=_positive)

@@ -32,6 +32,7 @@ from notifactor.adapters.redis_dispatch import RedisKeys
 from notifactor.config import Config, load_config
 from notifactor.dispatcher.runner import build_dispatcher, redis_deps
 from notifactor.dispatcher.settings import DispatcherSettings
+from notifactor.runtime_tuning import tune_redis_client
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -98,6 +99,7 @@ async def run_standalone(config: Config, settings: DispatcherSettings, keys: Red
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     config = load_config(args.config)
+    tune_redis_client(config.runtime)
     trio.run(run_standalone, config, settings_from(args), RedisKeys(prefix=args.prefix))
     return 0
 
