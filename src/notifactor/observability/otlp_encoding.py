@@ -22,7 +22,7 @@ from typing import Any
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, TraceState
+from opentelemetry.trace import SpanContext, SpanKind, TraceState
 
 log = logging.getLogger("notifactor.tracing")
 
@@ -98,6 +98,18 @@ def _any_value(value: Any) -> bytes:
     raise TypeError(f"cannot encode an attribute value of type {type(value).__name__}")
 
 
+def _plain(attributes: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The plain dict behind an SDK span's read-only attributes, else ``attributes``.
+
+    A finished span's attributes are a read-only view of a ``BoundedAttributes``;
+    going through the view costs a Python call per key. The dict behind it is
+    read without copying when the SDK has that shape (it does not change once
+    the span has ended).
+    """
+    inner = getattr(attributes, "_dict", None)
+    return inner if type(inner) is dict else attributes
+
+
 def key_values(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     """``attributes`` as repeated ``KeyValue`` fields under ``tag``.
 
@@ -107,7 +119,7 @@ def key_values(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     if not attributes:
         return b""
     parts = []
-    for key, value in attributes.items():
+    for key, value in _plain(attributes).items():
         if type(value) is str:  # the common case, without the type dispatch
             encoded_value = _text(b"\x0a", value)
         else:
@@ -138,27 +150,30 @@ def _count(tag: bytes, count: int) -> bytes:
     return tag + varint(count) if count else b""
 
 
-def encode_span(span: ReadableSpan) -> bytes:
-    """One ``Span`` message body."""
-    context = span.get_span_context()
-    assert context is not None  # an SDK span always has one
-    parent = span.parent
-    parts = [
-        b"\x0a\x10" + context.trace_id.to_bytes(16, "big"),
-        b"\x12\x08" + context.span_id.to_bytes(8, "big"),
-        _trace_state(b"\x1a", context.trace_state),
-    ]
-    if parent is not None:
-        parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
-    parts.append(_text(b"\x2a", span.name))
-    # The API's SpanKind counts from INTERNAL = 0; OTLP's from INTERNAL = 1.
-    parts.append(b"\x30" + varint(span.kind.value + 1))
-    if span.start_time:
-        parts.append(b"\x39" + _FIXED64(span.start_time))
-    if span.end_time:
-        parts.append(b"\x41" + _FIXED64(span.end_time))
-    parts.append(key_values(b"\x4a", span.attributes))
-    parts.append(_count(b"\x50", span.dropped_attributes))
+# The API's SpanKind counts from INTERNAL = 0; OTLP's from INTERNAL = 1.
+_KIND = {kind: b"\x30" + bytes((kind.value + 1,)) for kind in SpanKind}
+# Span.flags is field 16, fixed32: a two-byte tag.
+_SPAN_FLAGS_LOCAL = b"\x85\x01" + _FIXED32(_FLAGS_HAS_IS_REMOTE)
+_SPAN_FLAGS_REMOTE = b"\x85\x01" + _FIXED32(_FLAGS_HAS_IS_REMOTE | _FLAGS_IS_REMOTE)
+_STATUS_UNSET = b"\x7a\x00"
+_IDS = struct.Struct(">BBQQBBQ")  # trace id (two halves) and span id, with their tags
+_TIMES = struct.Struct("<BQBQ")
+# Encoded ``Span.name`` fields by name: span names come from code, so they are few.
+_NAMES: dict[str, bytes] = {}
+
+
+def _name(name: str) -> bytes:
+    encoded = _NAMES.get(name)
+    if encoded is None:
+        encoded = _text(b"\x2a", name)
+        if len(_NAMES) < _KEY_CACHE_MAX:
+            _NAMES[name] = encoded
+    return encoded
+
+
+def _extras(span: ReadableSpan) -> bytes:
+    """Events, links and dropped counts: empty for almost every span."""
+    parts = [_count(b"\x50", span.dropped_attributes)]
     for event in span.events:
         body = b"\x09" + _FIXED64(event.timestamp) + _text(b"\x12", event.name)
         body += key_values(b"\x1a", event.attributes)
@@ -174,15 +189,62 @@ def encode_span(span: ReadableSpan) -> bytes:
         body += b"\x35" + _FIXED32(_flags(link.context))
         parts.append(_field(b"\x6a", body))
     parts.append(_count(b"\x70", span.dropped_links))
+    return b"".join(parts)
+
+
+def _has_extras(span: ReadableSpan) -> bool:
+    # The SDK's private lists are read when present: the public properties
+    # copy them into tuples. Either way the answer is the same.
+    events = getattr(span, "_events", None)
+    links = getattr(span, "_links", None)
+    return bool(
+        (span.events if events is None else events)
+        or (span.links if links is None else links)
+        or span.dropped_attributes
+        or span.dropped_events
+        or span.dropped_links
+    )
+
+
+def encode_span(span: ReadableSpan) -> bytes:
+    """One ``Span`` message body."""
+    context = span.get_span_context()
+    assert context is not None  # an SDK span always has one
+    trace_id = context.trace_id
+    parts = [_IDS.pack(0x0A, 0x10, trace_id >> 64, trace_id & _UINT64, 0x12, 0x08, context.span_id)]
+    if context.trace_state:
+        parts.append(_trace_state(b"\x1a", context.trace_state))
+    parent = span.parent
+    if parent is not None:
+        parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
+    parts.append(_name(span.name))
+    parts.append(_KIND[span.kind])
+    start, end = span.start_time, span.end_time
+    if start and end:
+        parts.append(_TIMES.pack(0x39, start, 0x41, end))
+    else:
+        if start:
+            parts.append(b"\x39" + _FIXED64(start))
+        if end:
+            parts.append(b"\x41" + _FIXED64(end))
+    attributes = span.attributes
+    if attributes:
+        parts.append(key_values(b"\x4a", attributes))
+    if _has_extras(span):
+        parts.append(_extras(span))
     status = span.status
-    status_body = b""
-    if status.description:
-        status_body += _text(b"\x12", status.description)
-    if status.status_code.value:
-        status_body += b"\x18" + varint(status.status_code.value)
-    parts.append(_field(b"\x7a", status_body))
-    # Span.flags is field 16, fixed32: a two-byte tag.
-    parts.append(b"\x85\x01" + _FIXED32(_flags(parent)))
+    if status.description or status.status_code.value:
+        status_body = b""
+        if status.description:
+            status_body += _text(b"\x12", status.description)
+        if status.status_code.value:
+            status_body += b"\x18" + varint(status.status_code.value)
+        parts.append(_field(b"\x7a", status_body))
+    else:
+        parts.append(_STATUS_UNSET)
+    parts.append(
+        _SPAN_FLAGS_REMOTE if parent is not None and parent.is_remote else _SPAN_FLAGS_LOCAL
+    )
     return b"".join(parts)
 
 
