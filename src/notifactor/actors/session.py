@@ -58,8 +58,10 @@ CLOSE_TRY_AGAIN = 1013
 class SessionActor(Actor[Deliver]):
     """One WebSocket session (see the module docstring).
 
-    ``ref`` is accepted like any actor's (its name is the child id), but
-    live traffic reaches the session through :attr:`session_handle`.
+    Live traffic reaches the session through :attr:`session_handle`, and a
+    graceful stop through the supervisor's stop signal, so the session needs
+    no address: the edge runs it with :meth:`serve`. ``ref`` is still accepted
+    (and ignored), so it also runs like any actor (``run_actor``, ``actor_spec``).
     """
 
     __slots__ = (
@@ -86,8 +88,8 @@ class SessionActor(Actor[Deliver]):
         tenant_id: str,
         user_id: str,
         socket: WebSocket,
-        ref: ActorRef[Deliver],
         context: EdgeContext,
+        ref: ActorRef[Deliver] | None = None,
     ) -> None:
         del ref  # the pool addresses the child by name; traffic uses session_handle
         self.session_id = session_id
@@ -161,7 +163,24 @@ class SessionActor(Actor[Deliver]):
     async def handle(self, message: Deliver) -> None:
         self._on_live(message)
 
-    async def run(self, inbox: Inbox[Deliver]) -> None:
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """One incarnation without a mailbox: what ``run_actor`` does, minus the inbox.
+
+        Nothing but the stop request ever came through a session's mailbox,
+        and that comes through the supervisor's stop signal too.
+        """
+        await self.on_start()
+        task_status.started()
+        await self.run()
+        await self.on_stop()
+
+    async def run(self, inbox: Inbox[Deliver] | None = None) -> None:
+        """Serve the socket until it closes or a graceful stop is requested.
+
+        ``inbox`` is not read: a graceful stop comes through the stop signal
+        (see ``_write_loop``), live frames through :attr:`session_handle`.
+        """
+        del inbox
         try:
             # The nursery's scope is the session's: ``close`` cancels it.
             async with trio.open_nursery() as nursery:
@@ -178,7 +197,7 @@ class SessionActor(Actor[Deliver]):
                         )
                     )
                     nursery.start_soon(ClientRequests(self).read_loop)
-                    await self._write_loop(inbox, nursery)
+                    await self._write_loop(nursery)
                 except SocketClosed:
                     nursery.cancel_scope.cancel()
                 else:
@@ -250,11 +269,11 @@ class SessionActor(Actor[Deliver]):
 
     # --- the writer ----------------------------------------------------------
 
-    async def _write_loop(self, inbox: Inbox[Deliver], nursery: trio.Nursery) -> None:
+    async def _write_loop(self, nursery: trio.Nursery) -> None:
         """Write queued frames; between them, keep the heartbeat and the opening hold.
 
-        Returns when a graceful stop is requested. Nothing but the stop comes
-        through the inbox: live frames are queued by :meth:`_on_live`.
+        Returns when a graceful stop is requested (the supervisor's stop
+        signal; live frames are queued by :meth:`_on_live`, never mailed).
         """
         stop = optional_stop_signal()
         settings = self._ctx.settings
@@ -284,7 +303,7 @@ class SessionActor(Actor[Deliver]):
                 finally:
                     if stop is not None:
                         stop.unregister(idle)
-            if inbox.stop_requested:
+            if stop is not None and stop.requested:
                 return
 
     async def _write(self, outgoing: Outgoing) -> None:

@@ -13,29 +13,35 @@ HTTP with an ``application/problem+json`` body:
   ``Retry-After``.
 
 Sockets are served with trio-websocket (``wrap_server_stream``). Each TCP
-connection runs in a guard: garbage bytes, a broken handshake or a peer that
-vanishes mid-upgrade end that connection only, never the listener (which is
-why this is not ``serve_websocket``: its handler and reader tasks run
-unguarded in the server's nursery). The connection's task lives as long as
-its socket, because its nursery holds trio-websocket's reader task: an open
-session costs that task, trio-websocket's reader and the session's own two.
-A graceful stop closes the listening socket, then stops every session (each
-closes with 1001) within the pool's budget.
+connection's upgrade runs in a guard, and so does trio-websocket's reader
+task (:class:`_GuardedReader`): garbage bytes, a broken handshake or a peer
+that vanishes mid-upgrade end that connection only, never the listener (which
+is why this is not ``serve_websocket``: its handler and reader tasks run
+unguarded in the server's nursery). The reader runs in the listener's
+connections nursery, not in a nursery of the upgrading task, so that task
+ends once the session runs: an idle session costs trio-websocket's reader and
+the session's own two tasks, and no task or nursery of the listener's (tens
+of thousands of idle sessions per gateway). For the same reason connections
+are accepted here rather than with ``trio.serve_listeners``, which closes a
+connection when its handler returns. A graceful stop closes the listening
+socket, then stops every session (each closes with 1001) within the pool's
+budget.
 """
 
 from __future__ import annotations
 
-import functools
+import errno
 import logging
+import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import cast
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 import trio
 from trio_websocket import WebSocketRequest, wrap_server_stream
 
-from notifactor.actors import ActorRef
 from notifactor.actors.session import CLOSE_INTERNAL, CLOSE_TRY_AGAIN, SessionActor
 from notifactor.actors.stop import optional_stop_signal
 from notifactor.auth.verify import InvalidTokenError, Principal, TokenVerifier
@@ -57,6 +63,10 @@ log = logging.getLogger("notifactor.edge.listener")
 
 WS_PATH = "/ws"
 RETRY_AFTER_S = 5
+
+ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+"""``accept`` errors that mean the system is overloaded: retried after a pause."""
+ACCEPT_RETRY_S = 0.1
 
 
 class WsListener:
@@ -99,14 +109,8 @@ class WsListener:
         stop = optional_stop_signal()
         async with trio.open_nursery() as connections:
             async with trio.open_nursery() as accepting:
-                accepting.start_soon(
-                    functools.partial(
-                        trio.serve_listeners,
-                        self._guarded,
-                        list(listeners),
-                        handler_nursery=connections,
-                    )
-                )
+                for listener in listeners:
+                    accepting.start_soon(self._accept, listener, connections)
                 log.info("websocket listener ready on port %d", self.port)
                 if self._on_listening is not None:
                     self._on_listening(self.port)
@@ -128,42 +132,73 @@ class WsListener:
             for child_id in self._pool.child_ids():
                 nursery.start_soon(self._pool.stop_child, child_id)
 
-    async def _guarded(self, stream: trio.SocketStream) -> None:
+    async def _accept(self, listener: trio.SocketListener, connections: trio.Nursery) -> None:
+        """Accept connections until cancelled; each one is upgraded in ``connections``.
+
+        As ``trio.serve_listeners`` does, accept errors that mean the system is
+        overloaded are retried after a pause; others end the listener.
+        """
+        async with listener:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as error:
+                    if error.errno not in ACCEPT_CAPACITY_ERRNOS:
+                        raise
+                    log.error(
+                        "accept returned %s (%s); retrying in %s seconds",
+                        errno.errorcode[error.errno],
+                        os.strerror(error.errno),
+                        ACCEPT_RETRY_S,
+                        exc_info=True,
+                    )
+                    await trio.sleep(ACCEPT_RETRY_S)
+                else:
+                    connections.start_soon(self._guarded, stream, connections)
+
+    async def _guarded(self, stream: trio.SocketStream, connections: trio.Nursery) -> None:
         try:
-            await self._serve_connection(stream)
+            await self._serve_connection(stream, connections)
         except* Exception:
             log.debug("websocket connection failed; dropped it", exc_info=True)
             with trio.CancelScope(shield=True):
                 await stream.aclose()
 
-    async def _serve_connection(self, stream: trio.SocketStream) -> None:
-        """Upgrade with trio-websocket; this task lives as long as the socket.
+    async def _serve_connection(self, stream: trio.SocketStream, connections: trio.Nursery) -> None:
+        """Upgrade with trio-websocket, then refuse the request or start its session.
 
-        Its nursery holds trio-websocket's reader task, which the session's
-        socket needs until the close handshake is over.
+        Returns once the session runs: from then on the session owns the
+        stream (it closes it when it ends), and trio-websocket's reader task,
+        which the session's socket needs until the close handshake is over,
+        runs in ``connections``. Otherwise the stream is closed here, which
+        also ends the reader task.
         """
         max_bytes = self._config.limits.ws_max_message_bytes
-        async with trio.open_nursery() as nursery:
+        running = False
+        try:
             with trio.move_on_after(self._ctx.settings.connect_timeout_s) as upgrade:
-                request = await wrap_server_stream(nursery, stream, max_message_size=max_bytes)
+                reader = _GuardedReader(connections, stream, upgrade)
+                try:
+                    # trio-websocket only calls ``start_soon`` on its nursery.
+                    request = await wrap_server_stream(
+                        cast("trio.Nursery", reader), stream, max_message_size=max_bytes
+                    )
+                finally:
+                    reader.upgrade = None
             if upgrade.cancelled_caught:
-                nursery.cancel_scope.cancel()
-                await stream.aclose()
                 return
-            try:
-                await self._handle(stream, request)
-            finally:
-                # The session closed its socket already; a refused request's
-                # stream is closed here, which also ends the reader task.
+            running = await self._handle(stream, request)
+        finally:
+            if not running:
                 with trio.CancelScope(shield=True):
                     await stream.aclose()
 
-    async def _handle(self, stream: trio.SocketStream, request: WebSocketRequest) -> None:
-        """Refuse the request, or run a session on it until the session ends."""
+    async def _handle(self, stream: trio.SocketStream, request: WebSocketRequest) -> bool:
+        """Refuse the request, or start a session on it; ``True`` if a session runs."""
         target = urlsplit(request.path)
         if target.path != WS_PATH:
             await _refuse(request, 404, "Not Found", f"no WebSocket endpoint at {target.path!r}")
-            return
+            return False
         try:
             principal = self._verifier.verify(_token_of(request.headers, target.query))
         except InvalidTokenError as error:
@@ -174,7 +209,7 @@ class WsListener:
                 str(error),
                 [(b"WWW-Authenticate", b'Bearer error="invalid_token"')],
             )
-            return
+            return False
         limit = self._config.tenant_policy(principal.tenant_id).max_ws_connections
         session_id = secrets.token_urlsafe(12)
         admission = await self._admission.admit(principal.tenant_id, session_id, limit)
@@ -186,7 +221,7 @@ class WsListener:
                 f"the tenant already has {admission.count} of {limit} WebSocket sessions",
                 [(b"Retry-After", str(RETRY_AFTER_S).encode())],
             )
-            return
+            return False
         if admission.verdict is Verdict.UNAVAILABLE:
             await _refuse(
                 request,
@@ -195,7 +230,7 @@ class WsListener:
                 "the tenant's connection count cannot be checked right now",
                 [(b"Retry-After", str(RETRY_AFTER_S).encode())],
             )
-            return
+            return False
         slot = SessionSlot(self._admission, principal.tenant_id, session_id)
         try:
             if len(self._pool) >= self._pool.max_children:
@@ -206,9 +241,8 @@ class WsListener:
                     "this gateway holds as many sessions as it may",
                     [(b"Retry-After", str(RETRY_AFTER_S).encode())],
                 )
-                return
-            if await self._start_session(stream, request, principal, session_id, slot):
-                await slot.wait_terminated()
+                return False
+            return await self._start_session(stream, request, principal, session_id, slot)
         finally:
             # Once the session has started the slot is given back when it
             # terminates; release() only ever gives it back once.
@@ -225,18 +259,16 @@ class WsListener:
     ) -> bool:
         """Accept and start the session; ``False`` if it could not start (socket closed)."""
         socket = TrioWebSocket(await request.accept(), stream)
-        ref = slot.ref = ActorRef(f"session-{session_id}", mailbox_size=1)
-        slot.session = SessionActor(
+        session = SessionActor(
             session_id=session_id,
             tenant_id=principal.tenant_id,
             user_id=principal.subject,
             socket=socket,
-            ref=ref,
             context=self._ctx,
         )
         spec = ChildSpec(
-            id=ref.name,
-            start=slot.run,
+            id=slot.child_id,
+            start=session.serve,
             restart="temporary",
             kind="actor",
             introspect=slot.statistics,
@@ -284,3 +316,46 @@ async def _refuse(
         extra_headers=[(b"Content-Type", b"application/problem+json"), *(headers or [])],
         body=body,
     )
+
+
+class _GuardedReader:
+    """Where trio-websocket starts one connection's reader task: the listener's nursery.
+
+    ``wrap_server_stream`` wants a nursery for its reader task and only calls
+    ``start_soon`` on it. Started through this object, the reader runs in the
+    listener's connections nursery behind a guard: a reader that fails drops
+    its own connection (and the upgrade waiting for it, if any), never the
+    listener; a reader cancelled with the listener closes its connection.
+
+    Attributes:
+        upgrade: the scope of the upgrade waiting for this reader's request;
+            cleared once the upgrade is over (the scope is not kept alive).
+    """
+
+    __slots__ = ("_nursery", "_stream", "upgrade")
+
+    def __init__(
+        self, nursery: trio.Nursery, stream: trio.SocketStream, upgrade: trio.CancelScope
+    ) -> None:
+        self._nursery = nursery
+        self._stream = stream
+        self.upgrade: trio.CancelScope | None = upgrade
+
+    def start_soon(self, reader: Callable[[], Awaitable[object]]) -> None:
+        self._nursery.start_soon(self._run, reader)
+
+    async def _run(self, reader: Callable[[], Awaitable[object]]) -> None:
+        ended = False
+        try:
+            await reader()
+            ended = True
+        except* Exception:
+            ended = True
+            log.debug("websocket connection failed; dropped it", exc_info=True)
+            if self.upgrade is not None:
+                self.upgrade.cancel()
+            with trio.CancelScope(shield=True):
+                await self._stream.aclose()
+        finally:
+            if not ended:  # cancelled with the listener's connections
+                await trio.aclose_forcefully(self._stream)

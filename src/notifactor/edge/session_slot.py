@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import trio
-
-from notifactor.actors import ActorRef, run_actor
-from notifactor.actors.session import SessionActor
+from notifactor.actors.mailbox import MailboxStatistics
 from notifactor.edge.admission import ConnectionAdmission
-from notifactor.edge.registry import Deliver
 from notifactor.supervisors import NodeStatistics
+
+_OPEN_MAILBOX = MailboxStatistics(capacity=1, depth=0, peak=0, closed=False)
+_CLOSED_MAILBOX = MailboxStatistics(capacity=1, depth=0, peak=0, closed=True)
 
 
 class SessionSlot:
     """One session's place in the pool and in the tenant's connection count.
 
     A small object with bound methods instead of a handful of closures: ten
-    thousand idle sessions each keep one. Live traffic reaches the session
-    through the registry, not its mailbox (one slot): the mailbox only
-    carries the supervisor's stop request.
+    thousand idle sessions each keep one. A session has no address (no
+    ``ActorRef``, no mailbox; the pool runs ``SessionActor.serve``): live
+    traffic reaches it through the registry, and the pool's stop request
+    through its stop signal. Its node in the tree still shows the one-slot
+    mailbox sessions used to have (never used, so always empty), so the tree
+    and the mailbox metrics read as before.
     """
 
     __slots__ = (
@@ -26,8 +28,7 @@ class SessionSlot:
         "_session_id",
         "_tenant_id",
         "_terminated",
-        "ref",
-        "session",
+        "child_id",
         "started",
     )
 
@@ -36,24 +37,13 @@ class SessionSlot:
         self._tenant_id = tenant_id
         self._session_id = session_id
         self._reserved = True
-        self.ref: ActorRef[Deliver] | None = None
-        self.session: SessionActor | None = None
+        self._terminated = False
+        self.child_id = f"session-{session_id}"
         self.started = False  # set by the listener once the pool runs the session
-        self._terminated = trio.Event()
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        assert self.ref is not None
-        await run_actor(self.ref, self._factory, task_status=task_status)
-
-    def _factory(self) -> SessionActor:
-        assert self.session is not None
-        return self.session
 
     def statistics(self) -> NodeStatistics:
-        assert self.ref is not None
-        return NodeStatistics(
-            id=self.ref.name, kind="actor", state="running", mailbox=self.ref.statistics()
-        )
+        mailbox = _CLOSED_MAILBOX if self._terminated else _OPEN_MAILBOX
+        return NodeStatistics(id=self.child_id, kind="actor", state="running", mailbox=mailbox)
 
     def release(self) -> None:
         """Give the tenant's connection back (once), locally and cluster-wide."""
@@ -62,11 +52,6 @@ class SessionSlot:
             self._admission.release(self._tenant_id, self._session_id)
 
     def terminated(self) -> None:
-        if self.ref is not None:
-            self.ref.close()
+        """The pool let the session go for good."""
+        self._terminated = True
         self.release()
-        self._terminated.set()
-
-    async def wait_terminated(self) -> None:
-        """Wait until the pool has let the session go for good."""
-        await self._terminated.wait()

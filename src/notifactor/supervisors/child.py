@@ -113,14 +113,21 @@ class ExitQueue:
 
 
 class _Readiness:
-    """The ``task_status`` a child sees: records readiness, then shields it."""
+    """The ``task_status`` a child sees: records readiness, then shields it.
+
+    It holds the starter's ``task_status`` only until it is used: Trio's
+    keeps the starter's (finished) task and nursery reachable, and an
+    incarnation may run for as long as the process (one per WebSocket).
+    """
+
+    __slots__ = ("_child", "_parent", "_scope", "ready")
 
     def __init__(
         self, child: Child, scope: trio.CancelScope, parent: trio.TaskStatus[CrashReason | None]
     ):
         self._child = child
         self._scope = scope
-        self._parent = parent
+        self._parent: trio.TaskStatus[CrashReason | None] | None = parent
         self.ready = False
 
     def started(self, value: object = None) -> None:
@@ -131,7 +138,15 @@ class _Readiness:
         self.ready = True
         self._child.state = "running"
         self._scope.shield = True
-        self._parent.started(None)
+        parent, self._parent = self._parent, None
+        assert parent is not None
+        parent.started(None)
+
+    def failed(self, crash: CrashReason | None) -> None:
+        """The incarnation ended before it was ready: tell the starter why."""
+        parent, self._parent = self._parent, None
+        assert parent is not None
+        parent.started(crash)
 
 
 async def run_incarnation(
@@ -158,6 +173,7 @@ async def run_incarnation(
         return
     scope = trio.CancelScope()
     readiness = _Readiness(child, scope, task_status)
+    del task_status  # held by ``readiness`` until used (see ``_Readiness``)
     child.scope, child.stop_signal, child.done = scope, StopSignal(), trio.Event()
     child.state = "starting"
     child.started_at = trio.current_time()
@@ -179,7 +195,7 @@ async def run_incarnation(
     if crash is not None:
         child.last_crash = crash
     if not readiness.ready:
-        task_status.started(crash)
+        readiness.failed(crash)
         return
     if child.stopping:
         if crash is not None:
