@@ -280,8 +280,11 @@ async def test_tree_endpoint_access_rules(redis_url: str, tmp_path: Path, tenant
         assert not_admin.status_code == 403
         bad = await client.get("/v1/admin/tree", headers={"Authorization": "Bearer nope"})
         assert bad.status_code == 401
+        # A tenant's admin scope is for its own tenant: the process-wide tree
+        # is for the operator tenants only (none in this configuration).
         admin = await client.get("/v1/admin/tree", headers=gw.auth(tenant, ("admin",)))
-        assert admin.status_code == 200
+        assert admin.status_code == 403
+        assert "operator tenants" in admin.json()["detail"]
         gw.tree[0] = None
         assert (await client.get("/v1/admin/tree")).status_code == 503
 
@@ -298,6 +301,25 @@ async def test_tree_endpoint_without_loopback_exemption_needs_a_token(
         gw.client() as client,
     ):
         assert (await client.get("/v1/admin/tree")).status_code == 401
+
+
+async def test_tree_endpoint_opens_to_operator_tenants_admins(
+    redis_url: str, tmp_path: Path, tenant: str
+) -> None:
+    operators = ObservabilityConfig(
+        tree_loopback_without_token=False, tree_operator_tenants=("ops",)
+    )
+    async with (
+        instrumented_gateway(redis_url, tmp_path, observability=operators) as gw,
+        gw.client() as client,
+    ):
+        operator = await client.get("/v1/admin/tree", headers=gw.auth("ops", ("admin",)))
+        assert operator.status_code == 200
+        assert operator.json()["children"][0]["id"] == "http"
+        not_admin = await client.get("/v1/admin/tree", headers=gw.auth("ops"))
+        assert not_admin.status_code == 403
+        other = await client.get("/v1/admin/tree", headers=gw.auth(tenant, ("admin",)))
+        assert other.status_code == 403
 
 
 async def test_health_names_the_failing_node(redis_url: str, tmp_path: Path) -> None:

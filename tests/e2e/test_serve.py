@@ -75,6 +75,8 @@ def serve(tmp_path: Path) -> Iterator[ServeProcess]:
         NOTIFACTOR_HTTP_PORT=str(port),
         NOTIFACTOR_WS_PORT=str(ws_port),
         NOTIFACTOR_LOG_FORMAT="json",
+        # Admin tokens of tenant "ops" may read the supervision tree remotely.
+        NOTIFACTOR_OBSERVABILITY__TREE_OPERATOR_TENANTS="ops",
     )
     with log_path.open("w", encoding="utf-8") as log_file:
         process = subprocess.Popen(

@@ -38,13 +38,18 @@ def test_tree_prints_the_live_supervision_tree(serve: ServeProcess) -> None:
     assert any(line.lstrip("│ ").endswith("── http [worker] running restarts=0") for line in lines)
 
 
-def test_tree_json_and_admin_token(serve: ServeProcess) -> None:
-    token = serve.token("acme", "ops", scope="admin")
+def test_tree_json_and_operator_admin_token(serve: ServeProcess) -> None:
+    token = serve.token("ops", "operator-1", scope="admin")
     result = _tree(serve, "--url", serve.base_url, "--token", token, "--json")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert document["id"] == "root"
     assert [child["id"] for child in document["children"]][-1] == "services"
+    # A tenant's admin scope is for its own tenant; the tree is process-wide.
+    tenant_admin = serve.token("acme", "admin-1", scope="admin")
+    refused = _tree(serve, "--url", serve.base_url, "--token", tenant_admin)
+    assert refused.returncode == 1
+    assert "403" in refused.stderr
 
 
 def test_tree_refusals_are_one_line(serve: ServeProcess) -> None:

@@ -270,3 +270,11 @@ def test_dispatcher_section(tmp_path: Path) -> None:
 def test_dispatcher_claim_must_outlast_an_attempt(tmp_path: Path) -> None:
     message = error(tmp_path, NOTIFACTOR_DISPATCHER__CLAIM_IDLE_MS="500")
     assert message.startswith("dispatcher.claim_idle_ms: must exceed attempt_timeout_s")
+
+
+def test_tree_operator_tenants_are_tenant_ids() -> None:
+    loaded = load_config(None, {"NOTIFACTOR_OBSERVABILITY__TREE_OPERATOR_TENANTS": "ops, ops-2"})
+    assert loaded.observability.tree_operator_tenants == ("ops", "ops-2")
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {"NOTIFACTOR_OBSERVABILITY__TREE_OPERATOR_TENANTS": "no spaces"})
+    assert "observability.tree_operator_tenants" in str(info.value)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -69,9 +69,7 @@ def _optional_existing_file(
         raise ValueError(f"file not found: {value}")
 
 
-def _tenant_ids(
-    _inst: object, attribute: attrs.Attribute[Any], value: Mapping[str, object]
-) -> None:
+def _tenant_ids(_inst: object, attribute: attrs.Attribute[Any], value: Iterable[str]) -> None:
     for tenant_id in value:
         if not TENANT_ID.fullmatch(tenant_id):
             raise ValueError(f"tenant id {tenant_id!r} must match {TENANT_ID.pattern}")
@@ -203,8 +201,12 @@ class ObservabilityConfig:
         metrics_host, metrics_port: the metrics-only listener of processes
             without the REST API (``notifactor dispatcher``); port 0 turns it off.
         tree_loopback_without_token: whether ``GET /v1/admin/tree`` answers a
-            loopback client that sends no token (a token with scope ``admin``
-            is always accepted).
+            loopback client that sends no token.
+        tree_operator_tenants: tenants whose tokens with scope ``admin`` may
+            read ``GET /v1/admin/tree``. The tree is process-wide (its crash
+            messages may quote any tenant's request), so a tenant's admin
+            scope alone does not open it; empty (the default) leaves the tree
+            to loopback clients.
     """
 
     tenant_label_allowlist: tuple[str, ...] = attrs.field(
@@ -213,6 +215,7 @@ class ObservabilityConfig:
     metrics_host: str = attrs.field(default="127.0.0.1", validator=_non_empty)
     metrics_port: int = attrs.field(default=9464, validator=_port)
     tree_loopback_without_token: bool = True
+    tree_operator_tenants: tuple[str, ...] = attrs.field(default=(), validator=_tenant_ids)
 
 
 @attrs.frozen(kw_only=True)

@@ -190,7 +190,8 @@ def admin_paths() -> dict[str, Any]:
             "get": {
                 "summary": "The live supervision tree of this process",
                 "description": "Loopback clients without a token may read it (configurable); "
-                "otherwise a token with scope `admin`.",
+                "otherwise a token with scope `admin` of one of the operator tenants "
+                "(`observability.tree_operator_tenants`).",
                 "security": [*BEARER, {}],
                 "responses": {
                     "200": json_ok("The tree.", "SupervisionTree"),
