@@ -94,6 +94,9 @@ class Router:
             wanted = present.get((envelope.tenant_id, envelope.user_id), frozenset())
             error = None
             if wanted and not took:
-                error = f"no live gateway took the notification (tried {', '.join(sorted(wanted))})"
+                error = (
+                    f"no gateway took the notification (tried {', '.join(sorted(wanted))}; "
+                    "gone, or its delivery stream is full)"
+                )
             results.append(RouteResult(gateways=frozenset(took), error=error))
         return results

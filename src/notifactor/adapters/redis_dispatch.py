@@ -8,8 +8,9 @@ Keys (:class:`RedisKeys`, prefix ``notifactor:`` unless a test isolates itself):
 * ``stream:{p}`` — partition streams (written by the gateway), consumed by the
   group :data:`DEFAULT_GROUP`.
 * ``gw:{gateway_id}`` — one delivery stream per gateway instance, field
-  ``message`` (:mod:`notifactor.domain.routing`), capped at about
-  ``gateway_stream_maxlen`` entries.
+  ``message`` (:mod:`notifactor.domain.routing`). Its gateway deletes what it
+  has fanned out; a stream holding ``gateway_stream_maxlen`` entries refuses
+  further deliveries (they are retried) rather than trimming unread ones.
 * ``retry:{p}`` — sorted set of scheduled retries of partition ``p``, scored by
   due time (ms); a Lua script moves due members back into ``stream:{p}``
   atomically, so each retry runs exactly once whichever dispatcher gets there
@@ -77,12 +78,17 @@ class RedisKeys:
         return f"{self.prefix}dlq-replayed:{dlq_entry_id}"
 
 
+# A delivery is appended only while its gateway is alive and its stream holds
+# fewer than ARGV[1] entries. The gateway deletes what it has fanned out, so
+# the length is its backlog; a full stream refuses (the dispatcher retries
+# later) instead of trimming entries the gateway has not read yet.
 ROUTE_LUA = """
 local out = {}
+local bound = tonumber(ARGV[1])
 for i = 1, #KEYS, 2 do
   local j = (i + 1) / 2
-  if redis.call('EXISTS', KEYS[i]) == 1 then
-    redis.call('XADD', KEYS[i + 1], 'MAXLEN', '~', ARGV[1], '*', ARGV[2], ARGV[2 + j])
+  if redis.call('EXISTS', KEYS[i]) == 1 and redis.call('XLEN', KEYS[i + 1]) < bound then
+    redis.call('XADD', KEYS[i + 1], '*', ARGV[2], ARGV[2 + j])
     out[j] = 1
   else
     out[j] = 0

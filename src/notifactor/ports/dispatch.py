@@ -88,7 +88,8 @@ class DispatchBus(Protocol):
     async def route(self, deliveries: Sequence[tuple[str, bytes]]) -> list[bool]:
         """Append each ``(gateway_id, message)`` to that gateway's delivery stream, in order.
 
-        A delivery to a gateway that is no longer alive is skipped; the result
+        A delivery to a gateway that is no longer alive, or whose delivery
+        stream is full (that gateway is far behind), is skipped; the result
         says, per delivery, whether it was appended.
         """
         ...
