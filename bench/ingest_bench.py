@@ -16,7 +16,9 @@ Measured in the same run:
 * batch items per second through ``POST /v1/notifications:batch`` (500 a batch);
 * raw ``XADD`` pipelines of 500 from coredis in this process, same payload;
 * single POSTs against :mod:`bench.bare_http`, the same HTTP server with a
-  trivial app: the ceiling for one process on this machine.
+  trivial app: the ceiling for one process on this machine;
+* single POSTs spread over two gateway processes (vegeta only): what this
+  machine takes with a gateway per core.
 
 Goals: single POST ≥ 3,000/s per process; batch ≥ 40 % of the raw XADD rate.
 ``--profile`` records the gateway with py-spy (from ``/tmp/nf-pyspy``) during
@@ -164,8 +166,17 @@ def running_bare_server(workdir: Path) -> Iterator[tuple[int, subprocess.Popen[b
 class Loader:
     """Runs one fixed-duration attack with vegeta, or with the Python fallback."""
 
-    def __init__(self, workdir: Path, port: int, token: str, *, use_vegeta: bool) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int,
+        token: str,
+        *,
+        use_vegeta: bool,
+        more_ports: tuple[int, ...] = (),
+    ) -> None:
         self.workdir, self.port, self.token = workdir, port, token
+        self.more_ports = more_ports  # vegeta spreads requests over every port
         self.vegeta, self.how = find_vegeta() if use_vegeta else (None, "disabled (--no-vegeta)")
 
     @property
@@ -178,7 +189,8 @@ class Loader:
         if self.vegeta is not None:
             targets = self.workdir / f"{tag}.targets"
             headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
-            write_targets(targets, f"http://127.0.0.1:{self.port}{path}", headers, body_file)
+            urls = [f"http://127.0.0.1:{p}{path}" for p in (self.port, *self.more_ports)]
+            write_targets(targets, urls, headers, body_file)
             command = attack_command(
                 self.vegeta,
                 targets,
@@ -343,6 +355,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                workers=args.batch_concurrency, duration_s=args.batch_seconds,
                                tag="batch", pids=pids)  # fmt: skip
                 frames = top_frames(profile) if profile is not None and profile.exists() else None
+                two = two_gateways(
+                    args, work, redis_url, (port, gateway), loader=loader, body_file=single_body
+                )
             with running_bare_server(work) as (bare_port, bare_server):
                 bare_loader = Loader(work, bare_port, token, use_vegeta=not args.no_vegeta)
                 bare = attack(bare_loader, "/v1/notifications", single_body,
@@ -386,6 +401,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "status_codes": batch["status_codes"],
             "cpu_percent": batch["cpu_percent"],
         },
+        "single_two_gateways": two,
         "raw_xadd_pipeline": {"batch_size": BATCH_SIZE, "items_per_s": round(raw["per_s"])},
         "bare_http_server": {
             "what": "bench.bare_http: the gateway's HTTP server with a JSON-parsing 202 app "
@@ -417,6 +433,40 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if frames is not None:
         result["gateway_profile"] = {"collapsed_stacks": str(PROFILE_OUT), "top_self": frames}
     return result
+
+
+def two_gateways(
+    args: argparse.Namespace,
+    work: Path,
+    redis_url: str,
+    first: tuple[int, subprocess.Popen[bytes]],
+    *,
+    loader: Loader,
+    body_file: Path,
+) -> dict[str, Any]:
+    """Single POSTs spread over ``first`` and a second gateway process (same Redis)."""
+    if loader.vegeta is None:
+        return {"skipped": "needs vegeta to spread the load over two ports"}
+    port, gateway = first
+    second_dir = work / "second"
+    second_dir.mkdir()
+    extra = {"NOTIFACTOR_INSTANCE_ID": "bench-gateway-2"}
+    with running_gateway(second_dir, redis_url, args.log_level, extra_env=extra) as (
+        second_port,
+        second,
+    ):
+        both = Loader(work, port, loader.token, use_vegeta=True, more_ports=(second_port,))
+        pids = {"gateway_1": gateway.pid, "gateway_2": second.pid}
+        result = attack(both, "/v1/notifications", body_file, workers=2 * args.concurrency,
+                        duration_s=args.seconds, tag="two", pids=pids)  # fmt: skip
+    return {
+        "what": "two `notifactor gateway` processes on the same Redis, vegeta alternating "
+        "between them, twice the connections",
+        "post_per_s": round(result["per_s"]),
+        "p99_ms": round(result["p99_ms"], 2),
+        "status_codes": result["status_codes"],
+        "cpu_percent": result["cpu_percent"],
+    }
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +53,14 @@ def find_vegeta(*, build: bool = True) -> tuple[Path | None, str]:
     )
 
 
-def write_targets(path: Path, url: str, headers: dict[str, str], body_file: Path) -> None:
-    """One target in vegeta's HTTP format (every request identical)."""
-    lines = [f"POST {url}", *(f"{k}: {v}" for k, v in headers.items()), f"@{body_file}", ""]
+def write_targets(
+    path: Path, url: str | Sequence[str], headers: dict[str, str], body_file: Path
+) -> None:
+    """Targets in vegeta's HTTP format: the same request to each URL (vegeta takes them in turn)."""
+    urls = [url] if isinstance(url, str) else list(url)
+    lines: list[str] = []
+    for each in urls:
+        lines += [f"POST {each}", *(f"{k}: {v}" for k, v in headers.items()), f"@{body_file}", ""]
     path.write_text("\n".join(lines))
 
 
