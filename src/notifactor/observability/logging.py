@@ -47,17 +47,19 @@ class JsonLineFormatter(logging.Formatter):
     def __init__(self, instance_id: str) -> None:
         super().__init__()
         self._instance_id = instance_id
-        self._second = -1
-        self._second_text = ""
+        # (second, its text), replaced as one value: records from other
+        # threads never pair a second with another second's text.
+        self._second: tuple[int, str] = (-1, "")
 
     def timestamp(self, created: float) -> str:
         """``created`` as ISO 8601 UTC with milliseconds (``…T12:00:01.234+00:00``)."""
         second = int(created)
-        if second != self._second:
-            self._second = second
-            self._second_text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        cached, text = self._second
+        if second != cached:
+            text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = (second, text)
         millis = min(int((created - second) * 1000), 999)
-        return f"{self._second_text}.{millis:03d}+00:00"
+        return f"{text}.{millis:03d}+00:00"
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
