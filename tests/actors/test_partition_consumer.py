@@ -28,7 +28,7 @@ from notifactor.domain.ids import new_notification_id
 from notifactor.domain.notification import DeliveryUpdate, Notification
 from notifactor.domain.retry_schedule import RetryPolicy
 from notifactor.domain.routing import decode_routed
-from notifactor.ports.dispatch import ClaimBatch, StreamEntry
+from notifactor.ports.dispatch import ClaimBatch, Handoff, StreamEntry
 
 
 @attrs.define
@@ -94,9 +94,9 @@ class MemoryBus:
         await self.ack(partition, [entry_id])
         self.dlq.append(fields)
 
-    async def route(self, deliveries: Sequence[tuple[str, bytes]]) -> list[bool]:
+    async def route(self, deliveries: Sequence[tuple[str, bytes]]) -> list[Handoff]:
         self.routed += [(g, m) for g, m in deliveries if g in self.alive]
-        return [g in self.alive for g, _ in deliveries]
+        return [Handoff.TAKEN if g in self.alive else Handoff.GONE for g, _ in deliveries]
 
     async def promote_due_retries(self, partition: int, *, now_ms: int, limit: int) -> int:
         return 0

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from notifactor.actors.router import Presences, Router, RouteResult
 from notifactor.domain.envelope import Envelope
 from notifactor.domain.routing import decode_routed
-from notifactor.ports.dispatch import DispatchBus
+from notifactor.ports.dispatch import DispatchBus, Handoff
 from notifactor.ports.presence import Presence
 
 GATEWAYS = ("gw-a", "gw-b", "gw-c", "gw-d")
@@ -41,16 +41,16 @@ class RouteBus:
     """A bus whose ``route`` answers from ``alive`` or, if set, from ``outcomes`` in order."""
 
     alive: frozenset[str] = frozenset()
-    outcomes: list[bool] | None = None
+    outcomes: list[Handoff] | None = None
     calls: list[list[tuple[str, bytes]]] = attrs.field(factory=list)
 
-    async def route(self, deliveries: Sequence[tuple[str, bytes]]) -> list[bool]:
+    async def route(self, deliveries: Sequence[tuple[str, bytes]]) -> list[Handoff]:
         self.calls.append(list(deliveries))
         await trio.lowlevel.checkpoint()
         if self.outcomes is not None:
             assert len(self.outcomes) == len(deliveries)
             return list(self.outcomes)
-        return [gateway in self.alive for gateway, _ in deliveries]
+        return [Handoff.TAKEN if g in self.alive else Handoff.GONE for g, _ in deliveries]
 
 
 @attrs.define
@@ -153,10 +153,12 @@ def test_each_result_is_routed_pending_or_failed_as_its_gateways_answered(
 def test_results_follow_each_hand_off_answer_in_input_order(
     batch: tuple[list[tuple[Envelope, int]], Presences], data: st.DataObject
 ) -> None:
-    """Per-delivery answers (not per gateway): each item gets exactly its own acceptances."""
+    """Per-delivery answers (not per gateway): each item gets exactly its own answers."""
     items, present = batch
     expected_calls = sum(len(_wanted(envelope, present)) for envelope, _ in items)
-    outcomes = data.draw(st.lists(st.booleans(), min_size=expected_calls, max_size=expected_calls))
+    outcomes = data.draw(
+        st.lists(st.sampled_from(Handoff), min_size=expected_calls, max_size=expected_calls)
+    )
     bus = RouteBus(outcomes=outcomes)
     results = _route(items, present, bus)
 
@@ -168,6 +170,7 @@ def test_results_follow_each_hand_off_answer_in_input_order(
     # Walk the deliveries: each names a gateway of its own item's recipient and
     # carries that item's message and attempt; items appear in input order.
     accepted_by_id: dict[str, set[str]] = {}
+    full_by_id: dict[str, set[str]] = {}
     cursor = 0
     for envelope, attempt in items:
         wanted = _wanted(envelope, present)
@@ -180,14 +183,26 @@ def test_results_follow_each_hand_off_answer_in_input_order(
             assert (message.id, message.attempt) == (envelope.id, attempt)
             assert (message.tenant_id, message.user_id) == (envelope.tenant_id, envelope.user_id)
             assert message.content == envelope.content
-        accepted_by_id[envelope.id] = {g for (g, _), ok in zip(mine, answers, strict=True) if ok}
+        accepted_by_id[envelope.id] = {
+            g for (g, _), answer in zip(mine, answers, strict=True) if answer is Handoff.TAKEN
+        }
+        full_by_id[envelope.id] = {
+            g for (g, _), answer in zip(mine, answers, strict=True) if answer is Handoff.FULL
+        }
 
     assert len(results) == len(items)
     for (envelope, _), result in zip(items, results, strict=True):
         took = accepted_by_id[envelope.id]
+        full = full_by_id[envelope.id]
         assert result.gateways == took
         assert result.routed is bool(took)
-        assert (result.error is not None) is (bool(_wanted(envelope, present)) and not took)
+        # A full stream fails the attempt (it is retried) even when another
+        # gateway took it; otherwise only "nobody took it" fails.
+        failed = bool(full) or (bool(_wanted(envelope, present)) and not took)
+        assert (result.error is not None) is failed
+        for gateway in full:
+            assert result.error is not None
+            assert gateway in result.error
 
 
 @settings(max_examples=100)
@@ -209,6 +224,15 @@ def test_route_many_looks_up_each_recipient_once_then_routes_like_route_to(
     assert sorted(presence.lookups[0]) == sorted(wanted)
     assert len(presence.lookups[0]) == len(wanted)  # one lookup per recipient
     assert results == _route(items, present, RouteBus(alive=alive))
+
+
+def test_a_full_stream_fails_the_attempt_even_when_another_gateway_took_it() -> None:
+    envelope = _envelope("tenant-a", "user-0", 0)
+    present: Presences = {("tenant-a", "user-0"): frozenset({"gw-a", "gw-b"})}
+    bus = RouteBus(outcomes=[Handoff.FULL, Handoff.TAKEN])  # deliveries go in gateway order
+    (result,) = _route([(envelope, 1)], present, bus)
+    assert result.gateways == frozenset({"gw-b"})
+    assert result.error == "delivery stream full on gw-a"
 
 
 def test_partial_hand_off_is_routed_to_the_gateways_that_took_it() -> None:

@@ -7,6 +7,7 @@ import pytest
 
 from notifactor.adapters.redis_dispatch import RedisDispatchBus, RedisKeys
 from notifactor.adapters.redis_presence import RedisPresence
+from notifactor.ports.dispatch import Handoff
 
 pytestmark = pytest.mark.integration
 
@@ -21,13 +22,14 @@ async def test_a_full_delivery_stream_refuses_instead_of_trimming(
     await presence.register("t", "v", "gw-fast")
     messages = [f"m{i}".encode() for i in range(5)]
     taken = await bus.route([("gw-slow", message) for message in messages])
-    assert taken == [True, True, True, False, False]
+    T, F = Handoff.TAKEN, Handoff.FULL
+    assert taken == [T, T, T, F, F]
     stream = keys.gateway_stream("gw-slow")
     entries = await redis_client.xrange(stream)
     # The three unread deliveries are all still there, oldest first.
     assert [entry.field_values[b"message"] for entry in entries] == messages[:3]
     # Another gateway's stream is not affected; a gateway that is gone takes nothing.
-    assert await bus.route([("gw-fast", b"x"), ("gw-gone", b"y")]) == [True, False]
+    assert await bus.route([("gw-fast", b"x"), ("gw-gone", b"y")]) == [T, Handoff.GONE]
     # Once the slow gateway has fanned out (and deleted) what it read, it takes more.
     await redis_client.xdel(stream, [entries[0].identifier])
-    assert await bus.route([("gw-slow", b"m5"), ("gw-slow", b"m6")]) == [True, False]
+    assert await bus.route([("gw-slow", b"m5"), ("gw-slow", b"m6")]) == [T, F]

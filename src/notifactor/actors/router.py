@@ -14,7 +14,7 @@ import attrs
 
 from notifactor.domain.envelope import Envelope
 from notifactor.domain.routing import encode_routed, routed_message
-from notifactor.ports.dispatch import DispatchBus
+from notifactor.ports.dispatch import DispatchBus, Handoff
 from notifactor.ports.presence import Presence
 
 
@@ -25,8 +25,10 @@ class RouteResult:
     Attributes:
         gateways: the gateways that took it; empty when the recipient is
             offline or routing failed.
-        error: why routing failed (every gateway of the recipient vanished
-            before the hand-off), or ``None``.
+        error: why routing failed, or ``None``: every gateway of the
+            recipient vanished before the hand-off, or one of them has a full
+            delivery stream (then the attempt is retried even if another
+            gateway took it: sessions drop a frame they have already sent).
     """
 
     gateways: frozenset[str]
@@ -84,19 +86,21 @@ class Router:
                 deliveries.append((gateway, message))
                 owners.append(index)
         taken: list[set[str]] = [set() for _ in items]
+        full: list[set[str]] = [set() for _ in items]
         if deliveries:
-            accepted = await self._bus.route(deliveries)
-            for (gateway, _), owner, ok in zip(deliveries, owners, accepted, strict=True):
-                if ok:
+            answers = await self._bus.route(deliveries)
+            for (gateway, _), owner, answer in zip(deliveries, owners, answers, strict=True):
+                if answer is Handoff.TAKEN:
                     taken[owner].add(gateway)
+                elif answer is Handoff.FULL:
+                    full[owner].add(gateway)
         results: list[RouteResult] = []
-        for (envelope, _), took in zip(items, taken, strict=True):
+        for (envelope, _), took, refused in zip(items, taken, full, strict=True):
             wanted = present.get((envelope.tenant_id, envelope.user_id), frozenset())
             error = None
-            if wanted and not took:
-                error = (
-                    f"no gateway took the notification (tried {', '.join(sorted(wanted))}; "
-                    "gone, or its delivery stream is full)"
-                )
+            if refused:
+                error = f"delivery stream full on {', '.join(sorted(refused))}"
+            elif wanted and not took:
+                error = f"no live gateway took the notification (tried {', '.join(sorted(wanted))})"
             results.append(RouteResult(gateways=frozenset(took), error=error))
         return results

@@ -33,7 +33,7 @@ from coredis.tokens import PureToken
 
 from notifactor.adapters.redis_scripts import EvalShaScript
 from notifactor.domain.routing import ROUTED_FIELD
-from notifactor.ports.dispatch import ClaimBatch, StreamEntry
+from notifactor.ports.dispatch import ClaimBatch, Handoff, StreamEntry
 
 DEFAULT_GROUP = "notifactor-dispatchers"
 """The consumer group every dispatcher process joins on every partition stream."""
@@ -78,8 +78,8 @@ class RedisKeys:
         return f"{self.prefix}dlq-replayed:{dlq_entry_id}"
 
 
-# A delivery is appended only while its gateway is alive and its stream holds
-# fewer than ARGV[1] entries. The gateway deletes what it has fanned out, so
+# A delivery is appended (1) only while its gateway is alive (else 0) and its
+# stream holds fewer than ARGV[1] entries (else 2). The gateway deletes what it has fanned out, so
 # the length is its backlog; a full stream refuses (the dispatcher retries
 # later) instead of trimming entries the gateway has not read yet.
 ROUTE_LUA = """
@@ -87,11 +87,13 @@ local out = {}
 local bound = tonumber(ARGV[1])
 for i = 1, #KEYS, 2 do
   local j = (i + 1) / 2
-  if redis.call('EXISTS', KEYS[i]) == 1 and redis.call('XLEN', KEYS[i + 1]) < bound then
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    out[j] = 0
+  elseif redis.call('XLEN', KEYS[i + 1]) >= bound then
+    out[j] = 2
+  else
     redis.call('XADD', KEYS[i + 1], '*', ARGV[2], ARGV[2 + j])
     out[j] = 1
-  else
-    out[j] = 0
   end
 end
 return out
@@ -111,6 +113,8 @@ for _, member in ipairs(due) do
 end
 return #due
 """
+
+_HANDOFFS = {0: Handoff.GONE, 1: Handoff.TAKEN, 2: Handoff.FULL}
 
 DELCONSUMER_IF_IDLE_LUA = """
 local mine = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
@@ -269,7 +273,7 @@ class RedisDispatchBus:
             )
             pipe.xack(self.keys.stream(partition), self.group, [entry_id])
 
-    async def route(self, deliveries: Sequence[tuple[str, bytes]]) -> list[bool]:
+    async def route(self, deliveries: Sequence[tuple[str, bytes]]) -> list[Handoff]:
         if not deliveries:
             return []
         keys: list[str] = []
@@ -278,7 +282,7 @@ class RedisDispatchBus:
             keys += [self.keys.gateway_alive(gateway_id), self.keys.gateway_stream(gateway_id)]
             args.append(message)
         reply: Any = await self._route(keys=keys, args=args)
-        return [int(ok) == 1 for ok in reply]
+        return [_HANDOFFS[int(code)] for code in reply]
 
     async def promote_due_retries(self, partition: int, *, now_ms: int, limit: int) -> int:
         """Move due retries back; ``now_ms < 0`` uses the Redis server's clock."""

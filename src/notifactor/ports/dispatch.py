@@ -7,6 +7,7 @@ The partition consumer talks to this port only, so the Redis specifics
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
@@ -42,6 +43,16 @@ class ClaimBatch:
     next_start: str
     entries: tuple[StreamEntry, ...]
     deleted_ids: tuple[str, ...]
+
+
+class Handoff(enum.Enum):
+    """What a gateway's delivery stream did with one routed notification."""
+
+    TAKEN = "taken"
+    GONE = "gone"
+    """The gateway is no longer alive: nothing was appended."""
+    FULL = "full"
+    """The gateway is alive but its stream holds its bound of unread entries."""
 
 
 class DispatchBus(Protocol):
@@ -85,12 +96,12 @@ class DispatchBus(Protocol):
         """Atomically acknowledge ``entry_id`` and append ``fields`` to the DLQ stream."""
         ...
 
-    async def route(self, deliveries: Sequence[tuple[str, bytes]]) -> list[bool]:
+    async def route(self, deliveries: Sequence[tuple[str, bytes]]) -> list[Handoff]:
         """Append each ``(gateway_id, message)`` to that gateway's delivery stream, in order.
 
-        A delivery to a gateway that is no longer alive, or whose delivery
-        stream is full (that gateway is far behind), is skipped; the result
-        says, per delivery, whether it was appended.
+        A delivery to a gateway that is no longer alive (``GONE``), or whose
+        delivery stream is full because that gateway is far behind (``FULL``),
+        is not appended; the result answers per delivery.
         """
         ...
 
