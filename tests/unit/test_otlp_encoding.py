@@ -32,10 +32,14 @@ from notifactor.observability.otlp_encoding import encode_export_request, varint
 from notifactor.observability.otlp_exporter import LeanOTLPSpanExporter
 
 text = st.text(max_size=40)
+# Attribute text may be invalid UTF-8 (a lone surrogate): such an attribute is
+# left out, by the standard encoder and by this one alike.
+attribute_text = st.one_of(text, text.map(lambda t: t + "\udcff"))
 scalar = st.one_of(
-    text,
+    attribute_text,
     st.booleans(),
-    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    # Beyond int64 too: left out by both encoders.
+    st.integers(min_value=-(2**64), max_value=2**64),
     st.floats(allow_nan=False),
 )
 attribute_value = st.one_of(
@@ -44,7 +48,9 @@ attribute_value = st.one_of(
     st.lists(st.integers(min_value=-(2**63), max_value=2**63 - 1), max_size=4),
     st.lists(st.booleans(), max_size=3),
 )
-attributes = st.dictionaries(st.text(min_size=1, max_size=20), attribute_value, max_size=6)
+attributes = st.dictionaries(
+    st.one_of(st.text(min_size=1, max_size=20), st.just("key-\udcff")), attribute_value, max_size=6
+)
 ids = st.tuples(st.integers(min_value=1, max_value=2**128 - 1), st.integers(1, 2**64 - 1))
 trace_state = st.one_of(
     st.none(),
@@ -228,3 +234,22 @@ def test_with_exporter_self_metrics_on_the_standard_path_is_used(
     assert exporter.export(spans) is SpanExportResult.SUCCESS
     exporter.shutdown()
     assert ExportTraceServiceRequest.FromString(received.bodies[0]) == encode_spans(spans)
+
+
+def test_a_name_that_is_not_utf8_is_replaced_not_fatal() -> None:
+    spec = {
+        "name": "bad \udcff name",
+        "kind": SpanKind.INTERNAL,
+        "attributes": {"fine": "yes", "bad": "x\udcff"},
+        "parent": None,
+        "events": [("event \udcff", {})],
+        "links": [],
+        "status": (StatusCode.ERROR, "why \udcff"),
+    }
+    (span,) = _record([spec])
+    request = ExportTraceServiceRequest.FromString(encode_export_request([span]))
+    (encoded,) = request.resource_spans[0].scope_spans[0].spans
+    assert encoded.name == "bad ? name"
+    assert encoded.events[0].name == "event ?"
+    assert encoded.status.message == "why ?"
+    assert [kv.key for kv in encoded.attributes] == ["fine"]

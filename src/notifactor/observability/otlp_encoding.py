@@ -9,7 +9,13 @@ the resource and instrumentation scope of a batch once each.
 
 The output parses to a message equal to what the standard encoder builds for
 the same spans (``tests/unit/test_otlp_encoding.py`` checks this), so any
-OTLP receiver reads it the same way. Pure: no I/O.
+OTLP receiver reads it the same way. Where they differ, this one keeps more:
+a link's trace state is written (the standard encoder leaves it out), and a
+span, event or scope name that is not valid UTF-8 is written with ``?`` in
+place of what cannot be encoded (the standard encoder fails the whole batch). An
+attribute OTLP cannot carry (a value of another type, an integer outside
+int64, a key or text that is not valid UTF-8) is left out and logged, by
+both. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ _FIXED32 = struct.Struct("<I").pack
 _FLAGS_HAS_IS_REMOTE = 0x100
 _FLAGS_IS_REMOTE = 0x200
 _UINT64 = 0xFFFFFFFFFFFFFFFF
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def varint(value: int) -> bytes:
@@ -57,7 +64,13 @@ def _field(tag: bytes, payload: bytes) -> bytes:
 
 
 def _text(tag: bytes, value: str) -> bytes:
-    return _field(tag, value.encode("utf-8", "surrogatepass"))
+    """A string field; ``UnicodeEncodeError`` if ``value`` is not valid UTF-8 (lone surrogates)."""
+    return _field(tag, value.encode("utf-8"))
+
+
+def _name_text(tag: bytes, value: str) -> bytes:
+    """A name field: invalid UTF-8 is replaced, so one bad name never costs the batch."""
+    return _field(tag, value.encode("utf-8", "replace"))
 
 
 # One-byte varints, made once.
@@ -86,6 +99,8 @@ def _any_value(value: Any) -> bytes:
     if isinstance(value, str):
         return _text(b"\x0a", value)
     if isinstance(value, int):
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise ValueError(f"integer attribute {value} is outside int64")
         return b"\x18" + varint(value & _UINT64)
     if isinstance(value, float):
         return b"\x21" + _DOUBLE(value)
@@ -120,24 +135,23 @@ def key_values(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
         return b""
     parts = []
     for key, value in _plain(attributes).items():
-        if type(value) is str:  # the common case, without the type dispatch
-            encoded_value = _text(b"\x0a", value)
-        else:
-            try:
-                encoded_value = _any_value(value)
-            except TypeError as error:
-                log.warning(
-                    "span attribute left out", extra={"event": "otlp_encode", "reason": str(error)}
-                )
-                continue
-        parts.append(_field(tag, _key(key) + _field(b"\x12", encoded_value)))
+        try:
+            # A str value is the common case: no type dispatch for it.
+            encoded_value = _text(b"\x0a", value) if type(value) is str else _any_value(value)
+            encoded_key = _key(key)
+        except (TypeError, ValueError) as error:  # ValueError covers UnicodeEncodeError
+            log.warning(
+                "span attribute left out", extra={"event": "otlp_encode", "reason": str(error)}
+            )
+            continue
+        parts.append(_field(tag, encoded_key + _field(b"\x12", encoded_value)))
     return b"".join(parts)
 
 
 def _trace_state(tag: bytes, state: TraceState | None) -> bytes:
     if not state:
         return b""
-    return _text(tag, ",".join(f"{key}={value}" for key, value in state.items()))
+    return _name_text(tag, ",".join(f"{key}={value}" for key, value in state.items()))
 
 
 def _flags(parent: SpanContext | None) -> int:
@@ -165,7 +179,7 @@ _NAMES: dict[str, bytes] = {}
 def _name(name: str) -> bytes:
     encoded = _NAMES.get(name)
     if encoded is None:
-        encoded = _text(b"\x2a", name)
+        encoded = _name_text(b"\x2a", name)
         if len(_NAMES) < _KEY_CACHE_MAX:
             _NAMES[name] = encoded
     return encoded
@@ -175,7 +189,7 @@ def _extras(span: ReadableSpan) -> bytes:
     """Events, links and dropped counts: empty for almost every span."""
     parts = [_count(b"\x50", span.dropped_attributes)]
     for event in span.events:
-        body = b"\x09" + _FIXED64(event.timestamp) + _text(b"\x12", event.name)
+        body = b"\x09" + _FIXED64(event.timestamp) + _name_text(b"\x12", event.name)
         body += key_values(b"\x1a", event.attributes)
         body += _count(b"\x20", getattr(event, "dropped_attributes", 0))
         parts.append(_field(b"\x5a", body))
@@ -236,7 +250,7 @@ def encode_span(span: ReadableSpan) -> bytes:
     if status.description or status.status_code.value:
         status_body = b""
         if status.description:
-            status_body += _text(b"\x12", status.description)
+            status_body += _name_text(b"\x12", status.description)
         if status.status_code.value:
             status_body += b"\x18" + varint(status.status_code.value)
         parts.append(_field(b"\x7a", status_body))
@@ -251,9 +265,9 @@ def encode_span(span: ReadableSpan) -> bytes:
 def _scope(scope: InstrumentationScope | None) -> bytes:
     if scope is None:
         return b""
-    body = _text(b"\x0a", scope.name) if scope.name else b""
+    body = _name_text(b"\x0a", scope.name) if scope.name else b""
     if scope.version:
-        body += _text(b"\x12", scope.version)
+        body += _name_text(b"\x12", scope.version)
     return body + key_values(b"\x1a", scope.attributes)
 
 
@@ -280,9 +294,9 @@ def encode_export_request(spans: Sequence[ReadableSpan]) -> bytes:
         for scope, encoded_spans in by_scope.items():
             scope_spans = _field(b"\x0a", _scope(scope)) + b"".join(encoded_spans)
             if scope is not None and scope.schema_url:
-                scope_spans += _text(b"\x1a", scope.schema_url)
+                scope_spans += _name_text(b"\x1a", scope.schema_url)
             body += _field(b"\x12", scope_spans)
         if resource.schema_url:
-            body += _text(b"\x1a", resource.schema_url)
+            body += _name_text(b"\x1a", resource.schema_url)
         request.append(_field(b"\x0a", body))
     return b"".join(request)
