@@ -30,7 +30,7 @@ from notifactor.config import Config
 from notifactor.domain.routing import ROUTED_FIELD
 from notifactor.edge.settings import EdgeSettings
 from tests.e2e.stores import Storage
-from tests.e2e.ws_support import Stack, WsClient, running_stack, stack_config
+from tests.e2e.ws_support import Stack, WsClient, running_stack, stack_config, token
 
 from .test_serve import ServeProcess, serve
 
@@ -110,6 +110,40 @@ async def test_unsubscribe_stops_live_traffic_of_that_channel_only(
         await _nothing_more(session)
         for client in (session, other):
             await client.close()
+
+
+async def test_an_upgrade_finished_during_a_graceful_stop_is_refused_with_503(
+    redis_url: str, tmp_path: Path, redis_prefix: str, storage: Storage
+) -> None:
+    """A client mid-handshake when the gateway starts stopping gets a 503, not a
+    session that the stop has already passed by (and would cut off at its deadline)."""
+    async with running_stack(redis_url, tmp_path, redis_prefix, storage=storage) as s:
+        alice = await s.connect("acme", "alice")
+        assert s.edge.port is not None
+        stream = await trio.open_tcp_stream("127.0.0.1", s.edge.port)
+        handshake = (
+            f"GET /ws?token={token('acme', 'late')} HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{s.edge.port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        ).encode()
+        await stream.send_all(handshake)  # not finished: no blank line yet
+        s.edge_root.request_stop()
+        with pytest.raises(ConnectionClosed):
+            await alice.recv_json()
+        assert alice.close_code == 1001  # the stop is under way
+        await stream.send_all(b"\r\n")
+        response = b""
+        with trio.fail_after(5):
+            while b"\r\n\r\n" not in response:
+                chunk = await stream.receive_some(4096)
+                if not chunk:
+                    break
+                response += chunk
+        await stream.aclose()
+        status_line = response.split(b"\r\n", 1)[0]
+        assert status_line.startswith(b"HTTP/1.1 503"), response[:300]
+        assert b"retry-after" in response.lower()
 
 
 # --- SIGTERM on a real serve process ------------------------------------------

@@ -278,3 +278,11 @@ def test_tree_operator_tenants_are_tenant_ids() -> None:
     with pytest.raises(ConfigError) as info:
         load_config(None, {"NOTIFACTOR_OBSERVABILITY__TREE_OPERATOR_TENANTS": "no spaces"})
     assert "observability.tree_operator_tenants" in str(info.value)
+
+
+def test_the_sessions_mailbox_size_bounds_each_session_outbox() -> None:
+    from notifactor.edge.settings import settings_from_config
+
+    assert settings_from_config(load_config(None, {})).outbox_size == 256
+    sized = load_config(None, {"NOTIFACTOR_SUPERVISION__SESSIONS__MAILBOX_SIZE": "32"})
+    assert settings_from_config(sized).outbox_size == 32

@@ -43,7 +43,7 @@ import trio
 from trio_websocket import WebSocketRequest, wrap_server_stream
 
 from notifactor.actors.session import CLOSE_INTERNAL, CLOSE_TRY_AGAIN, SessionActor
-from notifactor.actors.stop import optional_stop_signal
+from notifactor.actors.stop import StopSignal, optional_stop_signal
 from notifactor.auth.verify import InvalidTokenError, Principal, TokenVerifier
 from notifactor.config import Config
 from notifactor.edge import metrics
@@ -74,9 +74,10 @@ class WsListener:
 
     Args:
         config: ``ws_host``, ``ws_port`` (0 picks a free port),
-            ``limits.ws_max_message_bytes``, tenant policies. (Sessions get a
-            one-slot mailbox: it only carries the stop request; live frames go
-            through the registry into the session's outbox.)
+            ``limits.ws_max_message_bytes``, tenant policies. (Sessions have
+            no mailbox: the stop request comes through the pool's stop
+            signal, and live frames through the registry into the session's
+            outbox.)
         verifier: checks the bearer token of each upgrade request.
         context: what sessions share.
         pool: the ``sessions`` dynamic supervisor (must be running).
@@ -100,13 +101,14 @@ class WsListener:
         self._pool = pool
         self._admission = admission
         self._on_listening = on_listening
+        self._stop: StopSignal | None = None
         self.port: int | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen until stopped (graceful: sessions close with 1001) or cancelled."""
         listeners = await trio.open_tcp_listeners(self._config.ws_port, host=self._config.ws_host)
         self.port = int(listeners[0].socket.getsockname()[1])
-        stop = optional_stop_signal()
+        stop = self._stop = optional_stop_signal()
         async with trio.open_nursery() as connections:
             async with trio.open_nursery() as accepting:
                 for listener in listeners:
@@ -199,6 +201,17 @@ class WsListener:
         if target.path != WS_PATH:
             await _refuse(request, 404, "Not Found", f"no WebSocket endpoint at {target.path!r}")
             return False
+        if self._stop is not None and self._stop.requested:
+            # Stopping: the sessions are being closed with 1001; a session
+            # started now could miss that and be cut off at the deadline.
+            await _refuse(
+                request,
+                503,
+                "Service Unavailable",
+                "this gateway is shutting down",
+                [(b"Retry-After", str(RETRY_AFTER_S).encode())],
+            )
+            return False
         try:
             principal = self._verifier.verify(_token_of(request.headers, target.query))
         except InvalidTokenError as error:
@@ -277,14 +290,22 @@ class WsListener:
         try:
             await self._pool.start_child(spec)
         except PoolFull:
-            await socket.close(CLOSE_TRY_AGAIN, "server at capacity")
+            await self._close_unstarted(socket, CLOSE_TRY_AGAIN, "server at capacity")
             return False
         except (ChildStartFailed, SupervisorNotRunning) as error:
             log.warning("session %s could not start: %s", session_id, error)
-            await socket.close(CLOSE_INTERNAL, "session could not start")
+            await self._close_unstarted(socket, CLOSE_INTERNAL, "session could not start")
             return False
         slot.started = True
         return True
+
+    async def _close_unstarted(self, socket: TrioWebSocket, code: int, reason: str) -> None:
+        """Close a socket no session runs on, waiting for the client at most ``close_timeout_s``.
+
+        After that the stream is closed regardless (by the caller's cleanup).
+        """
+        with trio.move_on_after(self._ctx.settings.close_timeout_s):
+            await socket.close(code, reason)
 
 
 def _token_of(headers: list[tuple[bytes, bytes]], query: str) -> str:

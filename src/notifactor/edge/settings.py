@@ -80,5 +80,13 @@ class EdgeSettings:
 
 
 def settings_from_config(config: Config) -> EdgeSettings:
-    """The edge settings ``config`` asks for."""
-    return EdgeSettings(heartbeat_s=config.ws_heartbeat_s)
+    """The edge settings ``config`` asks for.
+
+    A session has no mailbox (live frames go straight to its outbox), so the
+    ``sessions`` pool's ``mailbox_size`` is the outbox's bound: the frames one
+    socket may have queued before its client counts as too slow (1013).
+    """
+    return EdgeSettings(
+        heartbeat_s=config.ws_heartbeat_s,
+        outbox_size=config.supervision.sessions.mailbox_size,
+    )
