@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 
 from notifactor.config import Config
 from notifactor.domain.envelope import trace_id_of
@@ -224,3 +224,24 @@ def test_library_chatter_stays_below_warning() -> None:
         logging.getLogger().handlers.clear()
     (line,) = stream.getvalue().splitlines()
     assert json.loads(line)["message"] == "kept"
+
+
+def test_a_failing_step_marks_its_span_and_the_error_propagates(
+    spans: InMemorySpanExporter,
+) -> None:
+    seen: list[str | None] = []
+
+    def step() -> None:
+        with consume_span("dispatch.persist", CLIENT_TRACEPARENT):
+            seen.append(current_trace_id())  # the span is current inside the block
+            raise KeyError("row")
+
+    with pytest.raises(KeyError):
+        step()
+    assert seen == [CLIENT_TRACE]
+    assert current_trace_id() is None  # and no longer once the block is left
+    (span,) = spans.get_finished_spans()
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description == "KeyError: 'row'"
+    assert [event.name for event in span.events] == ["exception"]
+    assert format(span.context.trace_id, "032x") == CLIENT_TRACE

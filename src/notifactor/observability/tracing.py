@@ -26,6 +26,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import attrs
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
@@ -205,15 +206,22 @@ def _span(
         with trace.use_span(carried, end_on_exit=False):
             yield carried
         return
-    with tracer().start_as_current_span(
-        name,
-        context=context_from_traceparent(traceparent),
-        kind=kind,
-        attributes=attributes,
-        record_exception=True,
-        set_status_on_exception=True,
-    ) as span:
+    # What ``start_as_current_span`` does, without its two extra layers of
+    # context managers (about 2.5 µs a span). An exception is recorded and
+    # marks the span failed; Trio's Cancelled is not a failure of the step.
+    span = tracer().start_span(
+        name, context=context_from_traceparent(traceparent), kind=kind, attributes=attributes
+    )
+    token = otel_context.attach(trace.set_span_in_context(span))
+    try:
         yield span
+    except Exception as error:
+        span.record_exception(error)
+        span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        raise
+    finally:
+        otel_context.detach(token)
+        span.end()
 
 
 @contextmanager
