@@ -204,13 +204,7 @@ class WsListener:
         if self._stop is not None and self._stop.requested:
             # Stopping: the sessions are being closed with 1001; a session
             # started now could miss that and be cut off at the deadline.
-            await _refuse(
-                request,
-                503,
-                "Service Unavailable",
-                "this gateway is shutting down",
-                [(b"Retry-After", str(RETRY_AFTER_S).encode())],
-            )
+            await _refuse_for_now(request, 503, "this gateway is shutting down")
             return False
         try:
             principal = self._verifier.verify(_token_of(request.headers, target.query))
@@ -227,33 +221,18 @@ class WsListener:
         session_id = secrets.token_urlsafe(12)
         admission = await self._admission.admit(principal.tenant_id, session_id, limit)
         if admission.verdict is Verdict.FULL:
-            await _refuse(
-                request,
-                429,
-                "Too Many Requests",
-                f"the tenant already has {admission.count} of {limit} WebSocket sessions",
-                [(b"Retry-After", str(RETRY_AFTER_S).encode())],
-            )
+            detail = f"the tenant already has {admission.count} of {limit} WebSocket sessions"
+            await _refuse_for_now(request, 429, detail)
             return False
         if admission.verdict is Verdict.UNAVAILABLE:
-            await _refuse(
-                request,
-                503,
-                "Service Unavailable",
-                "the tenant's connection count cannot be checked right now",
-                [(b"Retry-After", str(RETRY_AFTER_S).encode())],
+            await _refuse_for_now(
+                request, 503, "the tenant's connection count cannot be checked right now"
             )
             return False
         slot = SessionSlot(self._admission, principal.tenant_id, session_id)
         try:
             if len(self._pool) >= self._pool.max_children:
-                await _refuse(
-                    request,
-                    503,
-                    "Service Unavailable",
-                    "this gateway holds as many sessions as it may",
-                    [(b"Retry-After", str(RETRY_AFTER_S).encode())],
-                )
+                await _refuse_for_now(request, 503, "this gateway holds as many sessions as it may")
                 return False
             return await self._start_session(stream, request, principal, session_id, slot)
         finally:
@@ -319,6 +298,15 @@ def _token_of(headers: list[tuple[bytes, bytes]], query: str) -> str:
     if not tokens or not tokens[0]:
         raise InvalidTokenError("missing bearer token")
     return tokens[0]
+
+
+_TITLES = {429: "Too Many Requests", 503: "Service Unavailable"}
+
+
+async def _refuse_for_now(request: WebSocketRequest, status: int, detail: str) -> None:
+    """A 429 or 503 refusal with ``Retry-After``: the client may try again later."""
+    retry_after = [(b"Retry-After", str(RETRY_AFTER_S).encode())]
+    await _refuse(request, status, _TITLES[status], detail, retry_after)
 
 
 async def _refuse(
