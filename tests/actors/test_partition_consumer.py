@@ -104,6 +104,9 @@ class MemoryBus:
     async def trim_acknowledged(self, partition: int) -> int | None:
         return len(self.queue)
 
+    async def dlq_fill(self) -> tuple[int, int]:
+        return len(self.dlq), 1000
+
     async def leave(self, partition: int, consumer: str) -> bool:
         self.left.append(consumer)
         return True
@@ -236,6 +239,19 @@ async def test_malformed_entry_is_dead_lettered_and_the_batch_goes_on() -> None:
     assert store.stored(good.id)
     assert store.states(good.id) == []
     assert not bus.pending
+
+
+async def test_maintenance_on_partition_0_reports_how_full_the_dlq_is() -> None:
+    from prometheus_client import REGISTRY
+
+    store = MemoryStore()
+    async with consumer_with(store) as (consumer, bus, _presence):
+        bus.add({"envelope": b"not an envelope"})
+        await consumer.process_batch(await bus.read_new(0, "me", count=10, block_ms=1))
+        await consumer._maintain()
+    assert len(bus.dlq) == 1
+    assert REGISTRY.get_sample_value("dlq_entries") == 1
+    assert REGISTRY.get_sample_value("dlq_capacity") == 1000
 
 
 async def test_failure_schedules_a_retry_then_exhaustion_dead_letters() -> None:

@@ -1,4 +1,5 @@
-"""Routing onto gateway delivery streams: a full stream refuses, it never trims unread entries."""
+"""Routing onto gateway delivery streams (a full stream refuses, it never trims unread
+entries), and how full the dead-letter stream is."""
 
 from __future__ import annotations
 
@@ -33,3 +34,14 @@ async def test_a_full_delivery_stream_refuses_instead_of_trimming(
     # Once the slow gateway has fanned out (and deleted) what it read, it takes more.
     await redis_client.xdel(stream, [entries[0].identifier])
     assert await bus.route([("gw-slow", b"m5"), ("gw-slow", b"m6")]) == [T, F]
+
+
+async def test_dlq_fill_reports_length_and_capacity(
+    redis_client: coredis.Redis[bytes], redis_prefix: str
+) -> None:
+    keys = RedisKeys(prefix=redis_prefix)
+    bus = RedisDispatchBus(redis_client, keys=keys, dlq_maxlen=500)
+    assert await bus.dlq_fill() == (0, 500)
+    for n in range(3):
+        await redis_client.xadd(keys.dlq, {"entry": f"{n}"})
+    assert await bus.dlq_fill() == (3, 500)

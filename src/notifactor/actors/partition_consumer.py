@@ -56,6 +56,8 @@ from notifactor.adapters.redis_dispatch import (
 )
 from notifactor.dispatcher.metrics import (
     DISPATCHED,
+    DLQ_CAPACITY,
+    DLQ_ENTRIES,
     RETRY_ATTEMPTS,
     STREAM_CONSUMER_LAG,
 )
@@ -218,11 +220,16 @@ class PartitionConsumer:
                 return
 
     async def _maintain(self) -> None:
-        """Trim acknowledged entries, refresh the lag gauge, reap stale consumers."""
+        """Trim acknowledged entries, refresh the lag (and, on partition 0, DLQ) gauges,
+        reap stale consumers."""
         try:
             lag = await self._bus.trim_acknowledged(self.partition)
             if lag is not None:
                 STREAM_CONSUMER_LAG.labels(partition=str(self.partition)).set(lag)
+            if self.partition == 0:  # one reading of the shared DLQ is enough
+                length, capacity = await self._bus.dlq_fill()
+                DLQ_ENTRIES.set(length)
+                DLQ_CAPACITY.set(capacity)
             await self._bus.reap_stale_consumers(
                 self.partition, idle_ms=self._settings.stale_consumer_idle_ms, keep=self.consumer
             )

@@ -291,6 +291,9 @@ class RedisDispatchBus:
         )
         return int(moved)
 
+    async def dlq_fill(self) -> tuple[int, int]:
+        return int(await self._client.xlen(self.keys.dlq)), self._dlq_maxlen
+
     async def trim_acknowledged(self, partition: int) -> int | None:
         stream = self.keys.stream(partition)
         groups: Any = await self._client.xinfo_groups(stream)

@@ -22,3 +22,12 @@ DISPATCHED = Counter(
     "Partition-stream entries the dispatcher finished, by outcome.",
     ["outcome"],
 )
+DLQ_ENTRIES = Gauge(
+    "dlq_entries",
+    "Entries in the dead-letter stream (read by partition 0's consumer every maintenance tick).",
+)
+DLQ_CAPACITY = Gauge(
+    "dlq_capacity",
+    "Length past which the dead-letter stream drops its oldest entries (they can no longer "
+    "be replayed).",
+)

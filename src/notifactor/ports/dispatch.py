@@ -113,6 +113,10 @@ class DispatchBus(Protocol):
         """Drop entries every group has acknowledged; returns our group's lag, if known."""
         ...
 
+    async def dlq_fill(self) -> tuple[int, int]:
+        """The dead-letter stream's length and the length past which its oldest entries go."""
+        ...
+
     async def leave(self, partition: int, consumer: str) -> bool:
         """Remove ``consumer`` from the group if it holds no pending entry."""
         ...
