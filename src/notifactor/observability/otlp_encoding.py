@@ -113,18 +113,6 @@ def _any_value(value: Any) -> bytes:
     raise TypeError(f"cannot encode an attribute value of type {type(value).__name__}")
 
 
-def _plain(attributes: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The plain dict behind an SDK span's read-only attributes, else ``attributes``.
-
-    A finished span's attributes are a read-only view of a ``BoundedAttributes``;
-    going through the view costs a Python call per key. The dict behind it is
-    read without copying when the SDK has that shape (it does not change once
-    the span has ended).
-    """
-    inner = getattr(attributes, "_dict", None)
-    return inner if type(inner) is dict else attributes
-
-
 def key_values(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     """``attributes`` as repeated ``KeyValue`` fields under ``tag``.
 
@@ -134,7 +122,7 @@ def key_values(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     if not attributes:
         return b""
     parts = []
-    for key, value in _plain(attributes).items():
+    for key, value in attributes.items():
         try:
             # A str value is the common case: no type dispatch for it.
             encoded_value = _text(b"\x0a", value) if type(value) is str else _any_value(value)
