@@ -162,9 +162,7 @@ class WsListener:
         try:
             await self._serve_connection(stream, connections)
         except* Exception:
-            log.debug("websocket connection failed; dropped it", exc_info=True)
-            with trio.CancelScope(shield=True):
-                await stream.aclose()
+            await _drop(stream)
 
     async def _serve_connection(self, stream: trio.SocketStream, connections: trio.Nursery) -> None:
         """Upgrade with trio-websocket, then refuse the request or start its session.
@@ -327,6 +325,13 @@ async def _refuse(
     )
 
 
+async def _drop(stream: trio.SocketStream) -> None:
+    """Log the failure being handled and close that connection; the listener goes on."""
+    log.debug("websocket connection failed; dropped it", exc_info=True)
+    with trio.CancelScope(shield=True):
+        await stream.aclose()
+
+
 class _GuardedReader:
     """Where trio-websocket starts one connection's reader task: the listener's nursery.
 
@@ -360,11 +365,9 @@ class _GuardedReader:
             ended = True
         except* Exception:
             ended = True
-            log.debug("websocket connection failed; dropped it", exc_info=True)
             if self.upgrade is not None:
                 self.upgrade.cancel()
-            with trio.CancelScope(shield=True):
-                await self._stream.aclose()
+            await _drop(self._stream)
         finally:
             if not ended:  # cancelled with the listener's connections
                 await trio.aclose_forcefully(self._stream)
