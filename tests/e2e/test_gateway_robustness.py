@@ -6,13 +6,17 @@ still answers a normal request.
 
 from __future__ import annotations
 
+import contextlib
+import json
+
+import h11
 import httpx
 import pytest
 import trio
 
 from notifactor.config import Config
 from notifactor.gateway.server import KEEP_ALIVE_TIMEOUT_S, run_http_server
-from tests.e2e.conftest import RunningGateway
+from tests.e2e.conftest import RunningGateway, notification
 
 WS_UPGRADE = (
     b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -170,3 +174,81 @@ async def test_a_client_gone_mid_request_does_not_hold_up_shutdown() -> None:
         stopping = trio.current_time()
         server.cancel_scope.cancel()
     assert trio.current_time() - stopping < 3.0
+
+
+async def _answers_on_one_connection(
+    port: int, requests: list[tuple[h11.Request, bytes]]
+) -> list[h11.Response]:
+    """Send each request on one connection after the previous answer; each answer's head.
+
+    Each request's head goes out alone, its body a moment later.
+
+    A body shorter than its declared length is sent as is, without its end.
+    Stops early once the server says the connection closes.
+    """
+    client = h11.Connection(h11.CLIENT)
+    answers: list[h11.Response] = []
+    async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+        for request, body in requests:
+            await stream.send_all(client.send(request))
+            await trio.sleep(0.02)  # the head alone first: the server may answer from it
+            raw = client.send(h11.Data(data=body))
+            if client.their_state is not h11.MUST_CLOSE and len(body) == int(
+                dict(request.headers)[b"content-length"]
+            ):
+                raw += client.send(h11.EndOfMessage())
+            with contextlib.suppress(trio.BrokenResourceError):
+                await stream.send_all(raw)
+            response: h11.Response | None = None
+            with trio.fail_after(10):
+                while True:
+                    event = client.next_event()
+                    if event is h11.NEED_DATA:
+                        client.receive_data(await stream.receive_some(65536))
+                    elif isinstance(event, h11.Response):
+                        response = event
+                    elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                        break
+            assert response is not None
+            answers.append(response)
+            if client.our_state is not h11.DONE or client.their_state is not h11.DONE:
+                break
+            client.start_next_cycle()
+    return answers
+
+
+def _post(
+    body: bytes, *, token: str = "not-a-token", length: int | None = None
+) -> tuple[h11.Request, bytes]:
+    headers = [
+        ("Host", "x"),
+        ("Content-Type", "application/json"),
+        ("Authorization", f"Bearer {token}"),
+        ("Content-Length", str(len(body) if length is None else length)),
+    ]
+    return h11.Request(method="POST", target="/v1/notifications", headers=headers), body
+
+
+async def test_an_answer_given_before_the_body_is_read_keeps_the_connection(
+    gateway: RunningGateway, tenant: str
+) -> None:
+    """A 401 decided from the headers alone still reads the body, so keep-alive holds."""
+    body = json.dumps(notification(tenant)).encode()
+    refused = _post(body)
+    accepted = _post(body, token=gateway.token(tenant))
+    answers = await _answers_on_one_connection(gateway.port, [refused] * 5 + [accepted])
+    assert [a.status_code for a in answers] == [401] * 5 + [202]
+    assert all((b"connection", b"close") not in a.headers for a in answers)
+
+
+async def test_a_body_left_unread_is_answered_with_connection_close(
+    gateway: RunningGateway, tenant: str
+) -> None:
+    """A 413 from Content-Length alone does not read the body, and says the connection ends."""
+    too_long = gateway.config.limits.body_max_bytes + 1
+    answers = await _answers_on_one_connection(
+        gateway.port, [_post(b"{}", token=gateway.token(tenant), length=too_long), _post(b"{}")]
+    )
+    assert [a.status_code for a in answers] == [413]
+    assert (b"connection", b"close") in answers[0].headers
+    await _still_serving(gateway)

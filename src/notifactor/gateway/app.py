@@ -167,5 +167,7 @@ class GatewayApp:
         except Exception:
             log.exception("unhandled error", extra={"event": "http_500", "reason": name})
             response = problem_response(problems.internal_error())
+        if not await request.discard_body(self.gateway.config.limits.batch_body_max_bytes):
+            response = response.closing()
         await response.send(send)
         return response.status

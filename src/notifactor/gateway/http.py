@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl
 
 import attrs
 import msgspec
+import trio
 
 from notifactor.gateway import problems
 from notifactor.gateway.problems import Problem, ProblemError
@@ -19,6 +20,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 JSON_CONTENT_TYPE = "application/json"
+#: How long an answer waits for the rest of a body the handler did not read.
+DISCARD_BODY_TIMEOUT_S = 1.0
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -36,6 +39,8 @@ class Request:
     #: (tenant, subject) of the caller once known: the authenticated
     #: principal, or a well-signed token refused for a claim. For the audit trail.
     caller: tuple[str, str] | None = attrs.field(default=None, init=False)
+    #: ``unread``, ``read`` (to its end) or ``refused`` (left unread on purpose).
+    body_state: str = attrs.field(default="unread", init=False)
 
     def __attrs_post_init__(self) -> None:
         headers: dict[str, str] = {}
@@ -65,6 +70,7 @@ class Request:
         chunked or lying client cannot make the gateway buffer more.
         """
         declared = self.headers.get("content-length")
+        self.body_state = "refused"  # until read to the end below
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise ProblemError(problems.too_large(limit))
         chunks: list[bytes] = []
@@ -79,7 +85,41 @@ class Request:
                 raise ProblemError(problems.too_large(limit))
             chunks.append(chunk)
             if not message.get("more_body", False):
+                self.body_state = "read"
                 return b"".join(chunks)
+
+    async def discard_body(self, limit: int) -> bool:
+        """Read and drop what is left of the body; whether the request is now read to its end.
+
+        An answer given before its request was read to the end (a 401 ahead
+        of the body, say) leaves the connection unusable for the next
+        request. So a body of up to ``limit`` bytes that arrives within
+        :data:`DISCARD_BODY_TIMEOUT_S` is read and dropped first. A larger,
+        slower or refused one is left: the answer then says
+        ``connection: close`` (:meth:`Response.closing`).
+        """
+        if self.body_state != "unread":
+            return self.body_state == "read"
+        self.body_state = "refused"
+        declared = self.headers.get("content-length")
+        if (declared is None and "transfer-encoding" not in self.headers) or declared == "0":
+            self.body_state = "read"  # there is no body
+            return True
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            return False
+        size = 0
+        with trio.move_on_after(DISCARD_BODY_TIMEOUT_S):
+            while True:
+                message = await self.receive()
+                if message["type"] == "http.disconnect":
+                    return False
+                size += len(message.get("body", b""))
+                if size > limit:
+                    return False
+                if not message.get("more_body", False):
+                    self.body_state = "read"
+                    return True
+        return False
 
     async def read_json(self, limit: int) -> object:
         """The body decoded as JSON, after the 415 and 413 checks (400 if not JSON)."""
@@ -111,6 +151,10 @@ class Response:
     body: bytes = b""
     content_type: str | None = JSON_CONTENT_TYPE
     headers: tuple[tuple[str, str], ...] = ()
+
+    def closing(self) -> Response:
+        """This response, telling the client the connection closes after it."""
+        return attrs.evolve(self, headers=(*self.headers, ("connection", "close")))
 
     async def send(self, send: Send) -> None:
         raw_headers = [(b"content-length", str(len(self.body)).encode())]
