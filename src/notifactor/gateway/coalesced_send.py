@@ -1,0 +1,106 @@
+"""One socket write per HTTP response instead of three.
+
+hypercorn's HTTP/1.1 protocol writes a response as it is produced: the
+status line and headers when the app sends ``http.response.start``, the body
+when it sends ``http.response.body``, then the end of the message (empty
+for a response with a ``content-length``). Each is its own ``send_all`` on
+the socket: two ``send`` system calls and two TCP segments for one small
+JSON answer, plus the lock and shield of a third write with nothing in it.
+
+:class:`CoalescingTCPServer` is hypercorn's per-connection ``TCPServer``
+with its writes held from the app's ``http.response.start`` until the app's
+next message has been handled, then sent as one write. What goes out, and
+in which order, is unchanged:
+
+* writes that are not part of an app's response (hypercorn's own error
+  answers, a WebSocket upgrade) are sent at once, as before;
+* a streamed response (``more_body``) still goes out chunk by chunk: only
+  the head waits, for its first chunk;
+* the held bytes are sent even when the app fails or is cancelled after
+  ``http.response.start``;
+* anything else the protocol tells the connection (closing it, going idle)
+  waits until the held bytes are out;
+* empty writes are dropped (they sent nothing; they only took the lock).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+from hypercorn.app_wrappers import ASGIWrapper
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.events import Event, RawData
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import ConnectionState
+
+
+class CoalescingTCPServer(TCPServer):
+    """``TCPServer`` whose app's response head and first body chunk share one write."""
+
+    def __init__(
+        self,
+        app: Any,
+        config: HypercornConfig,
+        context: WorkerContext,
+        state: ConnectionState,
+        stream: trio.SocketStream,
+    ) -> None:
+        super().__init__(_HoldingApp(app, self), config, context, state, stream)  # type: ignore[arg-type]
+        self._held: list[bytes] = []
+        self._holding = False
+
+    def hold(self) -> None:
+        """Keep this connection's writes until :meth:`flush`."""
+        self._holding = True
+
+    async def flush(self) -> None:
+        """Send what was held, as one write, and stop holding."""
+        self._holding = False
+        if self._held:
+            data = b"".join(self._held)
+            self._held = []
+            await super().protocol_send(RawData(data=data))
+
+    async def protocol_send(self, event: Event) -> None:
+        if isinstance(event, RawData):
+            if not event.data:
+                return
+            if self._holding:
+                self._held.append(event.data)
+                return
+        elif self._held:
+            await self.flush()  # written before the connection changes state or closes
+        await super().protocol_send(event)
+
+
+class _HoldingApp(ASGIWrapper):
+    """The ASGI app, with each HTTP response's head held for its first body write."""
+
+    def __init__(self, app: Any, server: CoalescingTCPServer) -> None:
+        super().__init__(app)
+        self._server = server
+
+    async def __call__(
+        self, scope: Any, receive: Any, send: Any, sync_spawn: Any, call_soon: Any
+    ) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        server = self._server
+
+        async def send_held(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                server.hold()
+                await send(message)
+                return
+            try:
+                await send(message)
+            finally:
+                await server.flush()
+
+        try:
+            await self.app(scope, receive, send_held)
+        finally:
+            await server.flush()
