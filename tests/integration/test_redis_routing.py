@@ -6,8 +6,12 @@ from __future__ import annotations
 import coredis
 import pytest
 
+from notifactor.actors import ActorRef
+from notifactor.actors.storage_writer import StorageWriterClient
 from notifactor.adapters.redis_dispatch import RedisDispatchBus, RedisKeys
 from notifactor.adapters.redis_presence import RedisPresence
+from notifactor.config import Config, DispatcherConfig
+from notifactor.dispatcher.runner import redis_deps
 from notifactor.ports.dispatch import Handoff
 
 pytestmark = pytest.mark.integration
@@ -45,3 +49,19 @@ async def test_dlq_fill_reports_length_and_capacity(
     for n in range(3):
         await redis_client.xadd(keys.dlq, {"entry": f"{n}"})
     assert await bus.dlq_fill() == (3, 500)
+
+
+async def test_the_dispatcher_takes_its_stream_bounds_from_config(
+    redis_client: coredis.Redis[bytes], redis_prefix: str
+) -> None:
+    config = Config(
+        jwt_secret="x" * 40,
+        dispatcher=DispatcherConfig(delivery_stream_max_entries=2, dlq_max_entries=700),
+    )
+    keys = RedisKeys(prefix=redis_prefix)
+    writer = StorageWriterClient(ActorRef("unused-writer", mailbox_size=1))
+    bus = redis_deps(config, redis_client, writer, keys=keys).bus
+    assert await bus.dlq_fill() == (0, 700)
+    await RedisPresence(redis_client, keys=keys).register("t", "u", "gw-1")
+    T, F = Handoff.TAKEN, Handoff.FULL
+    assert await bus.route([("gw-1", b"a"), ("gw-1", b"b"), ("gw-1", b"c")]) == [T, T, F]

@@ -267,6 +267,20 @@ def test_dispatcher_section(tmp_path: Path) -> None:
     assert config.dispatcher.attempt_timeout_s == 1.0
 
 
+def test_dispatcher_stream_bounds(tmp_path: Path) -> None:
+    defaults = load(tmp_path).dispatcher
+    assert (defaults.delivery_stream_max_entries, defaults.dlq_max_entries) == (100_000, 1_000_000)
+    config = load(
+        tmp_path,
+        NOTIFACTOR_DISPATCHER__DELIVERY_STREAM_MAX_ENTRIES="5000",
+        NOTIFACTOR_DISPATCHER__DLQ_MAX_ENTRIES="20000",
+    )
+    assert config.dispatcher.delivery_stream_max_entries == 5000
+    assert config.dispatcher.dlq_max_entries == 20000
+    message = error(tmp_path, NOTIFACTOR_DISPATCHER__DLQ_MAX_ENTRIES="0")
+    assert message.startswith("dispatcher.dlq_max_entries: must be > 0")
+
+
 def test_dispatcher_claim_must_outlast_an_attempt(tmp_path: Path) -> None:
     message = error(tmp_path, NOTIFACTOR_DISPATCHER__CLAIM_IDLE_MS="500")
     assert message.startswith("dispatcher.claim_idle_ms: must exceed attempt_timeout_s")

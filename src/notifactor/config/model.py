@@ -293,7 +293,13 @@ class RuntimeConfig:
 
 @attrs.frozen(kw_only=True)
 class DispatcherConfig:
-    """Timings of the partition consumers and the retry scheduler (``[dispatcher]``)."""
+    """Timings of the partition consumers and the retry scheduler (``[dispatcher]``).
+
+    Also two stream bounds: ``delivery_stream_max_entries``, the backlog a
+    gateway's delivery stream may hold before deliveries to it are refused
+    (retried); ``dlq_max_entries``, past which the oldest dead letters leave
+    the dead-letter stream.
+    """
 
     read_count: int = attrs.field(default=64, validator=_positive)
     block_ms: int = attrs.field(default=1000, validator=_positive)
@@ -307,6 +313,8 @@ class DispatcherConfig:
     stale_consumer_idle_ms: int = attrs.field(default=3_600_000, validator=_positive)
     retry_poll_s: float = attrs.field(default=0.25, validator=_positive)
     retry_batch: int = attrs.field(default=256, validator=_positive)
+    delivery_stream_max_entries: int = attrs.field(default=100_000, validator=_positive)
+    dlq_max_entries: int = attrs.field(default=1_000_000, validator=_positive)
 
     def __attrs_post_init__(self) -> None:
         if self.claim_idle_ms <= self.attempt_timeout_s * 1000:

@@ -130,7 +130,12 @@ def redis_deps(
     """The production wiring: Redis bus and presence, the config's tenant policies."""
     keys = keys or RedisKeys()
     return DispatcherDeps(
-        bus=RedisDispatchBus(redis, keys=keys),
+        bus=RedisDispatchBus(
+            redis,
+            keys=keys,
+            gateway_stream_maxlen=config.dispatcher.delivery_stream_max_entries,
+            dlq_maxlen=config.dispatcher.dlq_max_entries,
+        ),
         presence=RedisPresence(redis, keys=keys),
         writer=writer,
         policy_for=retry_policy_for(config),
