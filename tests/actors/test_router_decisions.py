@@ -200,6 +200,8 @@ def test_results_follow_each_hand_off_answer_in_input_order(
         # gateway took it; otherwise only "nobody took it" fails.
         failed = bool(full) or (bool(_wanted(envelope, present)) and not took)
         assert (result.error is not None) is failed
+        # Only a full stream is a refusal (deferred without spending an attempt).
+        assert result.refused is bool(full)
         for gateway in full:
             assert result.error is not None
             assert gateway in result.error
@@ -233,6 +235,7 @@ def test_a_full_stream_fails_the_attempt_even_when_another_gateway_took_it() -> 
     (result,) = _route([(envelope, 1)], present, bus)
     assert result.gateways == frozenset({"gw-b"})
     assert result.error == "delivery stream full on gw-a"
+    assert result.refused
 
 
 def test_partial_hand_off_is_routed_to_the_gateways_that_took_it() -> None:

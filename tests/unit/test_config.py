@@ -281,6 +281,17 @@ def test_dispatcher_stream_bounds(tmp_path: Path) -> None:
     assert message.startswith("dispatcher.dlq_max_entries: must be > 0")
 
 
+def test_full_stream_patience_reaches_the_dispatcher_settings(tmp_path: Path) -> None:
+    from notifactor.dispatcher.settings import settings_from_config
+
+    assert load(tmp_path).dispatcher.full_stream_patience_s == 900.0
+    config = load(tmp_path, NOTIFACTOR_DISPATCHER__FULL_STREAM_PATIENCE_S="0")
+    settings = settings_from_config(config, mark_delivered_on_route=False)
+    assert settings.full_stream_patience_s == 0.0
+    message = error(tmp_path, NOTIFACTOR_DISPATCHER__FULL_STREAM_PATIENCE_S="-1")
+    assert message.startswith("dispatcher.full_stream_patience_s: must be >= 0")
+
+
 def test_dispatcher_claim_must_outlast_an_attempt(tmp_path: Path) -> None:
     message = error(tmp_path, NOTIFACTOR_DISPATCHER__CLAIM_IDLE_MS="500")
     assert message.startswith("dispatcher.claim_idle_ms: must exceed attempt_timeout_s")

@@ -9,10 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from notifactor.domain.retry_schedule import (
+    Defer,
     GiveUp,
     RetryAt,
     RetryPolicy,
     after_failure,
+    after_refusal,
     delay_ceiling_ms,
 )
 
@@ -113,3 +115,73 @@ def test_total_give_up_time_is_bounded_by_the_sum_of_the_ceilings(
     # The bound is tight: the worst-case jitter waits exactly that long in total.
     worst, _ = schedule(_MaxJitter())
     assert sum(worst) == bound
+
+
+@given(
+    policies,
+    st.integers(1, 60),
+    st.integers(0, 100),
+    st.tuples(st.integers(0, 10**8), st.integers(0, 10**8)),
+    st.integers(0, 2**32),
+)
+def test_a_refusal_defers_within_patience_and_is_a_failure_after_it(
+    policy: RetryPolicy, failed: int, deferrals: int, times: tuple[int, int], seed: int
+) -> None:
+    waited, patience = times
+    decision = after_refusal(
+        policy,
+        failed,
+        random.Random(seed),
+        deferrals=deferrals,
+        waited_ms=waited,
+        patience_ms=patience,
+    )
+    if waited < patience:
+        assert isinstance(decision, Defer)
+        assert decision.deferrals == deferrals + 1
+        assert 0 <= decision.delay_ms <= delay_ceiling_ms(policy, deferrals) <= policy.cap_ms
+    else:
+        assert decision == after_failure(policy, failed, random.Random(seed))
+
+
+@given(policies, st.integers(0, 40), st.integers(1, 2_000), st.integers(0, 2**32))
+def test_refusals_never_spend_attempts_and_end_once_patience_is_over(
+    policy: RetryPolicy, caps: int, extra: int, seed: int
+) -> None:
+    """A gateway that stays full: deferrals until patience runs out, then the normal schedule."""
+    patience = caps * policy.cap_ms + extra  # the loop below stays short
+    rng = random.Random(seed)
+    waited, deferrals, attempts = 0, 0, 1
+    while isinstance(
+        decision := after_refusal(
+            policy, attempts, rng, deferrals=deferrals, waited_ms=waited, patience_ms=patience
+        ),
+        Defer,
+    ):
+        deferrals = decision.deferrals
+        waited += decision.delay_ms + 1  # an attempt takes at least a millisecond
+        assert attempts == 1
+    assert waited >= patience
+    # Every deferral waited at most the cap: the last one ends within a cap of patience.
+    assert waited <= patience + policy.cap_ms + 1
+    while isinstance(decision, RetryAt):
+        attempts = decision.attempt
+        decision = after_refusal(
+            policy, attempts, rng, deferrals=deferrals, waited_ms=waited, patience_ms=patience
+        )
+    assert decision == GiveUp(attempts=policy.max_attempts)
+
+
+def test_a_patience_of_zero_counts_every_refusal() -> None:
+    policy = RetryPolicy(max_attempts=3, base_ms=100, cap_ms=1000)
+    decision = after_refusal(policy, 1, random.Random(1), deferrals=0, waited_ms=0, patience_ms=0)
+    assert isinstance(decision, RetryAt)
+    assert decision.attempt == 2
+
+
+def test_refusal_arguments_are_checked() -> None:
+    policy = RetryPolicy(max_attempts=3, base_ms=100, cap_ms=1000)
+    with pytest.raises(ValueError, match="failed_attempts"):
+        after_refusal(policy, 0, random.Random(), deferrals=0, waited_ms=0, patience_ms=1)
+    with pytest.raises(ValueError, match="deferrals"):
+        after_refusal(policy, 1, random.Random(), deferrals=-1, waited_ms=0, patience_ms=1)

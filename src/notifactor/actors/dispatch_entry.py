@@ -14,6 +14,7 @@ import attrs
 from notifactor.adapters.redis_dispatch import (
     ATTEMPTS_FIELD,
     DEAD_REASON_FIELD,
+    DEFERRALS_FIELD,
     FIRST_ATTEMPT_FIELD,
     LAST_ERROR_FIELD,
 )
@@ -78,6 +79,7 @@ class AttemptHistory:
     first_attempt_ms: int | None = None
     last_error: str = ""
     dead_reason: DlqReason | None = None
+    deferrals: int = 0
 
     @classmethod
     def of(cls, fields: Mapping[str, bytes]) -> AttemptHistory:
@@ -90,6 +92,7 @@ class AttemptHistory:
                 first_attempt_ms=int(first) if first else None,
                 last_error=fields.get(LAST_ERROR_FIELD, b"").decode(errors="replace"),
                 dead_reason=DlqReason(dead.decode()) if dead else None,
+                deferrals=max(0, int(fields.get(DEFERRALS_FIELD, b"0"))),
             )
         except ValueError:
             return cls()

@@ -15,7 +15,9 @@ It reads its partition through the shared consumer group, and for each entry:
 A failed attempt (storage or Redis error, every gateway gone, timeout) is a
 transient failure: the entry is acknowledged and, atomically with the ack,
 scheduled to come back after a backoff (:mod:`notifactor.domain.retry_schedule`)
-or, once the tenant's attempts are exhausted, dead-lettered. Entries of one
+or, once the tenant's attempts are exhausted, dead-lettered. A refusal by a
+full delivery stream is deferred the same way without spending an attempt,
+for ``full_stream_patience_s``. Entries of one
 user are processed in order within a batch; different users concurrently.
 
 Entries another consumer left pending (it died) are taken over after
@@ -23,15 +25,16 @@ Entries another consumer left pending (it died) are taken over after
 times is dead-lettered as ``poison``. On a graceful stop the consumer stops
 reading, finishes the batch at hand, acknowledges it and leaves the group.
 
-Dead-lettering lives in :mod:`notifactor.actors.dead_lettering`; what an
-entry carries (envelope, attempt history) in :mod:`notifactor.actors.dispatch_entry`.
+What follows a failed attempt (retry, deferral, dead letter) lives in
+:mod:`notifactor.actors.failed_attempt`, dead-lettering in
+:mod:`notifactor.actors.dead_lettering`; what an entry carries (envelope,
+attempt history) in :mod:`notifactor.actors.dispatch_entry`.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import time
 from collections.abc import Callable
 
 import msgspec
@@ -44,21 +47,15 @@ from notifactor.actors.dispatch_entry import (
     DecodedEntry,
     delivery_update,
     error_text,
-    log_fields,
 )
+from notifactor.actors.failed_attempt import FailedAttempts
 from notifactor.actors.router import Presences, Router
 from notifactor.actors.stop import StopSignal, optional_stop_signal
 from notifactor.actors.storage_writer import StorageItem, StorageWriterClient
-from notifactor.adapters.redis_dispatch import (
-    ATTEMPTS_FIELD,
-    FIRST_ATTEMPT_FIELD,
-    LAST_ERROR_FIELD,
-)
 from notifactor.dispatcher.metrics import (
     DISPATCHED,
     DLQ_CAPACITY,
     DLQ_ENTRIES,
-    RETRY_ATTEMPTS,
     STREAM_CONSUMER_LAG,
 )
 from notifactor.dispatcher.settings import DispatcherSettings
@@ -67,10 +64,11 @@ from notifactor.domain.dlq_entry import DlqReason
 from notifactor.domain.envelope import (
     ENVELOPE_FIELD,
     SCHEMA_VERSION,
-    Envelope,
     decode_envelope,
 )
-from notifactor.domain.retry_schedule import GiveUp, RetryAt, RetryPolicy, after_failure
+from notifactor.domain.retry_schedule import (
+    RetryPolicy,
+)
 from notifactor.observability.tracing import child_item_spans, end_item_span, start_item_spans
 from notifactor.ports.dispatch import DispatchBus, StreamEntry
 
@@ -121,6 +119,15 @@ class PartitionConsumer:
             settings=settings,
             policy_for=policy_for,
             stream_name=self._stream_name,
+        )
+        self._failures = FailedAttempts(
+            partition=partition,
+            bus=bus,
+            writer=writer,
+            policy_for=policy_for,
+            settings=settings,
+            dead_letters=self._dead_letters,
+            rng=self._rng,
         )
 
     @property
@@ -350,7 +357,7 @@ class PartitionConsumer:
             text = error_text(error)
             for index, item in enumerate(items):
                 errors[index] = text
-                await self._after_failure(
+                await self._failures.handle(
                     item, text, record_retrying=phase == "routing", parent=spans[index]
                 )
             return
@@ -358,8 +365,12 @@ class PartitionConsumer:
         for index, (item, result) in enumerate(zip(items, results, strict=True)):
             if result.error is not None:
                 errors[index] = result.error
-                await self._after_failure(
-                    item, result.error, record_retrying=True, parent=spans[index]
+                await self._failures.handle(
+                    item,
+                    result.error,
+                    record_retrying=True,
+                    parent=spans[index],
+                    refused=result.refused,
                 )
                 continue
             done.append(item.entry.id)
@@ -381,71 +392,6 @@ class PartitionConsumer:
             await self._dead_letters.malformed(entry, error_text(error))
             return None
         return DecodedEntry(entry=entry, envelope=envelope, history=AttemptHistory.of(entry.fields))
-
-    async def _after_failure(
-        self, item: DecodedEntry, error: str, *, record_retrying: bool, parent: Span
-    ) -> None:
-        """Schedule the retry (``dispatch.retry`` span) or dead-letter the entry."""
-        with child_item_spans("dispatch.retry", [parent]) as (span,):
-            span.set_attribute("notifactor.attempt", item.attempt)
-            span.set_attribute("notifactor.error", error)
-            await self._decide_after_failure(item, error, record_retrying, span)
-
-    async def _decide_after_failure(
-        self, item: DecodedEntry, error: str, record_retrying: bool, span: Span
-    ) -> None:
-        envelope, history, attempt = item.envelope, item.history, item.attempt
-        decision = after_failure(self._policy_for(envelope.tenant_id), attempt, self._rng)
-        match decision:
-            case RetryAt(delay_ms=delay_ms):
-                span.set_attribute("notifactor.decision", "retry")
-                span.set_attribute("notifactor.retry_delay_ms", delay_ms)
-                RETRY_ATTEMPTS.inc()
-                logger.info(
-                    "attempt %d of %s failed, retrying in %d ms: %s",
-                    attempt,
-                    envelope.id,
-                    delay_ms,
-                    error,
-                    extra={**log_fields(envelope, self.partition), "reason": error},
-                )
-                # Only when storage works: a ``retrying`` that lands after the
-                # outage would outrank the ``pending`` of the successful retry.
-                if record_retrying:
-                    await self._record_retrying(envelope, attempt, error)
-                now_ms = int(time.time() * 1000)
-                first = history.first_attempt_ms or now_ms
-                fields = {
-                    ENVELOPE_FIELD: item.entry.fields[ENVELOPE_FIELD],
-                    ATTEMPTS_FIELD: str(attempt).encode(),
-                    FIRST_ATTEMPT_FIELD: str(first).encode(),
-                    LAST_ERROR_FIELD: error.encode(),
-                }
-                await self._bus.ack_and_retry_later(
-                    self.partition, item.entry.id, due_ms=now_ms + delay_ms, fields=fields
-                )
-                DISPATCHED.labels(outcome="retry").inc()
-            case GiveUp(attempts=attempts):
-                span.set_attribute("notifactor.decision", "dead_letter")
-                await self._dead_letters.dead_letter(
-                    item, DlqReason.EXHAUSTED, attempts=attempts, last_error=error
-                )
-            case _:
-                raise AssertionError(decision)
-
-    async def _record_retrying(self, envelope: Envelope, attempt: int, error: str) -> None:
-        with trio.move_on_after(self._settings.dead_letter_timeout_s):
-            try:
-                await self._writer.write(
-                    [delivery_update(envelope, DeliveryState.RETRYING, attempt, error)]
-                )
-            except Exception as record_error:  # the retry is scheduled regardless
-                logger.warning(
-                    "could not record retrying of %s: %s",
-                    envelope.id,
-                    record_error,
-                    extra=log_fields(envelope, self.partition),
-                )
 
     @property
     def _stream_name(self) -> str:

@@ -29,10 +29,14 @@ class RouteResult:
             recipient vanished before the hand-off, or one of them has a full
             delivery stream (then the attempt is retried even if another
             gateway took it: sessions drop a frame they have already sent).
+        refused: the failure is a full delivery stream, which says nothing
+            about the notification (the consumer defers it without spending
+            an attempt, for a while).
     """
 
     gateways: frozenset[str]
     error: str | None = None
+    refused: bool = False
 
     @property
     def routed(self) -> bool:
@@ -102,5 +106,7 @@ class Router:
                 error = f"delivery stream full on {', '.join(sorted(refused))}"
             elif wanted and not took:
                 error = f"no live gateway took the notification (tried {', '.join(sorted(wanted))})"
-            results.append(RouteResult(gateways=frozenset(took), error=error))
+            results.append(
+                RouteResult(gateways=frozenset(took), error=error, refused=bool(refused))
+            )
         return results

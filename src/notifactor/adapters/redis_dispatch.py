@@ -41,6 +41,8 @@ DEFAULT_GROUP = "notifactor-dispatchers"
 ATTEMPTS_FIELD = "attempts"
 FIRST_ATTEMPT_FIELD = "first_attempt_ms"
 LAST_ERROR_FIELD = "last_error"
+#: Times a full delivery stream deferred the entry without spending an attempt.
+DEFERRALS_FIELD = "deferrals"
 #: Set on an entry whose dead letter could not be recorded (storage was down):
 #: when it comes back it is dead-lettered with this reason, not tried again.
 DEAD_REASON_FIELD = "dead_reason"

@@ -297,8 +297,9 @@ class DispatcherConfig:
 
     Also two stream bounds: ``delivery_stream_max_entries``, the backlog a
     gateway's delivery stream may hold before deliveries to it are refused
-    (retried); ``dlq_max_entries``, past which the oldest dead letters leave
-    the dead-letter stream.
+    (deferred for ``full_stream_patience_s`` without spending attempts, then
+    retried as failures); ``dlq_max_entries``, past which the oldest dead
+    letters leave the dead-letter stream.
     """
 
     read_count: int = attrs.field(default=64, validator=_positive)
@@ -314,6 +315,7 @@ class DispatcherConfig:
     retry_poll_s: float = attrs.field(default=0.25, validator=_positive)
     retry_batch: int = attrs.field(default=256, validator=_positive)
     delivery_stream_max_entries: int = attrs.field(default=100_000, validator=_positive)
+    full_stream_patience_s: float = attrs.field(default=900.0, validator=_non_negative)
     dlq_max_entries: int = attrs.field(default=1_000_000, validator=_positive)
 
     def __attrs_post_init__(self) -> None:

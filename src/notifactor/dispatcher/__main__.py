@@ -31,7 +31,7 @@ from notifactor.adapters.redis_client import open_redis, pool_size_for
 from notifactor.adapters.redis_dispatch import RedisKeys
 from notifactor.config import Config, load_config
 from notifactor.dispatcher.runner import build_dispatcher, redis_deps
-from notifactor.dispatcher.settings import DispatcherSettings
+from notifactor.dispatcher.settings import DispatcherSettings, settings_from_config
 from notifactor.runtime_tuning import tune_redis_client
 
 
@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def settings_from(args: argparse.Namespace) -> DispatcherSettings:
+def settings_from(args: argparse.Namespace, config: Config) -> DispatcherSettings:
+    """The config's ``[dispatcher]`` section, with the command line's overrides."""
     overrides = {
         name: getattr(args, name)
         for name in (
@@ -61,7 +62,8 @@ def settings_from(args: argparse.Namespace) -> DispatcherSettings:
         )
         if getattr(args, name) is not None
     }
-    return attrs.evolve(DispatcherSettings(), **overrides)
+    # No WebSocket edge in this process: ``delivered`` is recorded on hand-off.
+    return attrs.evolve(settings_from_config(config, mark_delivered_on_route=True), **overrides)
 
 
 async def run_standalone(config: Config, settings: DispatcherSettings, keys: RedisKeys) -> None:
@@ -100,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     config = load_config(args.config)
     tune_redis_client(config.runtime)
-    trio.run(run_standalone, config, settings_from(args), RedisKeys(prefix=args.prefix))
+    trio.run(run_standalone, config, settings_from(args, config), RedisKeys(prefix=args.prefix))
     return 0
 
 

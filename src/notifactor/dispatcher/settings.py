@@ -33,6 +33,9 @@ class DispatcherSettings:
             pending is removed from the group.
         retry_poll_s: how often the retry scheduler moves due retries back.
         retry_batch: retries moved per partition per script call.
+        full_stream_patience_s: how long after its first attempt an entry
+            refused by a full delivery stream is deferred without spending
+            attempts; 0 counts every refusal as a failed attempt.
         mark_delivered_on_route: record ``delivered`` once the notification
             is on a live gateway's delivery stream (until the WebSocket edge
             records it when it writes to a socket).
@@ -50,6 +53,7 @@ class DispatcherSettings:
     stale_consumer_idle_ms: int = 3_600_000
     retry_poll_s: float = 0.25
     retry_batch: int = 256
+    full_stream_patience_s: float = 900.0
     mark_delivered_on_route: bool = True
 
     def __attrs_post_init__(self) -> None:
@@ -75,6 +79,7 @@ def settings_from_config(config: Config, *, mark_delivered_on_route: bool) -> Di
         stale_consumer_idle_ms=section.stale_consumer_idle_ms,
         retry_poll_s=section.retry_poll_s,
         retry_batch=section.retry_batch,
+        full_stream_patience_s=section.full_stream_patience_s,
         mark_delivered_on_route=mark_delivered_on_route,
     )
 

@@ -2,7 +2,8 @@
 
 Pure: the caller passes the policy, the number of attempts already made and a
 random source, so the schedule is testable without a clock and the same code
-serves every dispatcher. "Full jitter" draws each delay uniformly from
+serves every dispatcher. A refusal by a full delivery stream is deferred
+without spending an attempt, for a bounded time (:func:`after_refusal`). "Full jitter" draws each delay uniformly from
 ``[0, min(cap, base * 2**retry)]``: retries of many notifications that failed on
 the same cause (a storage outage) spread out instead of arriving in waves.
 """
@@ -55,7 +56,18 @@ class GiveUp:
     attempts: int
 
 
-RetryDecision = RetryAt | GiveUp
+@attrs.frozen(kw_only=True)
+class Defer:
+    """Try again after ``delay_ms`` without spending an attempt (a full delivery stream).
+
+    ``deferrals`` counts this one too: it is what the next refusal passes back.
+    """
+
+    delay_ms: int
+    deferrals: int
+
+
+RetryDecision = RetryAt | Defer | GiveUp
 
 
 def delay_ceiling_ms(policy: RetryPolicy, retry: int) -> int:
@@ -79,3 +91,39 @@ def after_failure(policy: RetryPolicy, failed_attempts: int, rng: random.Random)
         return GiveUp(attempts=failed_attempts)
     ceiling = delay_ceiling_ms(policy, failed_attempts - 1)
     return RetryAt(delay_ms=rng.randint(0, ceiling), attempt=failed_attempts + 1)
+
+
+def after_refusal(
+    policy: RetryPolicy,
+    failed_attempts: int,
+    rng: random.Random,
+    *,
+    deferrals: int,
+    waited_ms: int,
+    patience_ms: int,
+) -> RetryDecision:
+    """What to do after an attempt failed only because a delivery stream was full.
+
+    A gateway that is far behind refuses new deliveries until it catches up.
+    That says nothing about the notification, so while the entry has waited
+    less than ``patience_ms`` since its first attempt it is deferred: the
+    attempt is not spent, and the delays grow like retries do (full jitter
+    under ``delay_ceiling_ms(policy, deferrals)``). Past that, or with a
+    patience of 0, the refusal counts as an ordinary failure.
+
+    Args:
+        policy: the tenant's policy.
+        failed_attempts: attempts counted so far, this one included (>= 1).
+        rng: the jitter source.
+        deferrals: deferrals of this entry so far.
+        waited_ms: time since the entry's first attempt.
+        patience_ms: how long refusals may defer it.
+    """
+    if failed_attempts < 1:
+        raise ValueError(f"failed_attempts must be >= 1, got {failed_attempts}")
+    if deferrals < 0:
+        raise ValueError(f"deferrals must be >= 0, got {deferrals}")
+    if waited_ms >= patience_ms:
+        return after_failure(policy, failed_attempts, rng)
+    ceiling = delay_ceiling_ms(policy, deferrals)
+    return Defer(delay_ms=rng.randint(0, ceiling), deferrals=deferrals + 1)
