@@ -8,12 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import h2.config
+import h2.connection
+import h2.events
 import h11
+import pytest
 import trio
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState
 
 from notifactor.config import Config
+from notifactor.gateway import server
 from notifactor.gateway.coalesced_send import CoalescingTCPServer
 from notifactor.gateway.server import hypercorn_config, run_http_server
 
@@ -169,3 +174,99 @@ async def test_the_gateway_listener_answers_many_requests_on_one_connection() ->
         answers = await exchange(port, [get("/a"), get("/b")])
         nursery.cancel_scope.cancel()
     assert answers == [(202, b'{"status": "accepted"}')] * 2
+
+
+async def path_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers with its path; ``/slow`` after 1.2 s."""
+    while (await receive()).get("more_body"):
+        pass
+    if scope["path"] == "/slow":
+        await trio.sleep(1.2)
+    body = scope["path"].encode()
+    headers = [(b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def test_a_pipelined_request_is_not_cut_by_the_idle_timer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The keep-alive timer must not run while the next pipelined request is handled."""
+    monkeypatch.setattr(server, "KEEP_ALIVE_TIMEOUT_S", 0.5)
+    received = b""
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(
+            run_http_server, path_app, Config(jwt_secret="x" * 40, http_port=0)
+        )
+        async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+            await stream.send_all(
+                b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\nGET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
+            )
+            with trio.move_on_after(10):
+                while not received.endswith(b"/slow"):
+                    chunk = await stream.receive_some(65536)
+                    if not chunk:
+                        break
+                    received += chunk
+        nursery.cancel_scope.cancel()
+    assert received.count(b"HTTP/1.1 200 ") == 2
+    assert received.endswith(b"/slow")
+
+
+async def test_a_held_head_is_sent_when_a_stop_cancels_the_app() -> None:
+    """An app cancelled by the end of the grace period still has its head written."""
+
+    async def waits_after_its_head(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await trio.sleep_forever()
+
+    config = Config(jwt_secret="x" * 40, http_port=0, shutdown_grace_s=0.3)
+    received = b""
+    async with trio.open_nursery() as outer:
+        serving = trio.CancelScope()
+
+        async def serve(task_status: trio.TaskStatus[int]) -> None:
+            with serving:
+                await run_http_server(waits_after_its_head, config, task_status=task_status)
+
+        port = await outer.start(serve)
+        async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+            await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            await trio.sleep(0.2)
+            serving.cancel()
+            with trio.move_on_after(10):
+                while chunk := await stream.receive_some(65536):
+                    received += chunk
+    assert received.startswith(b"HTTP/1.1 200 ")
+
+
+async def test_an_http2_response_larger_than_the_clients_window_arrives() -> None:
+    """HTTP/2 is not held: its body waits for window updates the client sends on data."""
+    size = 100_000
+
+    async def large(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = [(b"content-length", b"%d" % size)]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"x" * size})
+
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    request = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "x")]
+    client.send_headers(1, request, end_stream=True)
+    body, ended = 0, False
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(run_http_server, large, Config(jwt_secret="x" * 40, http_port=0))
+        async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+            await stream.send_all(client.data_to_send())
+            with trio.move_on_after(10):
+                while not ended and (data := await stream.receive_some(65536)):
+                    for event in client.receive_data(data):
+                        if isinstance(event, h2.events.DataReceived):
+                            body += len(event.data)
+                            client.acknowledge_received_data(
+                                event.flow_controlled_length, event.stream_id
+                            )
+                        ended = ended or isinstance(event, h2.events.StreamEnded)
+                    await stream.send_all(client.data_to_send())
+        nursery.cancel_scope.cancel()
+    assert (body, ended) == (size, True)

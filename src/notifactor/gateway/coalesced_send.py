@@ -14,12 +14,18 @@ in which order, is unchanged:
 
 * writes that are not part of an app's response (hypercorn's own error
   answers, a WebSocket upgrade) are sent at once, as before;
+* only HTTP/1.x responses are held: an HTTP/2 body waits for the client's
+  flow-control window, which the client opens only once it has data;
 * a streamed response (``more_body``) still goes out chunk by chunk: only
-  the head waits, for its first chunk;
+  the head waits, for its first chunk. The one thing that changes: an app
+  that sends ``http.response.start`` and then waits before its first body
+  chunk (a long poll) has its head sent with that chunk, not before;
 * the held bytes are sent even when the app fails or is cancelled after
-  ``http.response.start``;
-* anything else the protocol tells the connection (closing it, going idle)
-  waits until the held bytes are out;
+  ``http.response.start`` (the write is shielded, as hypercorn's own are);
+* before the connection is closed, the held bytes go out. The keep-alive
+  state changes (``Updated``) are passed on at once, in the order hypercorn
+  makes them: a write in between would let the connection's reader start a
+  pipelined request first, and the idle timer would then run during it;
 * empty writes are dropped (they sent nothing; they only took the lock).
 """
 
@@ -30,7 +36,7 @@ from typing import Any
 import trio
 from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.events import Event, RawData
+from hypercorn.events import Closed, Event, RawData
 from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState
@@ -56,12 +62,13 @@ class CoalescingTCPServer(TCPServer):
         self._holding = True
 
     async def flush(self) -> None:
-        """Send what was held, as one write, and stop holding."""
+        """Send what was held, as one write, and stop holding (shielded: never lost)."""
         self._holding = False
         if self._held:
             data = b"".join(self._held)
             self._held = []
-            await super().protocol_send(RawData(data=data))
+            with trio.CancelScope(shield=True):
+                await super().protocol_send(RawData(data=data))
 
     async def protocol_send(self, event: Event) -> None:
         if isinstance(event, RawData):
@@ -70,8 +77,8 @@ class CoalescingTCPServer(TCPServer):
             if self._holding:
                 self._held.append(event.data)
                 return
-        elif self._held:
-            await self.flush()  # written before the connection changes state or closes
+        elif isinstance(event, Closed) and self._held:
+            await self.flush()  # what the app sent goes out before the connection closes
         await super().protocol_send(event)
 
 
@@ -85,7 +92,7 @@ class _HoldingApp(ASGIWrapper):
     async def __call__(
         self, scope: Any, receive: Any, send: Any, sync_spawn: Any, call_soon: Any
     ) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or not str(scope.get("http_version", "")).startswith("1."):
             await self.app(scope, receive, send)
             return
         server = self._server

@@ -16,10 +16,11 @@ loop and the graceful drain are ours:
 
 The hypercorn pieces used (``TCPServer``, ``WorkerContext``) are the ones its
 own Trio worker composes; the dependency is pinned to 0.18.x. Two of them are
-adjusted for speed, with the same behaviour: each connection's idle task is
-replaced by :class:`IdleTimeout` (one task per connection instead of one per
-request), and :class:`CoalescingTCPServer` writes a response's head and body
-in one socket write instead of three.
+adjusted for speed: each connection's idle task is replaced by
+:class:`IdleTimeout` (one task per connection instead of one per request,
+same behaviour), and :class:`CoalescingTCPServer` writes an HTTP/1.x
+response's head and first body chunk in one socket write instead of three
+(the head of a response whose body comes later waits for it).
 """
 
 from __future__ import annotations
