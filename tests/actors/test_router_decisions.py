@@ -244,3 +244,35 @@ def test_partial_hand_off_is_routed_to_the_gateways_that_took_it() -> None:
     (result,) = _route([(envelope, 1)], present, RouteBus(alive=frozenset({"gw-b"})))
     assert result == RouteResult(gateways=frozenset({"gw-b"}), error=None)
     assert result.routed
+
+
+@settings(max_examples=300)
+@given(batches(), st.frozensets(st.sampled_from(GATEWAYS)), st.data())
+def test_gateways_that_took_it_before_are_not_sent_it_again(
+    batch: tuple[list[tuple[Envelope, int]], Presences],
+    alive: frozenset[str],
+    data: st.DataObject,
+) -> None:
+    """A retry or a deferral routes only to the gateways that do not have it yet."""
+    items, present = batch
+    already = [data.draw(st.frozensets(st.sampled_from(GATEWAYS))) for _ in items]
+    bus = RouteBus(alive=alive)
+    router = Router(cast(Presence, MapPresence({})), cast(DispatchBus, bus))
+
+    async def main() -> list[RouteResult]:
+        return await router.route_to(items, present, already)
+
+    results = trio.run(main)
+    sent = [gateway for call in bus.calls for gateway, _ in call]
+    cursor = 0
+    for (envelope, _), had, result in zip(items, already, results, strict=True):
+        wanted = _wanted(envelope, present)
+        targets = wanted - had
+        mine = sent[cursor : cursor + len(targets)]
+        cursor += len(targets)
+        assert set(mine) == targets  # never one of ``had``
+        have = (targets & alive) | (had & wanted)
+        assert result.gateways == have
+        assert result.routed is bool(have)
+        assert (result.error is not None) is bool(wanted and not have)
+    assert cursor == len(sent)

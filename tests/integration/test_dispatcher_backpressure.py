@@ -109,3 +109,37 @@ async def test_past_the_patience_refusals_count_and_end_as_exhausted_dead_letter
         assert {entry.attempts for entry in entries} == {2}
         assert all("delivery stream full" in entry.last_error for entry in entries)
         assert len(await harness.gateway_messages(GATEWAY)) == 2
+
+
+async def test_a_gateway_that_took_it_is_not_sent_it_again_while_another_is_behind(
+    redis_client: coredis.Redis[bytes], redis_prefix: str, tmp_path: Path
+) -> None:
+    """The user has sessions on a healthy gateway too: it gets each notification once."""
+    healthy = "gw-healthy"
+    copies: list[str] = []
+    async with recipient_behind(redis_client, redis_prefix, tmp_path, patience_s=60.0, count=0) as (
+        harness,
+        _,
+    ):
+        await harness.presence.register("tenant-a", "user-1", healthy)
+        stream = harness.keys.gateway_stream(healthy)
+
+        async def keep_up() -> None:  # the healthy gateway reads as it goes
+            while True:
+                for entry in await harness.redis.xrange(stream):
+                    copies.append(decode_routed(bytes(entry.field_values[b"message"])).id)
+                    await harness.redis.xdel(stream, [entry.identifier])
+                await trio.sleep(0.02)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(keep_up)
+            envelopes = [make_envelope(user_id="user-1") for _ in range(6)]
+            for envelope in envelopes:
+                await harness.publish(envelope)
+            await trio.sleep(1.5)  # many deferrals of what the gateway behind refused
+            late = [decode_routed(raw).id for raw in await fan_out_everything(harness, 6)]
+            await trio.sleep(0.3)
+            nursery.cancel_scope.cancel()
+    ids = sorted(e.id for e in envelopes)
+    assert sorted(late) == ids
+    assert sorted(copies) == ids  # each exactly once, however often the others were deferred

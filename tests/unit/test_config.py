@@ -292,6 +292,19 @@ def test_full_stream_patience_reaches_the_dispatcher_settings(tmp_path: Path) ->
     assert message.startswith("dispatcher.full_stream_patience_s: must be >= 0")
 
 
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "NOTIFACTOR_DISPATCHER__FULL_STREAM_PATIENCE_S",
+        "NOTIFACTOR_TENANTS__DEFAULT__RATE_PER_S",
+        "NOTIFACTOR_SHUTDOWN_GRACE_S",
+    ],
+)
+def test_numbers_must_be_finite(tmp_path: Path, variable: str, value: str) -> None:
+    assert "must be a finite number" in error(tmp_path, **{variable: value})
+
+
 def test_dispatcher_claim_must_outlast_an_attempt(tmp_path: Path) -> None:
     message = error(tmp_path, NOTIFACTOR_DISPATCHER__CLAIM_IDLE_MS="500")
     assert message.startswith("dispatcher.claim_idle_ms: must exceed attempt_timeout_s")

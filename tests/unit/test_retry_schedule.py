@@ -127,61 +127,63 @@ def test_total_give_up_time_is_bounded_by_the_sum_of_the_ceilings(
 def test_a_refusal_defers_within_patience_and_is_a_failure_after_it(
     policy: RetryPolicy, failed: int, deferrals: int, times: tuple[int, int], seed: int
 ) -> None:
-    waited, patience = times
+    deferred, patience = times
     decision = after_refusal(
         policy,
         failed,
         random.Random(seed),
         deferrals=deferrals,
-        waited_ms=waited,
+        deferred_ms=deferred,
         patience_ms=patience,
     )
-    if waited < patience:
+    if deferred < patience:
         assert isinstance(decision, Defer)
         assert decision.deferrals == deferrals + 1
         assert 0 <= decision.delay_ms <= delay_ceiling_ms(policy, deferrals) <= policy.cap_ms
+        assert decision.deferred_ms == deferred + decision.delay_ms
     else:
         assert decision == after_failure(policy, failed, random.Random(seed))
 
 
-@given(policies, st.integers(0, 40), st.integers(1, 2_000), st.integers(0, 2**32))
+@given(policies, st.integers(0, 40), st.integers(0, 2_000), st.integers(0, 2**32))
 def test_refusals_never_spend_attempts_and_end_once_patience_is_over(
     policy: RetryPolicy, caps: int, extra: int, seed: int
 ) -> None:
-    """A gateway that stays full: deferrals until patience runs out, then the normal schedule."""
+    """A gateway that stays full: deferrals until their delays add up to the patience."""
     patience = caps * policy.cap_ms + extra  # the loop below stays short
     rng = random.Random(seed)
-    waited, deferrals, attempts = 0, 0, 1
+    deferrals, deferred, attempts = 0, 0, 1
     while isinstance(
         decision := after_refusal(
-            policy, attempts, rng, deferrals=deferrals, waited_ms=waited, patience_ms=patience
+            policy, attempts, rng, deferrals=deferrals, deferred_ms=deferred, patience_ms=patience
         ),
         Defer,
     ):
-        deferrals = decision.deferrals
-        waited += decision.delay_ms + 1  # an attempt takes at least a millisecond
+        assert decision.deferred_ms - deferred == decision.delay_ms <= policy.cap_ms
+        deferrals, deferred = decision.deferrals, decision.deferred_ms
         assert attempts == 1
-    assert waited >= patience
-    # Every deferral waited at most the cap: the last one ends within a cap of patience.
-    assert waited <= patience + policy.cap_ms + 1
+    assert patience <= deferred < patience + policy.cap_ms + 1
     while isinstance(decision, RetryAt):
         attempts = decision.attempt
         decision = after_refusal(
-            policy, attempts, rng, deferrals=deferrals, waited_ms=waited, patience_ms=patience
+            policy, attempts, rng, deferrals=deferrals, deferred_ms=deferred, patience_ms=patience
         )
     assert decision == GiveUp(attempts=policy.max_attempts)
 
 
 def test_a_patience_of_zero_counts_every_refusal() -> None:
     policy = RetryPolicy(max_attempts=3, base_ms=100, cap_ms=1000)
-    decision = after_refusal(policy, 1, random.Random(1), deferrals=0, waited_ms=0, patience_ms=0)
+    decision = after_refusal(policy, 1, random.Random(1), deferrals=0, deferred_ms=0, patience_ms=0)
     assert isinstance(decision, RetryAt)
     assert decision.attempt == 2
 
 
 def test_refusal_arguments_are_checked() -> None:
     policy = RetryPolicy(max_attempts=3, base_ms=100, cap_ms=1000)
+    rng = random.Random()
     with pytest.raises(ValueError, match="failed_attempts"):
-        after_refusal(policy, 0, random.Random(), deferrals=0, waited_ms=0, patience_ms=1)
+        after_refusal(policy, 0, rng, deferrals=0, deferred_ms=0, patience_ms=1)
     with pytest.raises(ValueError, match="deferrals"):
-        after_refusal(policy, 1, random.Random(), deferrals=-1, waited_ms=0, patience_ms=1)
+        after_refusal(policy, 1, rng, deferrals=-1, deferred_ms=0, patience_ms=1)
+    with pytest.raises(ValueError, match="deferred_ms"):
+        after_refusal(policy, 1, rng, deferrals=0, deferred_ms=-5, patience_ms=1)

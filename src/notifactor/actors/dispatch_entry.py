@@ -10,13 +10,16 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import attrs
+import msgspec
 
 from notifactor.adapters.redis_dispatch import (
     ATTEMPTS_FIELD,
     DEAD_REASON_FIELD,
     DEFERRALS_FIELD,
+    DEFERRED_MS_FIELD,
     FIRST_ATTEMPT_FIELD,
     LAST_ERROR_FIELD,
+    ROUTED_TO_FIELD,
 )
 from notifactor.domain.delivery_state import DeliveryState
 from notifactor.domain.dlq_entry import DlqReason
@@ -80,22 +83,60 @@ class AttemptHistory:
     last_error: str = ""
     dead_reason: DlqReason | None = None
     deferrals: int = 0
+    deferred_ms: int = 0
+    routed_to: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, fields: Mapping[str, bytes]) -> AttemptHistory:
+        """The history in ``fields``; a field that does not parse takes its default alone."""
+        first = _count(fields, FIRST_ATTEMPT_FIELD, 0)
+        dead = fields.get(DEAD_REASON_FIELD)
         try:
-            attempts = int(fields.get(ATTEMPTS_FIELD, b"0"))
-            first = fields.get(FIRST_ATTEMPT_FIELD)
-            dead = fields.get(DEAD_REASON_FIELD)
-            return cls(
-                attempts=max(0, attempts),
-                first_attempt_ms=int(first) if first else None,
-                last_error=fields.get(LAST_ERROR_FIELD, b"").decode(errors="replace"),
-                dead_reason=DlqReason(dead.decode()) if dead else None,
-                deferrals=max(0, int(fields.get(DEFERRALS_FIELD, b"0"))),
-            )
+            dead_reason = DlqReason(dead.decode()) if dead else None
         except ValueError:
-            return cls()
+            dead_reason = None
+        return cls(
+            attempts=_count(fields, ATTEMPTS_FIELD, 0),
+            first_attempt_ms=first or None,
+            last_error=fields.get(LAST_ERROR_FIELD, b"").decode(errors="replace"),
+            dead_reason=dead_reason,
+            deferrals=_count(fields, DEFERRALS_FIELD, 0),
+            deferred_ms=_count(fields, DEFERRED_MS_FIELD, 0),
+            routed_to=_gateways(fields.get(ROUTED_TO_FIELD)),
+        )
+
+    def fields(self) -> dict[str, bytes]:
+        """The stream fields that carry this history (the reverse of :meth:`of`)."""
+        fields = {
+            ATTEMPTS_FIELD: str(self.attempts).encode(),
+            LAST_ERROR_FIELD: self.last_error.encode(errors="replace"),
+        }
+        if self.first_attempt_ms is not None:
+            fields[FIRST_ATTEMPT_FIELD] = str(self.first_attempt_ms).encode()
+        if self.deferrals:
+            fields[DEFERRALS_FIELD] = str(self.deferrals).encode()
+            fields[DEFERRED_MS_FIELD] = str(self.deferred_ms).encode()
+        if self.routed_to:
+            fields[ROUTED_TO_FIELD] = msgspec.json.encode(sorted(self.routed_to))
+        return fields
+
+
+def _gateways(raw: bytes | None) -> frozenset[str]:
+    """A JSON list of gateway ids; empty when missing or not one."""
+    if not raw:
+        return frozenset()
+    try:
+        return frozenset(msgspec.json.decode(raw, type=list[str]))
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return frozenset()
+
+
+def _count(fields: Mapping[str, bytes], name: str, default: int) -> int:
+    """A non-negative integer field; ``default`` when missing or not one."""
+    try:
+        return max(0, int(fields.get(name, b"")))
+    except ValueError:
+        return default
 
 
 @attrs.frozen(kw_only=True)

@@ -20,18 +20,18 @@ import random
 import time
 from collections.abc import Callable
 
+import attrs
 import trio
 from opentelemetry.trace import Span
 
 from notifactor.actors.dead_lettering import DeadLetterer
-from notifactor.actors.dispatch_entry import DecodedEntry, delivery_update, log_fields
-from notifactor.actors.storage_writer import StorageWriterClient
-from notifactor.adapters.redis_dispatch import (
-    ATTEMPTS_FIELD,
-    DEFERRALS_FIELD,
-    FIRST_ATTEMPT_FIELD,
-    LAST_ERROR_FIELD,
+from notifactor.actors.dispatch_entry import (
+    AttemptHistory,
+    DecodedEntry,
+    delivery_update,
+    log_fields,
 )
+from notifactor.actors.storage_writer import StorageWriterClient
 from notifactor.dispatcher.metrics import DISPATCHED, RETRY_ATTEMPTS
 from notifactor.dispatcher.settings import DispatcherSettings
 from notifactor.domain.delivery_state import DeliveryState
@@ -91,39 +91,59 @@ class FailedAttempts:
         record_retrying: bool,
         parent: Span,
         refused: bool = False,
+        taken: frozenset[str] = frozenset(),
     ) -> None:
         """Schedule the retry (``dispatch.retry`` span), defer, or dead-letter the entry.
 
-        ``refused``: the attempt failed only because a delivery stream was full.
+        Args:
+            refused: the attempt failed only because a delivery stream was full.
+            taken: the gateways that took the notification in this attempt;
+                the next one routes only to the recipient's other gateways.
         """
         with child_item_spans("dispatch.retry", [parent]) as (span,):
             span.set_attribute("notifactor.attempt", item.attempt)
             span.set_attribute("notifactor.error", error)
-            await self._decide(item, error, record_retrying, span, refused)
+            await self._decide(
+                item, error, span, record_retrying=record_retrying, refused=refused, taken=taken
+            )
 
     async def _decide(
-        self, item: DecodedEntry, error: str, record_retrying: bool, span: Span, refused: bool
+        self,
+        item: DecodedEntry,
+        error: str,
+        span: Span,
+        *,
+        record_retrying: bool,
+        refused: bool,
+        taken: frozenset[str],
     ) -> None:
         envelope, history, attempt = item.envelope, item.history, item.attempt
         policy = self._policy_for(envelope.tenant_id)
         now_ms = int(time.time() * 1000)
-        first = history.first_attempt_ms or now_ms
+        carried = attrs.evolve(
+            history,
+            first_attempt_ms=history.first_attempt_ms or now_ms,
+            last_error=error,
+            routed_to=history.routed_to | taken,
+        )
         if refused:
             decision = after_refusal(
                 policy,
                 attempt,
                 self._rng,
                 deferrals=history.deferrals,
-                waited_ms=now_ms - first,
+                deferred_ms=history.deferred_ms,
                 patience_ms=int(self._settings.full_stream_patience_s * 1000),
             )
         else:
             decision = after_failure(policy, attempt, self._rng)
         match decision:
-            case Defer(delay_ms=delay_ms, deferrals=deferrals):
+            case Defer(delay_ms=delay_ms, deferrals=deferrals, deferred_ms=deferred_ms):
                 span.set_attribute("notifactor.decision", "defer")
                 span.set_attribute("notifactor.retry_delay_ms", delay_ms)
-                logger.info(
+                # The first deferral at info; an overloaded gateway makes many more.
+                logger.log(
+                    logging.INFO if deferrals == 1 else logging.DEBUG,
                     "delivery of %s deferred %d ms, attempt %d not spent: %s",
                     envelope.id,
                     delay_ms,
@@ -133,14 +153,10 @@ class FailedAttempts:
                 )
                 if deferrals == 1:  # once, not at every refusal of an overloaded gateway
                     await self._record_retrying(envelope, attempt, error)
-                await self._put_back(
-                    item,
-                    spent=attempt - 1,
-                    first_ms=first,
-                    error=error,
-                    deferrals=deferrals,
-                    due_ms=now_ms + delay_ms,
+                deferred = attrs.evolve(
+                    carried, attempts=attempt - 1, deferrals=deferrals, deferred_ms=deferred_ms
                 )
+                await self._put_back(item, deferred, due_ms=now_ms + delay_ms)
                 DISPATCHED.labels(outcome="deferred").inc()
             case RetryAt(delay_ms=delay_ms):
                 span.set_attribute("notifactor.decision", "retry")
@@ -158,14 +174,8 @@ class FailedAttempts:
                 # outage would outrank the ``pending`` of the successful retry.
                 if record_retrying:
                     await self._record_retrying(envelope, attempt, error)
-                await self._put_back(
-                    item,
-                    spent=attempt,
-                    first_ms=first,
-                    error=error,
-                    deferrals=history.deferrals,
-                    due_ms=now_ms + delay_ms,
-                )
+                retried = attrs.evolve(carried, attempts=attempt)
+                await self._put_back(item, retried, due_ms=now_ms + delay_ms)
                 DISPATCHED.labels(outcome="retry").inc()
             case GiveUp(attempts=attempts):
                 span.set_attribute("notifactor.decision", "dead_letter")
@@ -175,25 +185,9 @@ class FailedAttempts:
             case _:
                 raise AssertionError(decision)
 
-    async def _put_back(
-        self,
-        item: DecodedEntry,
-        *,
-        spent: int,
-        first_ms: int,
-        error: str,
-        deferrals: int,
-        due_ms: int,
-    ) -> None:
+    async def _put_back(self, item: DecodedEntry, history: AttemptHistory, *, due_ms: int) -> None:
         """Acknowledge the entry and, in the same transaction, schedule it for ``due_ms``."""
-        fields = {
-            ENVELOPE_FIELD: item.entry.fields[ENVELOPE_FIELD],
-            ATTEMPTS_FIELD: str(spent).encode(),
-            FIRST_ATTEMPT_FIELD: str(first_ms).encode(),
-            LAST_ERROR_FIELD: error.encode(),
-        }
-        if deferrals:
-            fields[DEFERRALS_FIELD] = str(deferrals).encode()
+        fields = {ENVELOPE_FIELD: item.entry.fields[ENVELOPE_FIELD], **history.fields()}
         await self._bus.ack_and_retry_later(
             self.partition, item.entry.id, due_ms=due_ms, fields=fields
         )

@@ -341,7 +341,9 @@ class PartitionConsumer:
                         # one that registers after it finds it in storage.
                         present = await self._router.lookup(envelopes)
                     results = await self._router.route_to(
-                        [(item.envelope, item.attempt) for item in items], present
+                        [(item.envelope, item.attempt) for item in items],
+                        present,
+                        [item.history.routed_to for item in items],
                     )
                 phase = "storage"
                 # Offline recipients are already ``pending``; a failed route
@@ -371,6 +373,7 @@ class PartitionConsumer:
                     record_retrying=True,
                     parent=spans[index],
                     refused=result.refused,
+                    taken=result.gateways,
                 )
                 continue
             done.append(item.entry.id)

@@ -23,12 +23,14 @@ class RouteResult:
     """Where one notification went.
 
     Attributes:
-        gateways: the gateways that took it; empty when the recipient is
+        gateways: the gateways that have it: those that took it now, and
+            those that took it on an earlier attempt (``already``) and still
+            hold a session of the recipient; empty when the recipient is
             offline or routing failed.
         error: why routing failed, or ``None``: every gateway of the
             recipient vanished before the hand-off, or one of them has a full
-            delivery stream (then the attempt is retried even if another
-            gateway took it: sessions drop a frame they have already sent).
+            delivery stream (then the attempt is deferred or retried even if
+            another gateway took it; that one is not sent it again).
         refused: the failure is a full delivery stream, which says nothing
             about the notification (the consumer defers it without spending
             an attempt, for a while).
@@ -76,13 +78,22 @@ class Router:
         return await self._presence.gateways_for_many(sorted(recipients))
 
     async def route_to(
-        self, items: Sequence[tuple[Envelope, int]], present: Presences
+        self,
+        items: Sequence[tuple[Envelope, int]],
+        present: Presences,
+        already: Sequence[frozenset[str]] | None = None,
     ) -> list[RouteResult]:
-        """Route ``items`` to the gateways ``present`` (from :meth:`lookup`) names."""
+        """Route ``items`` to the gateways ``present`` (from :meth:`lookup`) names.
+
+        ``already[i]``: gateways that took item ``i`` on an earlier attempt;
+        it is not handed to them again.
+        """
+        before = already if already is not None else [frozenset()] * len(items)
         deliveries: list[tuple[str, bytes]] = []
         owners: list[int] = []
         for index, (envelope, attempt) in enumerate(items):
-            gateways = present.get((envelope.tenant_id, envelope.user_id), frozenset())
+            wanted = present.get((envelope.tenant_id, envelope.user_id), frozenset())
+            gateways = wanted - before[index]
             if not gateways:
                 continue
             message = encode_routed(routed_message(envelope, attempt))
@@ -99,14 +110,13 @@ class Router:
                 elif answer is Handoff.FULL:
                     full[owner].add(gateway)
         results: list[RouteResult] = []
-        for (envelope, _), took, refused in zip(items, taken, full, strict=True):
+        for (envelope, _), took, refused, had in zip(items, taken, full, before, strict=True):
             wanted = present.get((envelope.tenant_id, envelope.user_id), frozenset())
+            have = frozenset(took) | (had & wanted)
             error = None
             if refused:
                 error = f"delivery stream full on {', '.join(sorted(refused))}"
-            elif wanted and not took:
+            elif wanted and not have:
                 error = f"no live gateway took the notification (tried {', '.join(sorted(wanted))})"
-            results.append(
-                RouteResult(gateways=frozenset(took), error=error, refused=bool(refused))
-            )
+            results.append(RouteResult(gateways=have, error=error, refused=bool(refused)))
         return results

@@ -10,7 +10,7 @@ Keys (:class:`RedisKeys`, prefix ``notifactor:`` unless a test isolates itself):
 * ``gw:{gateway_id}`` — one delivery stream per gateway instance, field
   ``message`` (:mod:`notifactor.domain.routing`). Its gateway deletes what it
   has fanned out; a stream holding ``gateway_stream_maxlen`` entries refuses
-  further deliveries (they are retried) rather than trimming unread ones.
+  further deliveries (the dispatcher defers them) rather than trimming unread ones.
 * ``retry:{p}`` — sorted set of scheduled retries of partition ``p``, scored by
   due time (ms); a Lua script moves due members back into ``stream:{p}``
   atomically, so each retry runs exactly once whichever dispatcher gets there
@@ -43,6 +43,11 @@ FIRST_ATTEMPT_FIELD = "first_attempt_ms"
 LAST_ERROR_FIELD = "last_error"
 #: Times a full delivery stream deferred the entry without spending an attempt.
 DEFERRALS_FIELD = "deferrals"
+#: The sum of those deferrals' delays (what ``full_stream_patience_s`` bounds).
+DEFERRED_MS_FIELD = "deferred_ms"
+#: The gateways that already took the notification (JSON list): a retry or a
+#: deferral routes only to the recipient's other gateways.
+ROUTED_TO_FIELD = "routed_to"
 #: Set on an entry whose dead letter could not be recorded (storage was down):
 #: when it comes back it is dead-lettered with this reason, not tried again.
 DEAD_REASON_FIELD = "dead_reason"
@@ -82,7 +87,7 @@ class RedisKeys:
 
 # A delivery is appended (1) only while its gateway is alive (else 0) and its
 # stream holds fewer than ARGV[1] entries (else 2). The gateway deletes what it has fanned out, so
-# the length is its backlog; a full stream refuses (the dispatcher retries
+# the length is its backlog; a full stream refuses (the dispatcher defers it and tries
 # later) instead of trimming entries the gateway has not read yet.
 ROUTE_LUA = """
 local out = {}

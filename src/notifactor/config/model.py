@@ -6,6 +6,7 @@ on; the loader turns it into one ``ConfigError`` line naming the dotted key.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import socket
@@ -30,12 +31,19 @@ OtelExporter = Literal["none", "console", "otlp"]
 JwtAlgorithm = Literal["HS256", "RS256", "ES256"]
 
 
+def _finite(value: float) -> None:
+    if not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {value!r}")
+
+
 def _positive(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    _finite(value)
     if value <= 0:
         raise ValueError(f"must be > 0, got {value!r}")
 
 
 def _non_negative(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    _finite(value)
     if value < 0:
         raise ValueError(f"must be >= 0, got {value!r}")
 

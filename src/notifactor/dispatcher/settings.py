@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import attrs
@@ -33,9 +34,9 @@ class DispatcherSettings:
             pending is removed from the group.
         retry_poll_s: how often the retry scheduler moves due retries back.
         retry_batch: retries moved per partition per script call.
-        full_stream_patience_s: how long after its first attempt an entry
-            refused by a full delivery stream is deferred without spending
-            attempts; 0 counts every refusal as a failed attempt.
+        full_stream_patience_s: how long (in the sum of its deferral delays)
+            an entry refused by a full delivery stream is deferred without
+            spending attempts; 0 counts every refusal as a failed attempt.
         mark_delivered_on_route: record ``delivered`` once the notification
             is on a live gateway's delivery stream (until the WebSocket edge
             records it when it writes to a socket).
@@ -61,6 +62,8 @@ class DispatcherSettings:
             raise ValueError("claim_idle_ms must exceed attempt_timeout_s")
         if self.max_deliveries < 1 or self.read_count < 1 or self.block_ms < 1:
             raise ValueError("max_deliveries, read_count and block_ms must be >= 1")
+        if not math.isfinite(self.full_stream_patience_s) or self.full_stream_patience_s < 0:
+            raise ValueError("full_stream_patience_s must be a finite number >= 0")
 
 
 def settings_from_config(config: Config, *, mark_delivered_on_route: bool) -> DispatcherSettings:

@@ -60,11 +60,13 @@ class GiveUp:
 class Defer:
     """Try again after ``delay_ms`` without spending an attempt (a full delivery stream).
 
-    ``deferrals`` counts this one too: it is what the next refusal passes back.
+    ``deferrals`` and ``deferred_ms`` count this one too: they are what the
+    next refusal passes back.
     """
 
     delay_ms: int
     deferrals: int
+    deferred_ms: int
 
 
 RetryDecision = RetryAt | Defer | GiveUp
@@ -99,31 +101,33 @@ def after_refusal(
     rng: random.Random,
     *,
     deferrals: int,
-    waited_ms: int,
+    deferred_ms: int,
     patience_ms: int,
 ) -> RetryDecision:
     """What to do after an attempt failed only because a delivery stream was full.
 
     A gateway that is far behind refuses new deliveries until it catches up.
-    That says nothing about the notification, so while the entry has waited
-    less than ``patience_ms`` since its first attempt it is deferred: the
+    That says nothing about the notification, so while the delays of the
+    entry's deferrals add up to less than ``patience_ms`` it is deferred: the
     attempt is not spent, and the delays grow like retries do (full jitter
     under ``delay_ceiling_ms(policy, deferrals)``). Past that, or with a
-    patience of 0, the refusal counts as an ordinary failure.
+    patience of 0, the refusal counts as an ordinary failure. The bound is
+    the sum of the delays handed out, not a clock reading, so dispatchers
+    whose clocks disagree cannot stretch or shorten it.
 
     Args:
         policy: the tenant's policy.
         failed_attempts: attempts counted so far, this one included (>= 1).
         rng: the jitter source.
         deferrals: deferrals of this entry so far.
-        waited_ms: time since the entry's first attempt.
-        patience_ms: how long refusals may defer it.
+        deferred_ms: the sum of their delays.
+        patience_ms: how long refusals may defer it, in total.
     """
     if failed_attempts < 1:
         raise ValueError(f"failed_attempts must be >= 1, got {failed_attempts}")
-    if deferrals < 0:
-        raise ValueError(f"deferrals must be >= 0, got {deferrals}")
-    if waited_ms >= patience_ms:
+    if deferrals < 0 or deferred_ms < 0:
+        raise ValueError(f"deferrals and deferred_ms must be >= 0, got {deferrals}, {deferred_ms}")
+    if deferred_ms >= patience_ms:
         return after_failure(policy, failed_attempts, rng)
-    ceiling = delay_ceiling_ms(policy, deferrals)
-    return Defer(delay_ms=rng.randint(0, ceiling), deferrals=deferrals + 1)
+    delay_ms = rng.randint(0, delay_ceiling_ms(policy, deferrals))
+    return Defer(delay_ms=delay_ms, deferrals=deferrals + 1, deferred_ms=deferred_ms + delay_ms)

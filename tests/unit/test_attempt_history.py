@@ -1,0 +1,61 @@
+"""The attempt history an entry carries through the retry set: written, read, and damaged."""
+
+from __future__ import annotations
+
+import attrs
+from hypothesis import given
+from hypothesis import strategies as st
+
+from notifactor.actors.dispatch_entry import AttemptHistory
+from notifactor.adapters.redis_dispatch import (
+    ATTEMPTS_FIELD,
+    DEFERRALS_FIELD,
+    DEFERRED_MS_FIELD,
+    FIRST_ATTEMPT_FIELD,
+    ROUTED_TO_FIELD,
+)
+
+gateway_ids = st.text(min_size=1, max_size=12)
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> AttemptHistory:
+    deferrals = draw(st.integers(0, 1000))
+    return AttemptHistory(
+        attempts=draw(st.integers(0, 100)),
+        first_attempt_ms=draw(st.none() | st.integers(1, 2**53)),
+        last_error=draw(st.text(st.characters(blacklist_categories=["Cs"]), max_size=40)),
+        deferrals=deferrals,
+        deferred_ms=draw(st.integers(0, 10**9)) if deferrals else 0,
+        routed_to=draw(st.frozensets(gateway_ids, max_size=4)),
+    )
+
+
+@given(histories())
+def test_a_history_reads_back_as_written(history: AttemptHistory) -> None:
+    assert AttemptHistory.of(history.fields()) == history
+
+
+def test_an_error_text_that_is_not_valid_unicode_is_written_with_replacements() -> None:
+    fields = AttemptHistory(attempts=1, last_error="bad \udc80 byte").fields()
+    assert AttemptHistory.of(fields).last_error == "bad ? byte"
+
+
+@given(histories(), st.sampled_from([ATTEMPTS_FIELD, FIRST_ATTEMPT_FIELD, DEFERRALS_FIELD]))
+def test_a_damaged_field_resets_only_itself(history: AttemptHistory, field: str) -> None:
+    fields = history.fields()
+    fields[field] = b"not a number"
+    read = AttemptHistory.of(fields)
+    expected = {
+        ATTEMPTS_FIELD: attrs.evolve(history, attempts=0),
+        FIRST_ATTEMPT_FIELD: attrs.evolve(history, first_attempt_ms=None),
+        DEFERRALS_FIELD: attrs.evolve(history, deferrals=0),
+    }[field]
+    assert read == expected
+
+
+def test_damaged_gateway_lists_and_sums_read_as_empty() -> None:
+    fields = {ATTEMPTS_FIELD: b"3", ROUTED_TO_FIELD: b"{not json", DEFERRED_MS_FIELD: b"-"}
+    assert AttemptHistory.of(fields) == AttemptHistory(attempts=3)
+    assert AttemptHistory.of({ROUTED_TO_FIELD: b'["gw-1", 2]'}).routed_to == frozenset()
+    assert AttemptHistory.of({ROUTED_TO_FIELD: b'["gw-1","gw-2"]'}).routed_to == {"gw-1", "gw-2"}
