@@ -2,12 +2,13 @@
 
 Uses the ``websockets`` asyncio client (no per-connection thread, no client
 pings, no compression) so that holding 5,000 sessions costs the shared CPU as
-little as possible. Each session sends ``subscribe`` first, so live frames
-flow at once (no ``resume_grace_s`` hold). A notification's ``content`` is
+little as possible. Each session subscribes and counts as ready once its
+``resume_grace_s`` hold is over (it sends no ``resume``), so live frames flow
+at once when the posting starts. A notification's ``content`` is
 ``"<phase>:<unix time of the POST>"``; latencies are grouped by phase.
 
 Protocol with the orchestrator: prints ``ready <connected>`` once every session
-has its ``subscribed`` answer; on ``stop`` on stdin writes
+has its ``subscribed`` answer and its hold is over; on ``stop`` on stdin writes
 ``{"phase": [latency_ms, ...]}`` as JSON to the output file and exits.
 """
 
@@ -24,6 +25,8 @@ from pathlib import Path
 from websockets.asyncio.client import ClientConnection, connect
 
 SUBSCRIBE = json.dumps({"type": "subscribe", "channels": ["alerts"]})
+#: The server's ``resume_grace_s`` (0.5 s by default) and a margin.
+OPENING_HOLD_S = 0.6
 
 
 async def session(
@@ -38,8 +41,10 @@ async def session(
             open_timeout=120,
         )
         await ws.recv()  # welcome
+        welcomed = time.monotonic()
         await ws.send(SUBSCRIBE)
         await ws.recv()  # subscribed
+    await asyncio.sleep(max(0.0, welcomed + OPENING_HOLD_S - time.monotonic()))
     ready[0] += 1
     async for raw in ws:
         now = time.time()

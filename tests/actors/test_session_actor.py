@@ -319,7 +319,7 @@ async def test_resume_replays_then_switches_to_live_without_gap_or_duplicate() -
             env.registry.fan_out(deliver(n))
         store.notifications.append(notification(11))
         gate.set()
-        frames = await _frames_until(socket, "resumed")
+        frames = await frames_until(socket, "resumed")
         assert [f["id"] for f in frames[:-1]] == [f"id{n:04d}" for n in range(5, 12)]
         assert frames[-1] == {"type": "resumed", "count": 7}
         assert (await socket.frame())["id"] == "id0012"
@@ -357,7 +357,7 @@ async def test_client_leaving_ends_the_session() -> None:
         assert env.presence.unregistered == [("t", "u", "gw-test")]
 
 
-async def _frames_until(socket: FakeSocket, kind: str) -> list[dict[str, Any]]:
+async def frames_until(socket: FakeSocket, kind: str) -> list[dict[str, Any]]:
     frames = []
     while True:
         frame = await socket.frame()

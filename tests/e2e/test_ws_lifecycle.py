@@ -309,7 +309,7 @@ async def test_restart_with_the_same_instance_id_resets_presence_and_its_stream(
         assert await s.redis.xlen(keys.gateway_stream(gateway)) == 0
 
         alice = await s.connect(TENANT, "alice")
-        await alice.send_json({"type": "ping"})  # ends the opening hold
+        await alice.send_json({"type": "ping"})  # answered during the opening hold
         assert await alice.recv_json() == {"type": "pong"}
         # One session, counted once: not on top of the killed run's count.
         assert await s.redis.hgetall(run.presence(s)) == {gateway.encode(): b"1"}

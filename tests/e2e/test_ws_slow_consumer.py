@@ -29,6 +29,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from notifactor.config.model import LimitsConfig
+from notifactor.domain.cursor import CursorKind, Position, encode_cursor
 from notifactor.domain.delivery_state import DeliveryState
 from notifactor.domain.notification import InboxEntry
 from notifactor.edge.settings import EdgeSettings
@@ -58,6 +59,7 @@ SETTINGS = EdgeSettings(
 # up, which takes close_timeout_s (1 s) at the soonest: 0.3 s is far above
 # the normal latency and far below any coupling.
 P95_BOUND_S = 0.3
+FROM_THE_START = encode_cursor(CursorKind.INBOX, Position(time_us=0, key=""))
 
 
 def _closes_1013() -> float:
@@ -206,11 +208,11 @@ async def test_a_stalled_client_is_closed_1013_while_another_user_keeps_low_late
         stalled = WsClient(
             await trio.to_thread.run_sync(_stalled_connection, s.url_for(TENANT, "stalled"))
         )
-        # A first frame ends the opening hold (resume_grace_s) of both sessions:
-        # live frames flow one by one from the start, not in one release.
-        await reader.send_json({"type": "ping"})
-        assert await reader.recv_json() == {"type": "pong"}
-        await stalled.send_json({"type": "ping"})
+        # A resume ends the opening hold (resume_grace_s) of both sessions: live
+        # frames flow one by one from the start, not in one release.
+        for client in (reader, stalled):
+            await client.send_json({"type": "resume", "since": FROM_THE_START})
+            assert (await client.recv_until("resumed"))[-1] == {"type": "resumed", "count": 0}
         load = _Load(http=http, reader=reader, stalled=stalled, closes_before=_closes_1013())
         await load.run()
 

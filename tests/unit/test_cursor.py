@@ -15,9 +15,11 @@ from notifactor.domain.cursor import (
     inbox_cursor,
 )
 
+TIME_US_RANGE = range(0, 2**63)  # a signed 64-bit column in every store
+
 positions = st.builds(
     Position,
-    time_us=st.integers(-1, 2**62),
+    time_us=st.integers(0, 2**63 - 1),
     key=st.text(max_size=40),
     sub_key=st.text(max_size=20),
 )
@@ -45,3 +47,25 @@ def test_a_cursor_of_one_listing_is_refused_by_another() -> None:
 def test_garbage_is_refused(bad: str) -> None:
     with pytest.raises(InvalidCursorError):
         decode_cursor(CursorKind.INBOX, bad)
+
+
+@given(
+    st.sampled_from(list(CursorKind)),
+    st.one_of(
+        st.integers(),
+        st.integers(-(2**64), 2**64),
+        st.integers(2**63 - 3, 2**63 + 3),
+        st.integers(-3, 3),
+    ),
+    st.text(max_size=20),
+)
+def test_a_position_outside_the_time_range_is_refused(
+    kind: CursorKind, time_us: int, key: str
+) -> None:
+    """A crafted cursor never reaches storage with a time it cannot hold (OverflowError)."""
+    cursor = encode_cursor(kind, Position(time_us=time_us, key=key))
+    if time_us in TIME_US_RANGE:
+        assert decode_cursor(kind, cursor) == Position(time_us=time_us, key=key)
+    else:
+        with pytest.raises(InvalidCursorError):
+            decode_cursor(kind, cursor)

@@ -69,12 +69,14 @@ def scenarios(draw: st.DrawFn) -> tuple[int, list[int], list[int], list[tuple[st
 
 
 @settings(max_examples=400)
-@given(scenarios())
+@given(scenarios(), st.sampled_from([1, 3, 10_000]))
 def test_replay_and_live_never_lose_or_double(
     scenario: tuple[int, list[int], list[int], list[tuple[str, int]], set[int]],
+    window_size: int,
 ) -> None:
+    """Also when the replay is longer than the sent window (it forgets replayed ids)."""
     since, stored, live_extra, ops, already = scenario
-    window: SentWindow[int] = SentWindow(10_000)
+    window: SentWindow[int] = SentWindow(window_size)
     for n in already:
         window.add(f"id{n:04d}", n)
     merge: ReplayMerge[int] = ReplayMerge(_pos(since), limit=10_000)
@@ -100,3 +102,14 @@ def test_replay_and_live_never_lose_or_double(
     assert set(live_extra) - already <= set(sent), (
         "a notification stored after the replay read was lost"
     )
+
+
+def test_a_live_copy_of_a_replayed_id_is_dropped_while_the_merge_remembers_it() -> None:
+    """The merge remembers the last ``limit`` replayed ids; older ones may come again."""
+    merge: ReplayMerge[str] = ReplayMerge(Position(time_us=0, key=""), limit=2)
+    for n in (1, 2, 3):
+        merge.replayed(f"id{n:04d}")
+    merge.hold(Keyed(id="id0003", position=_pos(3), item="again 3"))  # remembered: dropped
+    merge.hold(Keyed(id="id0001", position=_pos(1), item="again 1"))  # forgotten: held
+    assert len(merge) == 1
+    assert [keyed.item for keyed in merge.release()] == ["again 1"]

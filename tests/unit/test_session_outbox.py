@@ -73,3 +73,23 @@ async def test_waiting_is_cancellable_and_single_consumer() -> None:
         with pytest.raises(trio.BusyResourceError):
             await outbox.wait_queued()
         nursery.cancel_scope.cancel()
+
+
+async def test_released_frames_go_beyond_the_limit_in_order_and_count_as_backlog() -> None:
+    outbox = Outbox(2)
+    released = [Outgoing(text=f"r{n}", released=True) for n in range(5)]
+    assert outbox.put_nowait(frame(0))
+    for outgoing in released:
+        assert outbox.put_nowait(outgoing)  # never refused
+    assert len(outbox) == 6
+    assert outbox.backlogged
+    # Only frames that are not released count against the limit: one more fits.
+    assert outbox.put_nowait(frame(1))
+    assert not outbox.put_nowait(frame(2))
+    taken = [outbox.take_nowait() for _ in range(7)]
+    assert taken == [frame(0), *released, frame(1)]
+    assert outbox.take_nowait() is None
+    # Taking released frames gave back no room they never took.
+    assert outbox.put_nowait(frame(3))
+    assert outbox.put_nowait(frame(4))
+    assert not outbox.put_nowait(frame(5))

@@ -17,8 +17,10 @@ keeps (tens of thousands of them per gateway):
 
 A live frame that finds the outbox full closes the session with 1013 instead
 of waiting: one client that stops reading never slows the fan-out to others.
-A graceful stop (the pool is stopping) closes with 1001. ``resume`` is in
-:mod:`notifactor.actors.session_resume`.
+Frames released from a hold (the opening hold, a resume's) are exempt: they
+are bounded by ``replay_hold_limit`` already. A graceful stop (the pool is
+stopping) closes with 1001; a session that crashes closes with 1011, never
+1000. ``resume`` is in :mod:`notifactor.actors.session_resume`.
 """
 
 from __future__ import annotations
@@ -202,6 +204,10 @@ class SessionActor(Actor[Deliver]):
                     nursery.cancel_scope.cancel()
                 else:
                     self.close(CLOSE_GOING_AWAY, "server shutting down")
+        except BaseException as error:
+            if _crashed(error):  # the client must not take a crash for a normal close
+                self.close(CLOSE_INTERNAL, "internal error")
+            raise
         finally:
             await self._finish()
 
@@ -246,8 +252,11 @@ class SessionActor(Actor[Deliver]):
             with trio.move_on_at((sending_since or now) + stall_s):
                 await self.outbox.wait_taken()
 
-    def enqueue_live(self, deliver: Deliver) -> None:
-        """Queue a live frame unless already sent; a full outbox closes with 1013."""
+    def enqueue_live(self, deliver: Deliver, *, released: bool = False) -> None:
+        """Queue a live frame unless already sent; a full outbox closes with 1013.
+
+        A ``released`` frame (out of a hold) is queued even when the outbox is full.
+        """
         message = deliver.message
         if message.id in self.sent:
             return
@@ -257,15 +266,37 @@ class SessionActor(Actor[Deliver]):
             created_at=message.created_at,
             live=True,
             trace=deliver.trace,
+            released=released,
         )
         if not self.outbox.put_nowait(outgoing):
             self.close(CLOSE_TRY_AGAIN, "client too slow")
             return
         self.sent.add(message.id, message.created_at)
 
+    def release(self, held: list[Deliver]) -> None:
+        """Queue what a hold kept back, in order, whatever room the outbox has.
+
+        They are bounded by ``replay_hold_limit`` already, and a client that
+        reads must not be closed because a hold ended: only later live frames
+        count against the outbox (and are paced, as it is backlogged now).
+        """
+        for deliver in held:
+            # Subscriptions may have changed while it was held.
+            if self._closing is None and self.wants(deliver.message.channel):
+                self.enqueue_live(deliver, released=True)
+
     def end_opening(self) -> None:
-        for deliver in self.resumption.end_opening():
-            self.enqueue_live(deliver)
+        self.release(self.resumption.end_opening())
+
+    async def fail_after(self, text: str, reason: str) -> None:
+        """Send ``text`` after what is queued, then close with 1011 (internal error).
+
+        Live frames are dropped from now on (they stay pending in storage).
+        """
+        if self._closing is not None:
+            return
+        self._closing = (CLOSE_INTERNAL, reason)
+        await self.outbox.put(Outgoing(text=text, then_close=self._closing))
 
     # --- the writer ----------------------------------------------------------
 
@@ -293,6 +324,9 @@ class SessionActor(Actor[Deliver]):
             outgoing = self.outbox.take_nowait()
             if outgoing is not None:
                 await self._write(outgoing)
+                if outgoing.then_close is not None:
+                    self.close(*outgoing.then_close)
+                    await trio.lowlevel.checkpoint()  # the session is cancelled now
                 continue
             deadline = min(next_beat, opening_ends if self.resumption.opening else math.inf)
             with trio.move_on_at(deadline) as idle:
@@ -383,3 +417,10 @@ class SessionActor(Actor[Deliver]):
                     )
                 except Exception as error:  # presence expires on its own with the gateway
                     log.warning("could not unregister session %s: %s", self.session_id, error)
+
+
+def _crashed(error: BaseException) -> bool:
+    """Whether ``error`` (or a group of them) holds more than cancellations."""
+    if isinstance(error, BaseExceptionGroup):
+        return any(_crashed(inner) for inner in error.exceptions)
+    return isinstance(error, Exception)

@@ -7,6 +7,12 @@ session's writer is the only consumer; while the outbox is empty it parks in
 (cheaper than cancelling a scope on every live frame). Producers that may wait (replies, replay) use :meth:`put` and wait
 for room; live frames use :meth:`put_nowait` and the session closes with 1013
 when the outbox is full.
+
+Live frames released from a hold (the opening hold, or the one of a resume)
+are queued in order like the others but do not count against the limit:
+they are already bounded (``replay_hold_limit``), and a client that reads
+must not be closed because a hold ended. They do count for
+:attr:`Outbox.backlogged`, so the delivery consumer paces what comes next.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ class Outgoing:
     """A frame for the writer; ``id`` set for notification frames.
 
     ``trace`` (live frames, tracing on) parents the ``edge.socket_write`` span.
+    ``released``: a live frame released from a hold (outside the outbox limit).
+    ``then_close``: once this frame is written, the session closes with it.
     """
 
     text: str
@@ -32,18 +40,21 @@ class Outgoing:
     live: bool = False
     record: bool = True
     trace: Context | None = None
+    released: bool = False
+    then_close: tuple[int, str] | None = None
 
 
 class Outbox:
     """At most ``limit`` frames for one socket (see the module docstring)."""
 
-    __slots__ = ("_items", "_limit", "_room", "_writer")
+    __slots__ = ("_items", "_limit", "_released", "_room", "_writer")
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
             raise ValueError("limit must be >= 1")
         self._limit = limit
         self._items: deque[Outgoing] | None = None
+        self._released = 0  # queued frames with ``released`` set
         self._room: trio.Event | None = None
         self._writer: trio.lowlevel.Task | None = None
 
@@ -56,8 +67,13 @@ class Outbox:
         return 2 * len(self) >= self._limit
 
     def put_nowait(self, outgoing: Outgoing) -> bool:
-        """Queue ``outgoing``; ``False`` (nothing queued) when the outbox is full."""
-        if len(self) >= self._limit:
+        """Queue ``outgoing``; ``False`` (nothing queued) when the outbox is full.
+
+        A ``released`` frame is always queued: it does not count against the limit.
+        """
+        if outgoing.released:
+            self._released += 1
+        elif len(self) - self._released >= self._limit:
             return False
         if self._items is None:
             self._items = deque()
@@ -101,6 +117,8 @@ class Outbox:
             self._items = None  # idle sessions keep no deque around
             return None
         outgoing = self._items.popleft()
+        if outgoing.released:
+            self._released -= 1
         if self._room is not None:
             room, self._room = self._room, None
             room.set()

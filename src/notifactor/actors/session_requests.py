@@ -3,6 +3,11 @@
 Runs as the session's second task. Every frame counts as a sign of life for
 the heartbeat. Answers go through the session's outbox, waiting for room
 (a client that floods requests without reading slows only itself).
+
+Only a ``resume`` (or the end of ``resume_grace_s``) ends the opening hold:
+``subscribe``, ``ping``, ``ack`` and the rest are answered while live frames
+stay held, so a client may subscribe before it resumes and still get the
+replay ahead of what arrived live meanwhile.
 """
 
 from __future__ import annotations
@@ -60,13 +65,11 @@ class ClientRequests:
     async def _on_frame(self, raw: str | bytes) -> None:
         session = self._session
         frame = parse_client_frame(raw)
-        if session.resumption.opening:
-            if isinstance(frame, Resume):
-                merge = session.resumption.start_first(frame.position)
-                if merge is not None:
-                    await self._resume(frame, merge)
-                    return
-            session.end_opening()
+        if isinstance(frame, Resume) and session.resumption.opening:
+            merge = session.resumption.start_first(frame.position)
+            if merge is not None:
+                await self._resume(frame, merge)
+                return
         match frame:
             case FrameProblem():
                 await self._emit(error_frame(frame))
@@ -129,13 +132,17 @@ class ClientRequests:
             )
         except StoreError as error:
             log.warning("resume of session %s failed: %s", session.session_id, error)
-            await self._problem("resume_failed", "storage is unavailable; resume again later")
-        else:
-            await self._emit(resumed_frame(count))
-        finally:
-            # No checkpoint from here on: live frames go behind the released ones.
-            for deliver in session.resumption.finish():
-                session.enqueue_live(deliver)
+            # Going live would skip what was not replayed: the client reconnects
+            # and resumes from its cursor again. What was held stays pending.
+            session.resumption.finish()
+            problem = FrameProblem(
+                code="resume_failed", message="storage is unavailable; reconnect and resume again"
+            )
+            await session.fail_after(error_frame(problem), "resume failed")
+            return
+        await self._emit(resumed_frame(count))
+        # No checkpoint from here on: live frames go behind the released ones.
+        session.release(session.resumption.finish())
 
     async def _replay_one(self, entry: InboxEntry) -> bool:
         session = self._session

@@ -1,10 +1,12 @@
 """How a session resumes: the opening hold, the replay from storage and the merge.
 
-Until the client's first frame (or ``resume_grace_s`` after ``welcome``),
-live frames are held: a client that sends ``resume`` first gets them merged
-into its replay, in order, instead of ahead of older replayed ones. During
-any replay, live frames are held the same way and released afterwards,
-minus the ids the replay already sent (:mod:`notifactor.domain.resume`).
+Until the client's ``resume`` (or ``resume_grace_s`` after ``welcome``),
+live frames are held: a client that resumes gets them merged into its
+replay, in order, instead of ahead of older replayed ones; other frames
+(``subscribe``, ``ping``, ...) do not end the hold. During any replay, live
+frames are held the same way and released afterwards, minus the ids the
+replay sent (:mod:`notifactor.domain.resume`). A replay that fails does not
+release them: the session closes (1011) and the client resumes again.
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ import msgspec
 from notifactor.domain.notification import Notification
 
 _VERSION = "c1"
+TIME_US_LIMIT = 1 << 63
+"""Positions lie in ``0 <= time_us < TIME_US_LIMIT`` (a signed 64-bit column of every store)."""
 
 
 class CursorKind(enum.StrEnum):
@@ -64,7 +66,8 @@ def decode_cursor(kind: CursorKind, cursor: str) -> Position:
     """The position that :func:`encode_cursor` encoded.
 
     Raises:
-        InvalidCursorError: ``cursor`` is not a cursor of ``kind`` from this version.
+        InvalidCursorError: ``cursor`` is not a cursor of ``kind`` from this version,
+            or its position is out of range (``time_us`` outside ``0..2**63 - 1``).
     """
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
@@ -76,6 +79,8 @@ def decode_cursor(kind: CursorKind, cursor: str) -> Position:
         raise InvalidCursorError("malformed cursor") from error
     if version != _VERSION or got_kind != kind.value:
         raise InvalidCursorError("cursor does not belong to this listing")
+    if not 0 <= time_us < TIME_US_LIMIT:
+        raise InvalidCursorError("cursor position out of range")
     return Position(time_us=time_us, key=key, sub_key=sub_key)
 
 

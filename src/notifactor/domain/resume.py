@@ -8,10 +8,18 @@ Pure and synchronous; the session actor drives it.
 * :class:`ReplayMerge` runs while a ``resume`` replays from storage. Live
   notifications that arrive meanwhile are held back; a replayed id that is
   also held back is dropped from the held set (the replay sends it, in
-  storage order); when the replay ends, what is still held and lies after the
-  client's cursor is released, in arrival order. Nothing is lost (every live
-  id after the cursor is either replayed or released) and nothing is doubled
-  (each id passes the :class:`SentWindow` once).
+  storage order), and so is a live copy of an id the replay already sent;
+  when the replay ends, what is still held and lies after the client's
+  cursor is released, in arrival order. Nothing is lost (every live id after
+  the cursor is either replayed or released) and nothing is doubled (each id
+  passes the :class:`SentWindow` once, and the merge remembers the last
+  ``limit`` replayed ids, however long the replay, even those the window
+  has forgotten).
+
+  That memory is bounded, like the held items: a live copy of an id that
+  was replayed more than ``limit`` ids earlier in the same replay (and is
+  no longer in the window) may reach the client a second time. Delivery is
+  at least once; an id is never lost for it.
 """
 
 from __future__ import annotations
@@ -80,22 +88,27 @@ class ReplayMerge(Generic[T]):
 
     Args:
         since: the client's cursor position; only items after it are released.
-        limit: most live items held at once (over it: :class:`ReplayOverflow`).
+        limit: most live items held at once (over it: :class:`ReplayOverflow`),
+            and most replayed ids remembered (the oldest is forgotten first).
     """
 
-    __slots__ = ("_held", "_limit", "since")
+    __slots__ = ("_held", "_limit", "_replayed", "since")
 
     def __init__(self, since: Position, limit: int) -> None:
         self.since = since
         self._limit = limit
         self._held: OrderedDict[Hashable, Keyed[T]] = OrderedDict()
+        self._replayed: OrderedDict[str, None] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._held)
 
     def hold(self, live: Keyed[T]) -> None:
-        """Keep a live item until :meth:`release` (a repeat of a held id is dropped)."""
-        if live.id in self._held:
+        """Keep a live item until :meth:`release`.
+
+        A repeat of a held id is dropped, and so is an id this replay already sent.
+        """
+        if live.id in self._held or live.id in self._replayed:
             return
         if len(self._held) >= self._limit:
             raise ReplayOverflow(f"more than {self._limit} live notifications during a resume")
@@ -104,9 +117,13 @@ class ReplayMerge(Generic[T]):
     def replayed(self, ident: str) -> None:
         """The replay is sending ``ident``: it need not be released later."""
         self._held.pop(ident, None)
+        self._replayed[ident] = None
+        if len(self._replayed) > self._limit:
+            self._replayed.popitem(last=False)
 
     def release(self) -> list[Keyed[T]]:
         """The held items after ``since``, in arrival order; the merge is then empty."""
         after = [keyed for keyed in self._held.values() if keyed.position > self.since]
         self._held.clear()
+        self._replayed.clear()
         return after

@@ -17,7 +17,7 @@ crash); the edge drops an id a session has already been sent.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -34,7 +34,8 @@ class RoutedMessage(msgspec.Struct, frozen=True, kw_only=True):
     Attributes:
         schema_version: :data:`ROUTED_SCHEMA_VERSION`.
         id, tenant_id, user_id, channel, content, priority, metadata: the notification.
-        created_at: acceptance time (RFC 3339 UTC in JSON).
+        created_at: acceptance time (RFC 3339 UTC in JSON); a time without an
+            offset is refused when decoding (the entry is skipped).
         cursor: the resume cursor of this notification (SPEC §5 ``cursor``).
         attempt: the delivery attempt (1 for the first).
         traceparent: W3C trace context of the accepting request.
@@ -48,7 +49,7 @@ class RoutedMessage(msgspec.Struct, frozen=True, kw_only=True):
     content: str
     priority: str
     metadata: dict[str, Any]
-    created_at: datetime
+    created_at: Annotated[datetime, msgspec.Meta(tz=True)]
     cursor: str
     attempt: int
     traceparent: str

@@ -19,13 +19,16 @@ class EdgeSettings:
         heartbeat_s: server ping period, announced in ``welcome``; a session
             silent (no frame, no pong) for two periods is closed (1008).
         outbox_size: frames queued for one socket; a live frame that finds it
-            full closes the session with 1013 (slow consumer).
+            full closes the session with 1013 (slow consumer). Frames released
+            from a hold (below) are queued beyond it.
         sent_window: ids per session remembered for de-duplication and acks.
         replay_page: rows per storage read during a resume.
-        replay_hold_limit: live frames held back during one resume (over it: 1013).
+        replay_hold_limit: live frames held back during the opening hold or one
+            resume (over it: 1013); also the replayed ids a resume remembers to
+            drop a live copy of one the window has forgotten.
         resume_grace_s: live frames are held this long after ``welcome`` unless a
-            client frame comes first; a ``resume`` sent as the first frame then
-            merges them into the replay, in order.
+            ``resume`` comes first (other frames do not end the hold); the
+            ``resume`` then merges them into the replay, in order.
         send_timeout_s: longest a single socket write may block before the
             client counts as gone (the connection is then dropped).
         close_timeout_s: bound on the close handshake.
