@@ -50,6 +50,7 @@ class FakeSocket:
         self.to_server, self._incoming = trio.open_memory_channel[str | bytes](16)
         self._to_client, self.from_server = trio.open_memory_channel[str](10_000)
         self.pongs = pongs
+        self.pings_waiting = 0
         self.writable = trio.Event()
         self.writable.set()
         self.closed_with: tuple[int, str] | None = None
@@ -68,8 +69,12 @@ class FakeSocket:
         await self._to_client.send(text)
 
     async def ping(self) -> None:
-        if not self.pongs:
-            await trio.sleep_forever()
+        self.pings_waiting += 1
+        try:
+            if not self.pongs:
+                await trio.sleep_forever()
+        finally:
+            self.pings_waiting -= 1
 
     async def close(self, code: int, reason: str) -> None:
         if self.closed_with is None:
@@ -289,6 +294,22 @@ async def test_slow_consumer_is_closed_1013_and_others_keep_going() -> None:
         assert slow_actor.close_code == 1013
         assert fast_actor.close_code is None
         slow.writable.set()
+
+
+async def test_a_client_that_talks_but_never_answers_pings_has_one_ping_waiting(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Frames keep it alive; the server does not pile up a ping per heartbeat."""
+    env = make_env(EdgeSettings(heartbeat_s=5, close_timeout_s=1))
+    deaf = FakeSocket(pongs=False)
+    async with sessions(env, [("t", "u", deaf)]):
+        await deaf.frame()  # welcome
+        for _ in range(20):  # 100 s: twenty heartbeats
+            await trio.sleep(5)
+            await deaf.say({"type": "ping"})
+            assert (await deaf.frame())["type"] == "pong"
+        assert deaf.closed_with is None
+        assert deaf.pings_waiting == 1
 
 
 async def test_silent_client_is_closed_after_two_heartbeats(

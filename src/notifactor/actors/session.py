@@ -108,6 +108,7 @@ class SessionActor(Actor[Deliver]):
         self._closing: tuple[int, str] | None = None
         self._send_scope: trio.CancelScope | None = None
         self._last_heard = trio.current_time()
+        self._pinging = False  # a ping waits for its pong
         self._frames_written = 0
         self._stalled_at: int | None = None  # frames written when the writer last stalled
         self._sending_since: float | None = None  # a socket write in progress since
@@ -319,7 +320,9 @@ class SessionActor(Actor[Deliver]):
                 if now - self._last_heard > 2 * period:
                     self.close(CLOSE_POLICY, "heartbeat timeout")
                     return
-                nursery.start_soon(self._ping)
+                if not self._pinging:  # one ping at a time, however long its pong takes
+                    self._pinging = True
+                    nursery.start_soon(self._ping)
                 next_beat += period
             outgoing = self.outbox.take_nowait()
             if outgoing is not None:
@@ -383,6 +386,8 @@ class SessionActor(Actor[Deliver]):
             await self._socket.ping()
         except SocketClosed:
             return
+        finally:
+            self._pinging = False
         self.heard()
 
     def update(self, ident: str, created_at: datetime, state: DeliveryState) -> DeliveryUpdate:
