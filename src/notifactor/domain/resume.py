@@ -97,8 +97,10 @@ class ReplayMerge(Generic[T]):
     def __init__(self, since: Position, limit: int) -> None:
         self.since = since
         self._limit = limit
-        self._held: OrderedDict[Hashable, Keyed[T]] = OrderedDict()
-        self._replayed: OrderedDict[str, None] = OrderedDict()
+        # A plain dict keeps arrival order; both stay small or absent for the
+        # opening hold of a session that never resumes (most of them).
+        self._held: dict[Hashable, Keyed[T]] = {}
+        self._replayed: OrderedDict[str, None] | None = None
 
     def __len__(self) -> int:
         return len(self._held)
@@ -108,7 +110,7 @@ class ReplayMerge(Generic[T]):
 
         A repeat of a held id is dropped, and so is an id this replay already sent.
         """
-        if live.id in self._held or live.id in self._replayed:
+        if live.id in self._held or (self._replayed is not None and live.id in self._replayed):
             return
         if len(self._held) >= self._limit:
             raise ReplayOverflow(f"more than {self._limit} live notifications during a resume")
@@ -117,6 +119,8 @@ class ReplayMerge(Generic[T]):
     def replayed(self, ident: str) -> None:
         """The replay is sending ``ident``: it need not be released later."""
         self._held.pop(ident, None)
+        if self._replayed is None:
+            self._replayed = OrderedDict()
         self._replayed[ident] = None
         if len(self._replayed) > self._limit:
             self._replayed.popitem(last=False)
@@ -125,5 +129,5 @@ class ReplayMerge(Generic[T]):
         """The held items after ``since``, in arrival order; the merge is then empty."""
         after = [keyed for keyed in self._held.values() if keyed.position > self.since]
         self._held.clear()
-        self._replayed.clear()
+        self._replayed = None
         return after
