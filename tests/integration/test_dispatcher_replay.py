@@ -6,8 +6,9 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import coredis
@@ -19,6 +20,8 @@ from notifactor.adapters.redis_dispatch import RedisKeys
 from notifactor.adapters.redis_dlq import DlqFilter, RedisDeadLetterQueue
 from notifactor.dispatcher.replay import ReplayAction, ReplayService
 from notifactor.domain.delivery_state import DeliveryState
+from notifactor.domain.dlq_entry import DLQ_ENTRY_FIELD, DlqEntry, encode_dlq_entry
+from notifactor.domain.envelope import ENVELOPE_FIELD, encode_envelope
 from notifactor.domain.routing import decode_routed
 from tests.integration.dispatcher_harness import (
     dispatcher_config,
@@ -255,3 +258,60 @@ async def test_admin_dlq_endpoints_list_and_replay_own_tenant_only(
                 request("POST", "/v1/admin/dlq/replay", token("tenant-a"), body=b'{"ids": 5}'),
             )
         assert invalid.value.problem.status == 422
+
+
+class _RecordingStore:
+    """Storage for the replay service: nothing delivered yet; audit events kept."""
+
+    def __init__(self) -> None:
+        self.audit: list[Any] = []
+
+    async def get_notification(self, tenant_id: str, notification_id: str) -> None:
+        return None
+
+    async def append_audit(self, events: Any) -> None:
+        self.audit.extend(events)
+
+
+async def test_an_interrupted_paced_replay_loses_nothing_and_is_audited(
+    redis_client: coredis.Redis[bytes], redis_prefix: str
+) -> None:
+    """Cancelled while waiting for its pace: nothing is marked without its re-enqueue."""
+    keys = RedisKeys(prefix=redis_prefix)
+    now = datetime.now(UTC)
+    envelopes = [make_envelope("tenant-a", f"user-{i}") for i in range(3)]
+    for envelope in envelopes:
+        entry = DlqEntry(
+            reason="exhausted",
+            notification_id=envelope.id,
+            tenant_id=envelope.tenant_id,
+            user_id=envelope.user_id,
+            channel=envelope.channel,
+            attempts=3,
+            last_error="x",
+            first_attempt_at=now,
+            last_attempt_at=now,
+            trace_id=None,
+            source_stream="s",
+            source_id="1-0",
+            dead_at=now,
+        )
+        fields = {
+            DLQ_ENTRY_FIELD: encode_dlq_entry(entry),
+            ENVELOPE_FIELD: encode_envelope(envelope),
+        }
+        await redis_client.xadd(keys.dlq, fields)
+    store = _RecordingStore()
+    service = ReplayService(
+        RedisDeadLetterQueue(redis_client, keys=keys), cast(Any, store), partitions=1
+    )
+    with trio.move_on_after(1.5):  # an operator's Ctrl-C during a --rate 1 replay
+        await service.replay(DlqFilter(), dry_run=False, rate_per_s=1)
+    requeued = await redis_client.xlen(keys.stream(0))
+    assert requeued == 2  # at 0 s and 1 s; the third was waiting for its turn
+    replayed_ids = [id_ for event in store.audit for id_ in event.metadata["replayed"]]
+    assert len(replayed_ids) == 2  # what went out before the interruption is audited
+    report = await service.replay(DlqFilter(), dry_run=False)
+    counts = report.to_jsonable()["counts"]
+    assert counts == {"replayed": 1, "skipped_already_replayed": 2}
+    assert await redis_client.xlen(keys.stream(0)) == 3  # each dead letter exactly once

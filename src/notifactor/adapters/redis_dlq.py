@@ -17,12 +17,24 @@ import coredis
 import msgspec
 
 from notifactor.adapters.redis_dispatch import RedisKeys
+from notifactor.adapters.redis_scripts import EvalShaScript
 from notifactor.domain.dlq_entry import DLQ_ENTRY_FIELD, DlqEntry, decode_dlq_entry
 from notifactor.domain.envelope import ENVELOPE_FIELD
 from notifactor.domain.timestamps import to_us
 
 _CHUNK = 200
 DEFAULT_REPLAY_MARK_TTL_S = 7 * 86_400
+
+# Mark a dead letter replayed (for ARGV[1] seconds) and append its envelope to
+# its partition stream as a new entry, or do nothing if it is marked already.
+REPLAY_ONCE_LUA = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  redis.call('XADD', KEYS[2], '*', ARGV[2], ARGV[3])
+  return 1
+end
+return 0
+"""
+
 #: How much later than its ``dead_at`` a dead letter may reach the stream: the
 #: consumer stamps ``dead_at``, writes storage (bounded by
 #: ``dead_letter_timeout_s``), then appends. An ``until`` bound scans this far
@@ -85,6 +97,7 @@ class RedisDeadLetterQueue:
         self._client = client
         self.keys = keys or RedisKeys()
         self._mark_ttl_s = replay_mark_ttl_s
+        self._replay = EvalShaScript(client, REPLAY_ONCE_LUA, "dlq_replay")
 
     async def page(
         self,
@@ -133,24 +146,21 @@ class RedisDeadLetterQueue:
                 return found, None
         return found, last_seen
 
-    async def mark_replayed(self, stream_id: str) -> bool:
-        """Claim the replay of one dead letter; False if it was already replayed."""
-        reply = await self._client.set(
-            self.keys.replayed(stream_id), b"1", ex=self._mark_ttl_s, condition=coredis.PureToken.NX
+    async def replay_once(self, stream_id: str, partition: int, envelope: bytes) -> bool:
+        """Re-enqueue one dead letter unless it was replayed already; whether it was now.
+
+        The replayed mark and the append to the partition stream (a fresh
+        entry: attempts start over) are one atomic step, so no interruption
+        can leave a dead letter marked replayed without its re-enqueue.
+        """
+        reply = await self._replay(
+            keys=[self.keys.replayed(stream_id), self.keys.stream(partition)],
+            args=[self._mark_ttl_s, ENVELOPE_FIELD, envelope],
         )
         return bool(reply)
 
-    async def unmark_replayed(self, stream_id: str) -> None:
-        """Undo :meth:`mark_replayed` (the re-enqueue failed)."""
-        await self._client.delete([self.keys.replayed(stream_id)])
-
     async def was_replayed(self, stream_id: str) -> bool:
         return bool(await self._client.exists([self.keys.replayed(stream_id)]))
-
-    async def requeue(self, partition: int, envelope: bytes) -> str:
-        """Append ``envelope`` to its partition stream as a fresh entry (attempts start over)."""
-        entry_id = await self._client.xadd(self.keys.stream(partition), {ENVELOPE_FIELD: envelope})
-        return _text(entry_id)
 
 
 def _record(stream_id: str, fields: Any) -> DlqRecord | None:

@@ -19,6 +19,7 @@ records who replayed what through the store.
 from __future__ import annotations
 
 import enum
+import logging
 import math
 import uuid
 from collections import defaultdict
@@ -85,6 +86,12 @@ class ReplayReport:
         }
 
 
+log = logging.getLogger(__name__)
+
+#: Bound on writing a replay's audit events (also after an interruption).
+AUDIT_TIMEOUT_S = 10.0
+
+
 class ReplayService:
     """Lists and replays dead letters.
 
@@ -123,25 +130,36 @@ class ReplayService:
         outcomes: list[ReplayOutcome] = []
         cursor: str | None = None
         next_at = trio.current_time()
-        while len(outcomes) < limit:
-            records, cursor = await self._dlq.page(
-                where, limit=min(200, limit - len(outcomes)), cursor=cursor
-            )
-            for record in records:
-                action = await self._replay_one(record, dry_run=dry_run, next_at=next_at)
-                if action is ReplayAction.REPLAYED:
-                    next_at = max(next_at, trio.current_time()) + interval
-                outcomes.append(
-                    ReplayOutcome(
-                        dlq_id=record.stream_id,
-                        notification_id=record.entry.notification_id,
-                        tenant_id=record.entry.tenant_id,
-                        reason=record.entry.reason,
-                        action=action,
-                    )
+        try:
+            while len(outcomes) < limit:
+                records, cursor = await self._dlq.page(
+                    where, limit=min(200, limit - len(outcomes)), cursor=cursor
                 )
-            if cursor is None:
-                break
+                for record in records:
+                    action = await self._replay_one(record, dry_run=dry_run, next_at=next_at)
+                    if action is ReplayAction.REPLAYED:
+                        next_at = max(next_at, trio.current_time()) + interval
+                    outcomes.append(
+                        ReplayOutcome(
+                            dlq_id=record.stream_id,
+                            notification_id=record.entry.notification_id,
+                            tenant_id=record.entry.tenant_id,
+                            reason=record.entry.reason,
+                            action=action,
+                        )
+                    )
+                if cursor is None:
+                    break
+        except BaseException:
+            # Interrupted (Ctrl-C, a client gone, a stop, an error): what was
+            # re-enqueued so far is still audited, then the interruption goes on.
+            partial = ReplayReport(dry_run=dry_run, outcomes=tuple(outcomes))
+            with trio.CancelScope(shield=True), trio.move_on_after(AUDIT_TIMEOUT_S):
+                try:
+                    await self._audit(partial, where, actor)
+                except Exception as error:
+                    log.warning("could not audit an interrupted replay: %s", error)
+            raise
         report = ReplayReport(dry_run=dry_run, outcomes=tuple(outcomes))
         await self._audit(report, where, actor)
         return report
@@ -162,16 +180,10 @@ class ReplayService:
             if await self._dlq.was_replayed(record.stream_id):
                 return ReplayAction.ALREADY_REPLAYED
             return ReplayAction.WOULD_REPLAY
-        if not await self._dlq.mark_replayed(record.stream_id):
-            return ReplayAction.ALREADY_REPLAYED
-        await trio.sleep_until(next_at)
+        await trio.sleep_until(next_at)  # the pace, before anything is written
         partition = partition_for(envelope.tenant_id, envelope.user_id, self._partitions)
-        try:
-            await self._dlq.requeue(partition, record.envelope)
-        except BaseException:
-            with trio.CancelScope(shield=True):
-                await self._dlq.unmark_replayed(record.stream_id)
-            raise
+        if not await self._dlq.replay_once(record.stream_id, partition, record.envelope):
+            return ReplayAction.ALREADY_REPLAYED
         return ReplayAction.REPLAYED
 
     async def _audit(self, report: ReplayReport, where: DlqFilter, actor: str) -> None:
