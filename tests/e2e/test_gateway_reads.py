@@ -47,6 +47,31 @@ async def test_batch_per_item_results_in_order(gateway: RunningGateway, tenant: 
         assert first.json() == again.json()
 
 
+async def test_a_batch_item_never_shares_an_idempotency_key_with_a_single_request(
+    gateway: RunningGateway, tenant: str
+) -> None:
+    """A single POST keyed ``order-7#0`` and a batch keyed ``order-7`` are different requests."""
+    async with gateway.client() as client:
+        single = await client.post(
+            "/v1/notifications",
+            json=notification(tenant, content="single"),
+            headers={**gateway.auth(tenant), "Idempotency-Key": "order-7#0"},
+        )
+        assert single.status_code == 202
+        batch = await client.post(
+            "/v1/notifications:batch",
+            json={"notifications": [notification(tenant, content="batch")] * 2},
+            headers={**gateway.auth(tenant), "Idempotency-Key": "order-7"},
+        )
+        assert batch.status_code == 202
+        ids = [result["id"] for result in batch.json()["results"]]
+        assert single.json()["id"] not in ids
+        for ident in ids:
+            stored = await client.get(f"/v1/notifications/{ident}", headers=gateway.auth(tenant))
+            assert stored.status_code == 200
+            assert stored.json()["content"] == "batch"
+
+
 async def test_batch_shape_errors(gateway: RunningGateway, tenant: str) -> None:
     async with gateway.client() as client:
         auth = gateway.auth(tenant)

@@ -25,6 +25,7 @@ from notifactor.gateway.problems import FieldError, Problem, ProblemError
 from notifactor.gateway.rfc3339 import format_rfc3339
 from notifactor.gateway.validation import (
     NotificationInput,
+    batch_item_key,
     check_idempotency_key,
     validate_notification,
 )
@@ -225,9 +226,13 @@ async def _ingest_batch(
             NOTIFICATIONS_REJECTED.labels(reason="invalid").inc()
             results[index] = {"error": problems.validation_failed(checked).to_dict()}
             continue
-        item_key = None if key is None else f"{key}#{index}"
-        envelope = _envelope(gateway, checked, traceparent, item_key)
+        # The envelope records ``key#index`` for people; the idempotency record
+        # uses a key no single request's Idempotency-Key can equal.
+        envelope = _envelope(
+            gateway, checked, traceparent, None if key is None else f"{key}#{index}"
+        )
         partition = partition_for(envelope.tenant_id, envelope.user_id, gateway.partitions)
+        item_key = None if key is None else batch_item_key(key, index)
         pending.append(
             (index, IngestItem(envelope=envelope, partition=partition, idempotency_key=item_key))
         )

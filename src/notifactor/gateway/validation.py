@@ -103,6 +103,17 @@ def validate_notification(
     )
 
 
+#: Separates a batch's key from an item's index in the item's own idempotency
+#: key. A client's key is printable ASCII, so it never holds this character,
+#: and no single request's key can equal a batch item's.
+BATCH_ITEM_KEY_SEPARATOR = "\x1f"
+
+
+def batch_item_key(key: str, index: int) -> str:
+    """The idempotency key of item ``index`` of a batch sent with ``key``."""
+    return f"{key}{BATCH_ITEM_KEY_SEPARATOR}{index}"
+
+
 def check_idempotency_key(value: str) -> str | None:
     """None when ``value`` is a usable ``Idempotency-Key``, else the reason."""
     if not 1 <= len(value) <= IDEMPOTENCY_KEY_MAX:
