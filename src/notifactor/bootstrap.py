@@ -45,7 +45,7 @@ from notifactor.adapters.cassandra_schema import migrate
 from notifactor.adapters.cassandra_session import connect_cassandra
 from notifactor.adapters.embedded_redis import run_embedded_redis
 from notifactor.adapters.redis_client import open_redis, pool_size_for
-from notifactor.adapters.redis_dlq import RedisDeadLetterQueue
+from notifactor.adapters.redis_dlq import RedisDeadLetterQueue, append_slack_ms
 from notifactor.adapters.redis_ingest import IngestSettings, RedisIngest
 from notifactor.adapters.redis_ingest_pipeline import PipelinedIngest
 from notifactor.adapters.redis_presence import RedisPresence
@@ -364,7 +364,11 @@ def _gateway_tree(
         supervision_check=partial(check_supervision, state),
         supervision_snapshot=partial(tree_snapshot, state),
         dlq=ReplayService(
-            RedisDeadLetterQueue(redis), store, partitions=config.supervision.partitions
+            RedisDeadLetterQueue(
+                redis, append_slack_ms=append_slack_ms(config.dispatcher.dead_letter_timeout_s)
+            ),
+            store,
+            partitions=config.supervision.partitions,
         ),
     )
     http = _http_spec(state, GatewayApp(gateway))

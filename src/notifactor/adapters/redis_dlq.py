@@ -42,6 +42,15 @@ return 0
 DEAD_AT_TO_APPEND_SLACK_MS = 120_000
 
 
+def append_slack_ms(dead_letter_timeout_s: float) -> int:
+    """The ``until`` scan's slack for a dispatcher whose storage bound is ``dead_letter_timeout_s``.
+
+    At least :data:`DEAD_AT_TO_APPEND_SLACK_MS`; with a longer storage bound,
+    that bound plus a minute (for clock skew and the append itself).
+    """
+    return max(DEAD_AT_TO_APPEND_SLACK_MS, int(dead_letter_timeout_s * 1000) + 60_000)
+
+
 @attrs.frozen(kw_only=True)
 class DlqFilter:
     """Which dead letters an operation applies to; ``None`` matches everything.
@@ -93,10 +102,12 @@ class RedisDeadLetterQueue:
         *,
         keys: RedisKeys | None = None,
         replay_mark_ttl_s: int = DEFAULT_REPLAY_MARK_TTL_S,
+        append_slack_ms: int = DEAD_AT_TO_APPEND_SLACK_MS,
     ) -> None:
         self._client = client
         self.keys = keys or RedisKeys()
         self._mark_ttl_s = replay_mark_ttl_s
+        self._append_slack_ms = append_slack_ms
         self._replay = EvalShaScript(client, REPLAY_ONCE_LUA, "dlq_replay")
 
     async def page(
@@ -121,7 +132,7 @@ class RedisDeadLetterQueue:
                 raise ValueError("not a DLQ cursor")
             end = f"({cursor}"
         elif where.until is not None:
-            end = f"({to_us(where.until) // 1000 + DEAD_AT_TO_APPEND_SLACK_MS}-0"
+            end = f"({to_us(where.until) // 1000 + self._append_slack_ms}-0"
         start = "-" if where.since is None else f"{to_us(where.since) // 1000}-0"
         found: list[DlqRecord] = []
         scanned = 0

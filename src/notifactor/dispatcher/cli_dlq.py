@@ -24,7 +24,12 @@ import trio
 
 from notifactor.adapters.redis_client import open_redis
 from notifactor.adapters.redis_dispatch import RedisKeys
-from notifactor.adapters.redis_dlq import DlqFilter, DlqRecord, RedisDeadLetterQueue
+from notifactor.adapters.redis_dlq import (
+    DlqFilter,
+    DlqRecord,
+    RedisDeadLetterQueue,
+    append_slack_ms,
+)
 from notifactor.config import Config, ConfigError
 from notifactor.dispatcher.replay import ReplayService
 from notifactor.domain.dlq_entry import DlqReason
@@ -143,7 +148,11 @@ async def _run(args: argparse.Namespace, config: Config) -> int:
     from notifactor.storage_setup import open_store
 
     async with open_redis(_redis_url(config)) as redis, open_store(config) as store:
-        dlq = RedisDeadLetterQueue(redis, keys=RedisKeys(prefix=args.prefix))
+        dlq = RedisDeadLetterQueue(
+            redis,
+            keys=RedisKeys(prefix=args.prefix),
+            append_slack_ms=append_slack_ms(config.dispatcher.dead_letter_timeout_s),
+        )
         service = ReplayService(dlq, store, partitions=config.supervision.partitions)
         where = _filter(args)
         if args.dlq_command == "list":
