@@ -66,7 +66,10 @@ class WriteRequest:
 
 @attrs.frozen(kw_only=True)
 class FlushRequest:
-    """Flush the buffer now; answered when everything accepted so far is durable."""
+    """Flush the buffer now; answered once everything accepted so far is durable or failed.
+
+    The answer does not say which: each write's own ticket does.
+    """
 
     reply: Reply[None]
 

@@ -16,7 +16,7 @@ from cassandra.query import BoundStatement, PreparedStatement
 
 from notifactor.adapters.cassandra_session import CassandraSession
 from notifactor.adapters.cassandra_store.errors import translated_errors
-from notifactor.ports.notification_store import StoreError
+from notifactor.ports.notification_store import StoreError, TransientStoreError
 
 
 class StatementRunner:
@@ -73,14 +73,47 @@ class StatementRunner:
     async def execute_all(self, statements: list[Any]) -> None:
         """Run ``statements`` concurrently (the limiter still bounds them).
 
-        A failure cancels the others and leaves the nursery, so it arrives
-        wrapped in an exception group when there was more than one statement.
+        A failure cancels the others. Store errors come out as one, like a
+        single statement's: :class:`TransientStoreError` when every failure
+        was transient (so the storage writer retries the write), else
+        :class:`StoreError`. Anything else (a cancellation) is left as it is.
         """
         if not statements:
             return
         if len(statements) == 1:
             await self.execute(statements[0])
             return
-        async with trio.open_nursery() as nursery:
-            for statement in statements:
-                nursery.start_soon(self.execute, statement)
+        try:
+            async with trio.open_nursery() as nursery:
+                for statement in statements:
+                    nursery.start_soon(self.execute, statement)
+        except BaseExceptionGroup as group:
+            error = one_store_error(group)
+            if error is group:
+                raise
+            raise error from group
+
+
+def one_store_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The store error standing for ``group``, or ``group`` itself if it holds anything else."""
+    stores, rest = group.split(StoreError)
+    if stores is None or rest is not None:
+        return group
+    failures = _leaves(stores)
+    kind = (
+        TransientStoreError
+        if all(isinstance(f, TransientStoreError) for f in failures)
+        else StoreError
+    )
+    more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+    return kind(f"{failures[0]}{more}")
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    leaves: list[BaseException] = []
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            leaves += _leaves(error)
+        else:
+            leaves.append(error)
+    return leaves
