@@ -148,6 +148,12 @@ def _run_roles(config: Config, roles: frozenset[str], *, command: str) -> int:
                 "JWT secret in %s; mint a token with `notifactor token --tenant T --sub U`",
                 secret_path,
             )
+    if "gateway" in roles:
+        try:  # the verifier the gateway and the edge build later, checked now
+            build_verifier(config, hs256_secret=secret)
+        except ValueError as error:
+            key, sep, reason = str(error).partition(": ")
+            raise ConfigError(key if sep else "jwt_algorithm", reason if sep else key) from None
     state = ServeState(config=config, jwt_secret=secret, redis_url=config.redis_url, roles=roles)
     configure_tracing(config)
     tune_collector(config.runtime)

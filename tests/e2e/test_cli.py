@@ -126,3 +126,21 @@ def test_unknown_command_is_a_usage_error() -> None:
     assert result.returncode == 2
     assert "invalid choice" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_unusable_public_key_is_a_configuration_error_at_start(tmp_path: Path) -> None:
+    """A gateway with key material it cannot use stops at once (exit 2), not 500 per request."""
+    pem = tmp_path / "key.pem"
+    pem.write_text("-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----\n")
+    env = {
+        "NOTIFACTOR_DATA_DIR": str(tmp_path),
+        "NOTIFACTOR_REDIS_URL": "redis://127.0.0.1:1/0",
+        "NOTIFACTOR_JWT_ALGORITHM": "ES256",
+        "NOTIFACTOR_JWT_PUBLIC_KEY_FILE": str(pem),
+    }
+    result = run_cli("gateway", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(
+        "notifactor: configuration error: jwt_public_key_file: not a usable ES256 public key"
+    )

@@ -7,7 +7,7 @@ from pathlib import Path
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from notifactor.auth.tokens import mint_token
 from notifactor.auth.verify import InvalidTokenError, TokenVerifier, build_verifier
@@ -78,6 +78,40 @@ def test_es256_with_jwks_and_key_confusion(tmp_path: Path) -> None:
         build_verifier(Config(jwt_algorithm="ES256", jwt_jwks_file=jwks_file)).verify(
             jwt.encode(claims(), private, algorithm="ES256", headers={"kid": "nope"})
         )
+
+
+def test_a_jwks_with_other_key_types_never_crashes_verification(tmp_path: Path) -> None:
+    """ES256 configured, an RSA key in the set: a token naming it is a 401, not a crash."""
+    ec_private = ec.generate_private_key(ec.SECP256R1())
+    rsa_private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ec_jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(ec_private.public_key()))
+    rsa_jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(rsa_private.public_key()))
+    jwks_file = tmp_path / "jwks.json"
+    jwks_file.write_text(json.dumps({"keys": [{**rsa_jwk, "kid": "r1"}, {**ec_jwk, "kid": "e1"}]}))
+    verifier = build_verifier(Config(jwt_algorithm="ES256", jwt_jwks_file=jwks_file))
+    forged = jwt.encode(claims(), ec_private, algorithm="ES256", headers={"kid": "r1"})
+    with pytest.raises(InvalidTokenError, match="kid"):
+        verifier.verify(forged)
+    # Without a kid, the one usable (EC) key is the one.
+    verifier.verify(jwt.encode(claims(), ec_private, algorithm="ES256"))
+    verifier.verify(jwt.encode(claims(), ec_private, algorithm="ES256", headers={"kid": "e1"}))
+
+
+def test_unusable_key_material_is_refused_when_the_verifier_is_built(tmp_path: Path) -> None:
+    pem_file = tmp_path / "key.pem"
+    pem_file.write_text("-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----\n")
+    with pytest.raises(ValueError, match="jwt_public_key_file: not a usable ES256 public key"):
+        build_verifier(Config(jwt_algorithm="ES256", jwt_public_key_file=pem_file))
+    jwks_file = tmp_path / "jwks.json"
+    jwks_file.write_text("{not json")
+    with pytest.raises(ValueError, match="jwt_jwks_file: not a usable key set"):
+        build_verifier(Config(jwt_algorithm="ES256", jwt_jwks_file=jwks_file))
+    rsa_only = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    jwks_file.write_text(
+        json.dumps({"keys": [json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(rsa_only))]})
+    )
+    with pytest.raises(ValueError, match="no ES256 key"):
+        build_verifier(Config(jwt_algorithm="ES256", jwt_jwks_file=jwks_file))
 
 
 # --- attribution of refused tokens to their tenant ----------------------------

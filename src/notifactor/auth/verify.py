@@ -194,6 +194,10 @@ class TokenVerifier:
             raise InvalidTokenError("bad signature") from None
         except jwt.InvalidTokenError as error:
             raise InvalidTokenError(f"invalid token ({type(error).__name__})") from None
+        except (jwt.PyJWTError, TypeError, ValueError) as error:
+            # The token names a key this algorithm cannot use, or carries
+            # something the library cannot read: unauthenticated, not a crash.
+            raise InvalidTokenError(f"unusable token ({type(error).__name__})") from None
         try:
             principal = _principal(claims)
         except InvalidTokenError as error:
@@ -211,12 +215,17 @@ class TokenVerifier:
         except jwt.InvalidTokenError as error:
             raise InvalidTokenError("malformed token header") from error
         kid = header.get("kid")
-        keys = [k for k in self.jwks.keys if kid is None or k.key_id == kid]
-        if kid is None and len(self.jwks.keys) != 1:
+        usable = [k for k in self.jwks.keys if k.key_type == _KEY_TYPES.get(self.algorithm)]
+        keys = [k for k in usable if kid is None or k.key_id == kid]
+        if kid is None and len(usable) != 1:
             raise InvalidTokenError("token has no kid and the key set has several keys")
         if not keys:
             raise InvalidTokenError("unknown kid")
         return keys[0].key
+
+
+#: The JWK key type (``kty``) each asymmetric algorithm verifies with.
+_KEY_TYPES = {"RS256": "RSA", "ES256": "EC"}
 
 
 def _claim_reason(error: jwt.InvalidTokenError) -> str:
@@ -275,8 +284,19 @@ def build_verifier(config: Config, *, hs256_secret: str | None = None) -> TokenV
         return TokenVerifier(algorithm="HS256", key=hs256_secret, **common)
     if config.jwt_public_key_file is not None:
         pem = config.jwt_public_key_file.read_text(encoding="utf-8")
+        try:  # bad key material is a configuration error, not a 500 on every request
+            jwt.get_algorithm_by_name(config.jwt_algorithm).prepare_key(pem)
+        except (jwt.PyJWTError, TypeError, ValueError) as error:
+            raise ValueError(
+                f"jwt_public_key_file: not a usable {config.jwt_algorithm} public key ({error})"
+            ) from None
         return TokenVerifier(algorithm=config.jwt_algorithm, key=pem, **common)
     if config.jwt_jwks_file is not None:
-        jwks = jwt.PyJWKSet.from_json(config.jwt_jwks_file.read_text(encoding="utf-8"))
+        try:
+            jwks = jwt.PyJWKSet.from_json(config.jwt_jwks_file.read_text(encoding="utf-8"))
+        except (jwt.PyJWTError, TypeError, ValueError) as error:
+            raise ValueError(f"jwt_jwks_file: not a usable key set ({error})") from None
+        if not any(k.key_type == _KEY_TYPES[config.jwt_algorithm] for k in jwks.keys):
+            raise ValueError(f"jwt_jwks_file: no {config.jwt_algorithm} key in the set")
         return TokenVerifier(algorithm=config.jwt_algorithm, jwks=jwks, **common)
     raise ValueError(f"{config.jwt_algorithm} needs jwt_public_key_file or jwt_jwks_file")
