@@ -49,9 +49,27 @@ async def test_expired_members_are_dropped_and_refresh_keeps_live_ones(
     assert result == AdmissionResult(admitted=True, count=2)
     # ...but gw-a/1 is still live, so the tenant is full.
     assert not (await store.admit("t", "gw-d/1", 2)).admitted
-    # Refreshing never brings back a released member.
     await store.release([("t", "gw-c/1")])
-    assert await store.refresh({"t": ["gw-c/1"]}) == 0
+    assert await store.count("t") == 1
+
+
+async def test_a_live_member_that_redis_lost_is_counted_again_on_the_next_refresh(
+    redis_client: coredis.Redis[bytes], redis_prefix: str
+) -> None:
+    """An outage longer than the TTL (or a restart) must not leave a tenant over its limit."""
+    store = RedisWsAdmission(redis_client, keys=RedisKeys(prefix=redis_prefix))
+    gateway_a = ConnectionAdmission(SessionRegistry(), store, gateway_id="gw-a")
+    gateway_b = ConnectionAdmission(SessionRegistry(), store, gateway_id="gw-b")
+    assert (await gateway_a.admit("t", "s1", 2)).verdict is Verdict.ADMITTED
+    assert (await gateway_a.admit("t", "s2", 2)).verdict is Verdict.ADMITTED
+    await redis_client.delete([store.key("t")])  # what Redis lost
+    await gateway_a.refresh()  # gw-a's next heartbeat
+    assert await store.count("t") == 2
+    assert (await gateway_b.admit("t", "s1", 2)).verdict is Verdict.FULL
+    # A session released before the refresh is not brought back by it.
+    gateway_a.release("t", "s2")
+    await store.release([("t", "gw-a/s2")])
+    await gateway_a.refresh()
     assert await store.count("t") == 1
 
 

@@ -8,8 +8,12 @@ which it expires unless refreshed.
   count when the tenant is at its limit, else add the member with
   ``now + ttl``.
 * Each gateway refreshes the expiry of its live members on its presence
-  heartbeat (one script per heartbeat, whatever the number of sessions);
-  ``ZADD XX`` never brings back a member that was released meanwhile.
+  heartbeat (one script per heartbeat, whatever the number of sessions).
+  A live member that is missing (Redis lost it: an outage longer than the
+  TTL, a restart without persistence) is added back, so the count heals
+  instead of staying low. The gateway passes only members it still holds;
+  one released while a refresh was on its way may come back, and then
+  expires within the TTL.
 * A closed session removes its member; a crashed gateway's members expire
   ``ttl_ms`` after its last heartbeat (the key itself expires when idle).
 
@@ -60,7 +64,7 @@ for k = 1, #KEYS do
   local n = tonumber(ARGV[i])
   i = i + 1
   for _ = 1, n do
-    refreshed = refreshed + redis.call('ZADD', KEYS[k], 'XX', 'CH', now + ttl, ARGV[i])
+    refreshed = refreshed + redis.call('ZADD', KEYS[k], 'CH', now + ttl, ARGV[i])
     i = i + 1
   end
   if redis.call('EXISTS', KEYS[k]) == 1 then
@@ -124,7 +128,10 @@ class RedisWsAdmission:
         return AdmissionResult(admitted=int(reply[0]) == 1, count=int(reply[1]))
 
     async def refresh(self, members: Mapping[str, Iterable[str]]) -> int:
-        """Push back the expiry of live ``members`` (by tenant); how many were refreshed."""
+        """Push back the expiry of live ``members`` (by tenant), adding back any missing.
+
+        Returns how many were refreshed or added.
+        """
         keys: list[str] = []
         args: list[str | int] = [self.ttl_ms]
         for tenant_id, tenant_members in members.items():
