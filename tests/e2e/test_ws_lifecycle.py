@@ -369,3 +369,36 @@ async def test_presence_lost_in_redis_is_registered_again_by_the_heartbeat(
         frame = await alice.recv_json(within_s=5)
         assert (frame["type"], frame["id"]) == ("notification", ident)
         await alice.close()
+
+
+async def test_presence_counts_lost_in_redis_are_restored_even_after_a_new_session(
+    redis_url: str, tmp_path: Path, redis_prefix: str, storage: Storage
+) -> None:
+    """Redis loses a user's registrations and a new session of theirs re-creates the key
+    with a count of 1: the heartbeat compares session counts, not just users, and
+    restores the rest, so closing one session does not hide the others from routing."""
+    settings = attrs.evolve(RESTART_SETTINGS, presence_heartbeat_s=0.2)
+    async with running_stack(
+        redis_url, tmp_path, redis_prefix, storage=storage, settings=settings
+    ) as s:
+        gateway = s.config.instance_id
+        presence = s.keys.presence(TENANT, "alice")
+        tabs = [await s.connect(TENANT, "alice") for _ in range(2)]
+        with trio.fail_after(5):
+            while await s.redis.hget(presence, gateway) != b"2":  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        await s.redis.delete([presence, s.keys.gateway_users(gateway)])
+        tabs.append(await s.connect(TENANT, "alice"))  # registers: count 1 of 3
+        with trio.fail_after(5):
+            while await s.redis.hget(presence, gateway) != b"3":  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        await tabs.pop().close()
+        with trio.fail_after(5):
+            while await s.redis.hget(presence, gateway) != b"2":  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        ident = await s.post(TENANT, "alice", content="still routed")
+        for tab in tabs:
+            while (frame := await tab.recv_json(within_s=5))["type"] != "notification":
+                pass
+            assert frame["id"] == ident
+            await tab.close()

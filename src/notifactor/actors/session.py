@@ -159,12 +159,14 @@ class SessionActor(Actor[Deliver]):
         self._last_heard = trio.current_time()
 
     async def on_start(self) -> None:
-        self._ctx.registry.add(self.session_handle)
+        self._ctx.registry.add(self.session_handle, registering=True)
         try:
             await self._ctx.presence.register(self.tenant_id, self.user_id, self._ctx.gateway_id)
         except BaseException:
             self._ctx.registry.remove(self.session_handle)
             raise
+        finally:
+            self._ctx.registry.registration_done(self.session_handle)
         metrics.WEBSOCKET_ACTIVE_SESSIONS.inc()
 
     async def handle(self, message: Deliver) -> None:

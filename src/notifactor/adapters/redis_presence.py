@@ -44,17 +44,19 @@ end
 return left
 """
 
-# Returns how many of the gateway's registrations are still there (a lapse of
-# the TTL or a Redis that lost data loses them; the gateway then reasserts).
+# Returns how many of the gateway's sessions are still registered: the sum of
+# its counts (a lapse of the TTL or a Redis that lost data loses some, and a
+# session that registered since then may have re-created a key with a count
+# of 1; the gateway then reasserts).
 HEARTBEAT_LUA = """
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
-local intact = 0
+local sessions = 0
 for _, key in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   redis.call('PEXPIRE', key, ARGV[1])
-  if redis.call('HEXISTS', key, ARGV[2]) == 1 then intact = intact + 1 end
+  sessions = sessions + tonumber(redis.call('HGET', key, ARGV[2]) or '0')
 end
-return intact
+return sessions
 """
 
 # KEYS: gwalive, gwusers, then presence hashes; ARGV: gateway id, ttl, then

@@ -154,13 +154,14 @@ class DeliveryConsumer:
         while True:
             await trio.sleep(self._settings.presence_heartbeat_s)
             try:
-                intact = await self._presence.heartbeat(self._gateway_id)
+                registered = await self._presence.heartbeat(self._gateway_id)
                 counts = self._registry.user_counts()
-                if intact < len(counts):
+                live = sum(counts.values())
+                if registered < live:
                     log.warning(
-                        "presence holds %d of this gateway's %d users; registering them again",
-                        intact,
-                        len(counts),
+                        "presence holds %d of this gateway's %d sessions; registering them again",
+                        registered,
+                        live,
                         extra={"event": "presence_reasserted"},
                     )
                     await self._presence.reassert(self._gateway_id, counts)

@@ -69,6 +69,8 @@ class SessionRegistry:
     def __init__(self) -> None:
         self._by_user: dict[tuple[str, str], dict[str, SessionHandle]] = {}
         self._per_tenant: Counter[str] = Counter()
+        # Sessions added whose presence registration is still on its way.
+        self._registering: Counter[tuple[str, str]] = Counter()
 
     def __len__(self) -> int:
         return sum(len(sessions) for sessions in self._by_user.values())
@@ -89,8 +91,23 @@ class SessionRegistry:
     def connections(self, tenant_id: str) -> int:
         return self._per_tenant[tenant_id]
 
-    def add(self, handle: SessionHandle) -> None:
-        self._by_user.setdefault((handle.tenant_id, handle.user_id), {})[handle.session_id] = handle
+    def add(self, handle: SessionHandle, *, registering: bool = False) -> None:
+        """Make ``handle`` reachable by fan-out.
+
+        ``registering``: its presence registration is still on its way; call
+        :meth:`registration_done` once it has succeeded or failed.
+        """
+        key = (handle.tenant_id, handle.user_id)
+        self._by_user.setdefault(key, {})[handle.session_id] = handle
+        if registering:
+            self._registering[key] += 1
+
+    def registration_done(self, handle: SessionHandle) -> None:
+        """The presence registration of ``handle`` (added ``registering``) is over."""
+        key = (handle.tenant_id, handle.user_id)
+        self._registering[key] -= 1
+        if self._registering[key] <= 0:
+            del self._registering[key]
 
     def remove(self, handle: SessionHandle) -> None:
         key = (handle.tenant_id, handle.user_id)
@@ -102,8 +119,17 @@ class SessionRegistry:
             del self._by_user[key]
 
     def user_counts(self) -> dict[tuple[str, str], int]:
-        """Live sessions per ``(tenant_id, user_id)``."""
-        return {key: len(sessions) for key, sessions in self._by_user.items()}
+        """Live sessions per ``(tenant_id, user_id)`` whose presence registration is done.
+
+        A session still registering is left out: its own registration is
+        about to count it, and a reassert that counted it as well would leave
+        the registry one session too high.
+        """
+        counts = {
+            key: len(sessions) - self._registering.get(key, 0)
+            for key, sessions in self._by_user.items()
+        }
+        return {key: count for key, count in counts.items() if count > 0}
 
     def sessions_of(self, tenant_id: str, user_id: str) -> list[SessionHandle]:
         return list(self._by_user.get((tenant_id, user_id), {}).values())

@@ -31,10 +31,10 @@ class Presence(Protocol):
         """Keep ``gateway_id`` and its registrations alive for one more TTL.
 
         A gateway calls this well within the TTL (a third of it is a good
-        period). Returns how many users are still registered for it: fewer
-        than it holds sessions of means registrations were lost (a TTL that
-        lapsed while the registry was unreachable, a registry that lost
-        data), and the gateway should :meth:`reassert` them.
+        period). Returns how many of its sessions are still registered (the
+        sum of its counts): fewer than it holds means registrations were lost
+        (a TTL that lapsed while the registry was unreachable, a registry
+        that lost data), and the gateway should :meth:`reassert` them.
         """
         ...
 
