@@ -21,11 +21,14 @@ nothing keeps talking to a server or an actor that went away.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -43,7 +46,11 @@ from notifactor.actors.storage_writer import (
 )
 from notifactor.adapters.cassandra_schema import migrate
 from notifactor.adapters.cassandra_session import connect_cassandra
-from notifactor.adapters.embedded_redis import run_embedded_redis
+from notifactor.adapters.embedded_redis import (
+    EmbeddedRedisError,
+    lock_workdir,
+    run_embedded_redis,
+)
 from notifactor.adapters.redis_client import open_redis, pool_size_for
 from notifactor.adapters.redis_dlq import RedisDeadLetterQueue, append_slack_ms
 from notifactor.adapters.redis_ingest import IngestSettings, RedisIngest
@@ -139,6 +146,31 @@ def _run_roles(config: Config, roles: frozenset[str], *, command: str) -> int:
         config.data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError("data_dir", f"cannot create {config.data_dir}: {exc}") from None
+    with contextlib.ExitStack() as held:
+        if config.redis_url is None:
+            held.callback(os.close, _take_redis_workdir(config.data_dir / "redis"))
+        return _run_tree(config, roles, command=command)
+
+
+def _take_redis_workdir(workdir: Path) -> int:
+    """The embedded server's directory, writable and locked for this process (exit 2 if not)."""
+    try:
+        fd = lock_workdir(workdir)
+    except EmbeddedRedisError:
+        raise ConfigError(
+            "data_dir",
+            f"{workdir.parent} is in use by another `notifactor serve`; "
+            "give each instance its own data_dir",
+        ) from None
+    except OSError as exc:
+        raise ConfigError("data_dir", f"cannot use {workdir}: {exc}") from None
+    if not os.access(workdir, os.W_OK):
+        os.close(fd)
+        raise ConfigError("data_dir", f"{workdir} is not writable")
+    return fd
+
+
+def _run_tree(config: Config, roles: frozenset[str], *, command: str) -> int:
     secret: str | None = None
     if "gateway" in roles and config.jwt_algorithm == "HS256":
         # Only `serve` may invent the secret: gateways of a cluster must share one.

@@ -144,3 +144,14 @@ def test_unusable_public_key_is_a_configuration_error_at_start(tmp_path: Path) -
     assert line.startswith(
         "notifactor: configuration error: jwt_public_key_file: not a usable ES256 public key"
     )
+
+
+def test_a_data_dir_where_the_embedded_server_cannot_live_is_one_line_and_exit_2(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "redis").write_text("a file where the server's directory should be")
+    result = run_cli("serve", env={"NOTIFACTOR_DATA_DIR": str(tmp_path)}, cwd=tmp_path)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("notifactor: configuration error: data_dir: cannot use")
+    assert "Traceback" not in result.stderr + result.stdout

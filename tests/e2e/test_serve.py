@@ -304,3 +304,35 @@ def test_listen_command_prints_frames(serve: ServeProcess) -> None:
     finally:
         listener.send_signal(signal.SIGINT)
         listener.wait(timeout=10)
+
+
+def test_a_second_serve_on_the_same_data_dir_is_refused_and_the_first_keeps_working(
+    serve: ServeProcess,
+) -> None:
+    """Two servers on one data dir would share the AOF and the socket: the second exits 2."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFACTOR_")}
+    env.update(
+        NOTIFACTOR_DATA_DIR=str(serve.data_dir),
+        NOTIFACTOR_HTTP_PORT=str(free_port()),
+        NOTIFACTOR_WS_PORT=str(free_port()),
+    )
+    second = subprocess.run(
+        [sys.executable, "-m", "notifactor", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert second.returncode == 2
+    (line,) = second.stderr.strip().splitlines()
+    assert line.startswith("notifactor: configuration error: data_dir:")
+    assert "in use by another `notifactor serve`" in line
+    token = serve.token("acme", "user-1")
+    body = {"tenant_id": "acme", "user_id": "user-1", "channel": "alerts", "content": "still"}
+    with httpx.Client(base_url=serve.base_url, timeout=10.0) as client:
+        assert client.get("/health").json()["checks"]["redis"] == "ok"
+        created = client.post(
+            "/v1/notifications", json=body, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert created.status_code == 202

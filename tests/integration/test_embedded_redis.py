@@ -5,11 +5,17 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 
-from notifactor.adapters.embedded_redis import EmbeddedRedisError, run_embedded_redis
+from notifactor.adapters.embedded_redis import (
+    EmbeddedRedisError,
+    lock_workdir,
+    run_embedded_redis,
+    wait_until_answers_ping,
+)
 from notifactor.adapters.redis_client import open_redis
 
 pytestmark = pytest.mark.integration
@@ -118,3 +124,55 @@ async def test_relative_workdir_is_anchored_to_the_current_directory(
             assert await client.ping() == b"PONG"
         nursery.cancel_scope.cancel()
     assert (tmp_path / "var" / "redis" / "server.log").exists()
+
+
+class _RunningChild:
+    """Stands for a started server process that has not exited."""
+
+    def __init__(self) -> None:
+        self.exited = trio.Event()
+        self.returncode: int | None = None
+
+
+async def _answering(path: Path, replies: list[bytes], *, task_status: Any) -> None:
+    """A unix-socket server answering each connection with the next reply."""
+    sock = trio.socket.socket(trio.socket.AF_UNIX)
+    await sock.bind(str(path))
+    sock.listen()
+    listener = trio.SocketListener(sock)
+    task_status.started()
+    while replies:
+        stream = await listener.accept()
+        async with stream:
+            await stream.receive_some(64)
+            await stream.send_all(replies.pop(0))
+
+
+async def test_a_server_loading_its_data_is_waited_for_beyond_the_start_bound(
+    tmp_path: Path,
+) -> None:
+    """-LOADING is an answer: the start bound no longer applies, PONG still ends the wait."""
+    path = tmp_path / "s.sock"
+    loading = b"-LOADING Redis is loading the dataset in memory\r\n"
+    async with trio.open_nursery() as nursery:
+        await nursery.start(_answering, path, [loading, loading, b"+PONG\r\n"])
+        child: Any = _RunningChild()
+        assert await wait_until_answers_ping(path, child, loading_is_an_answer=True)
+        assert not await wait_until_answers_ping(path, child)  # one more LOADING, then PONG
+
+
+def test_a_workdir_can_be_taken_by_one_process_only(tmp_path: Path) -> None:
+    fd = lock_workdir(tmp_path / "redis")
+    try:
+        pid = os.fork()
+        if pid == 0:  # another process tries the same directory
+            try:
+                lock_workdir(tmp_path / "redis")
+            except EmbeddedRedisError:
+                os._exit(0)
+            os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        os.close(fd)
+    os.close(lock_workdir(tmp_path / "redis"))  # free again once closed

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import importlib.util
+import logging
 import os
 import shutil
 import signal
@@ -33,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import trio
+
+logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
 _MAX_UNIX_SOCKET_PATH = 107  # sun_path is 108 bytes including the NUL
@@ -224,8 +228,16 @@ async def spawn_child_process(command: Sequence[str], **popen_options: Any) -> C
     return ChildProcess(box["process"], exited)
 
 
-async def wait_until_answers_ping(socket_path: Path, child: ChildProcess) -> None:
+async def wait_until_answers_ping(
+    socket_path: Path, child: ChildProcess, *, loading_is_an_answer: bool = False
+) -> bool:
     """Poll the unix socket until the server replies ``+PONG``.
+
+    With ``loading_is_an_answer``, a ``-LOADING`` reply (the server is up and
+    reading its data back) also ends the wait.
+
+    Returns:
+        Whether the server is still loading.
 
     Raises:
         EmbeddedRedisError: the process exited before answering.
@@ -240,9 +252,32 @@ async def wait_until_answers_ping(socket_path: Path, child: ChildProcess) -> Non
             await stream.send_all(b"PING\r\n")
             reply = await stream.receive_some(64)
         if reply.startswith(b"+PONG"):
-            return
+            return False
+        if loading_is_an_answer and reply.startswith(b"-LOADING"):
+            return True
         await trio.sleep(_PING_INTERVAL_SECONDS)
     raise EmbeddedRedisError(f"server exited with status {child.returncode} before answering")
+
+
+def lock_workdir(workdir: Path) -> int:
+    """Take ``workdir`` for this process (an exclusive lock on ``workdir/.lock``).
+
+    Two servers on one directory would share the AOF, and the second would
+    take over the first one's socket. Returns the lock's file descriptor:
+    the lock holds until it is closed (or the process ends).
+
+    Raises:
+        EmbeddedRedisError: another process holds the directory.
+        OSError: the directory or its lock file cannot be created.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(workdir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise EmbeddedRedisError(f"{workdir} is in use by another process") from None
+    return fd
 
 
 async def run_embedded_redis(
@@ -265,8 +300,10 @@ async def run_embedded_redis(
             path is short enough, the socket.
         binary: Server binary; defaults to :func:`find_server_binary`.
         port: TCP port to listen on as well; 0 means unix socket only.
-        startup_timeout: How long the server may take to answer PING. This bounds
-            a broken binary or a full disk, not normal latency (tens of ms).
+        startup_timeout: How long the server may take to answer at all. This
+            bounds a broken binary or a full disk, not normal latency (tens
+            of ms); once it answers that it is loading its data, the wait
+            lasts as long as the loading (a large AOF).
 
     Raises:
         EmbeddedRedisError: no binary, no PING within the bound, or the server died.
@@ -289,12 +326,18 @@ async def run_embedded_redis(
                 cwd=workdir,
             )
         try:
+            loading = False
             with trio.move_on_after(startup_timeout) as startup:
-                await wait_until_answers_ping(socket_path, child)
+                loading = await wait_until_answers_ping(
+                    socket_path, child, loading_is_an_answer=True
+                )
             if startup.cancelled_caught:
                 raise EmbeddedRedisError(
                     f"{binary} did not answer PING within {startup_timeout} s; see {log_path}"
                 )
+            if loading:  # up, reading a large AOF back: as long as that takes
+                logger.info("embedded Redis-compatible server is loading its data")
+                await wait_until_answers_ping(socket_path, child)
             task_status.started(f"unix://{socket_path}")
             await child.exited.wait()
             raise EmbeddedRedisError(
