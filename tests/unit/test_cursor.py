@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from notifactor.domain.cursor import (
+    END_US,
     CursorKind,
     InvalidCursorError,
     Position,
     decode_cursor,
     encode_cursor,
     inbox_cursor,
+    inbox_start,
+    newest_first_start,
 )
 
 TIME_US_RANGE = range(0, 2**63)  # a signed 64-bit column in every store
@@ -69,3 +74,18 @@ def test_a_position_outside_the_time_range_is_refused(
     else:
         with pytest.raises(InvalidCursorError):
             decode_cursor(kind, cursor)
+
+
+def test_a_newest_first_page_starts_at_the_earlier_of_cursor_and_until() -> None:
+    later = Position(time_us=5_000_000, key="b")
+    cursor = encode_cursor(CursorKind.AUDIT, later)
+    until = datetime.fromtimestamp(2, UTC)
+    assert newest_first_start(CursorKind.AUDIT, None, None) == Position(time_us=END_US, key="")
+    assert newest_first_start(CursorKind.AUDIT, cursor, None) == later
+    assert newest_first_start(CursorKind.AUDIT, cursor, until) == Position(
+        time_us=2_000_000, key=""
+    )
+    with pytest.raises(InvalidCursorError):
+        newest_first_start(CursorKind.DLQ, cursor, None)
+    assert inbox_start(None) == Position(time_us=-1, key="")
+    assert inbox_start(encode_cursor(CursorKind.INBOX, later)) == later

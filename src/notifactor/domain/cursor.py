@@ -12,13 +12,17 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+from datetime import datetime
 
 import attrs
 import msgspec
 
 from notifactor.domain.notification import Notification
+from notifactor.domain.timestamps import to_us
 
 _VERSION = "c1"
+#: A position later than every stored row: where a listing without bounds starts.
+END_US = (1 << 62) - 1
 TIME_US_LIMIT = 1 << 63
 """Positions lie in ``0 <= time_us < TIME_US_LIMIT`` (a signed 64-bit column of every store)."""
 
@@ -92,3 +96,24 @@ def inbox_cursor(notification_id: str, created_at_us: int) -> str:
 def cursor_for(notification: Notification) -> str:
     """The resume cursor of ``notification`` (what a WebSocket frame carries)."""
     return inbox_cursor(notification.id, notification.created_at_us)
+
+
+def newest_first_start(kind: CursorKind, cursor: str | None, until: datetime | None) -> Position:
+    """Where a newest-first page starts (exclusive): the earlier of the cursor and ``until``.
+
+    Raises:
+        InvalidCursorError: ``cursor`` is not a cursor of ``kind``.
+    """
+    upper = Position(time_us=END_US, key="")
+    if cursor is not None:
+        upper = decode_cursor(kind, cursor)
+    if until is not None:
+        upper = min(upper, Position(time_us=to_us(until), key=""))
+    return upper
+
+
+def inbox_start(cursor: str | None) -> Position:
+    """Where an oldest-first inbox read starts (exclusive): the cursor, or before every row."""
+    if cursor is None:
+        return Position(time_us=-1, key="")
+    return decode_cursor(CursorKind.INBOX, cursor)

@@ -21,15 +21,19 @@ import attrs
 
 from notifactor.adapters.cassandra_store.bucket_index import days_newest_first
 from notifactor.adapters.cassandra_store.execution import StatementRunner
-from notifactor.domain.cursor import CursorKind, Position, decode_cursor, encode_cursor
+from notifactor.domain.cursor import (
+    END_US,
+    CursorKind,
+    Position,
+    encode_cursor,
+    newest_first_start,
+)
 from notifactor.domain.page import Page
 from notifactor.domain.timestamps import day_bucket, to_us
 from notifactor.ports.notification_store import check_limit
 
 T = TypeVar("T")
 
-#: A position later than every row: where a scan of a whole day starts.
-MAX_US: Final = (1 << 62) - 1
 #: Rows a filtered listing reads per call before it returns a short page.
 SCAN_BUDGET: Final = 2000
 
@@ -72,13 +76,13 @@ async def page_newest_first(
         ValueError: ``limit`` is outside 1..500.
     """
     check_limit(limit)
-    upper = _upper(listing.kind, cursor, until)
+    upper = newest_first_start(listing.kind, cursor, until)
     since_us = to_us(since) if since is not None else 0
     buckets = await days_newest_first(
         runner,
         tenant_id,
         listing.scope,
-        day_bucket(min(upper.time_us, MAX_US)),
+        day_bucket(min(upper.time_us, END_US)),
         day_bucket(max(since_us, 0)),
     )
     items, next_cursor = await _scan_desc(
@@ -113,7 +117,8 @@ async def _scan_desc(
     scanned = 0
     last_scanned: Position | None = None
     for day in buckets:
-        position = upper if day == day_bucket(upper.time_us) else Position(time_us=MAX_US, key="")
+        # The first day from the upper position, every earlier day whole.
+        position = upper if day == day_bucket(upper.time_us) else Position(time_us=END_US, key="")
         while True:
             want = limit + 1 - len(items)
             fetch_size = min(max(want, 50 if filtered else want), 1000)
@@ -151,13 +156,3 @@ def _finish(
     if stopped_at is not None:
         return [item for _, item in items], encode_cursor(kind, stopped_at)
     return [item for _, item in items], None
-
-
-def _upper(kind: CursorKind, cursor: str | None, until: datetime | None) -> Position:
-    """Where a page starts (exclusive): the earlier of the cursor and ``until``."""
-    upper = Position(time_us=MAX_US, key="")
-    if cursor is not None:
-        upper = decode_cursor(kind, cursor)
-    if until is not None:
-        upper = min(upper, Position(time_us=to_us(until), key=""))
-    return upper

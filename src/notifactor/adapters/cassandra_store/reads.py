@@ -23,7 +23,7 @@ from notifactor.adapters.cassandra_store.bucket_index import (
 from notifactor.adapters.cassandra_store.execution import StatementRunner
 from notifactor.adapters.cassandra_store.paging import Listing
 from notifactor.domain.audit import AuditEvent
-from notifactor.domain.cursor import CursorKind, Position, decode_cursor, inbox_cursor
+from notifactor.domain.cursor import CursorKind, Position, inbox_cursor, inbox_start
 from notifactor.domain.dead_letter import DeadLetter
 from notifactor.domain.delivery_state import STORED_ATTEMPTS, STORED_STATE, DeliveryState
 from notifactor.domain.notification import (
@@ -80,9 +80,7 @@ async def inbox_after(
 ) -> list[InboxEntry]:
     """Up to ``limit`` of the user's stored notifications after ``cursor``, oldest first."""
     check_limit(limit)
-    after = Position(time_us=-1, key="")
-    if cursor is not None:
-        after = decode_cursor(CursorKind.INBOX, cursor)
+    after = inbox_start(cursor)
     days = await days_oldest_first(
         runner, tenant_id, inbox_scope(user_id), day_bucket(max(after.time_us, 0))
     )

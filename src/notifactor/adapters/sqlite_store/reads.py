@@ -16,14 +16,15 @@ from typing import Any, Final
 import msgspec
 
 from notifactor.adapters.sqlite_store.execution import ConnectionRunner
-from notifactor.adapters.sqlite_store.paging import (
-    inbox_start,
-    lower_bound,
-    newest_first_page,
-    upper_bound,
-)
+from notifactor.adapters.sqlite_store.paging import lower_bound, newest_first_page
 from notifactor.domain.audit import AuditEvent
-from notifactor.domain.cursor import CursorKind, Position, inbox_cursor
+from notifactor.domain.cursor import (
+    CursorKind,
+    Position,
+    inbox_cursor,
+    inbox_start,
+    newest_first_start,
+)
 from notifactor.domain.dead_letter import DeadLetter
 from notifactor.domain.delivery_state import STORED_ATTEMPTS, STORED_STATE, DeliveryState
 from notifactor.domain.notification import (
@@ -93,7 +94,7 @@ async def list_deliveries(
     cursor: str | None,
 ) -> Page[DeliveryRecord]:
     check_limit(limit)
-    upper = upper_bound(CursorKind.DELIVERIES, cursor, until)
+    upper = newest_first_start(CursorKind.DELIVERIES, cursor, until)
     where = ["n.tenant_id = ?", "(n.created_us, n.id, n.user_id) < (?, ?, ?)"]
     params: list[Any] = [tenant_id, *upper.as_tuple()]
     if user_id is not None:
@@ -171,7 +172,7 @@ async def list_audit(
     cursor: str | None,
 ) -> Page[AuditEvent]:
     check_limit(limit)
-    upper = upper_bound(CursorKind.AUDIT, cursor, until)
+    upper = newest_first_start(CursorKind.AUDIT, cursor, until)
     sql = (
         "SELECT event_id, event_us, event_type, metadata FROM tenant_audit_log"
         " WHERE tenant_id = ? AND (event_us, event_id) < (?, ?) AND event_us >= ?"
@@ -208,7 +209,7 @@ async def list_dead_letters(
     cursor: str | None,
 ) -> Page[DeadLetter]:
     check_limit(limit)
-    upper = upper_bound(CursorKind.DLQ, cursor, until)
+    upper = newest_first_start(CursorKind.DLQ, cursor, until)
     where = "tenant_id = ? AND (dead_us, notification_id) < (?, ?) AND dead_us >= ?"
     params: list[Any] = [tenant_id, upper.time_us, upper.key, lower_bound(since)]
     if reason is not None:
