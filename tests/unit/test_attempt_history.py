@@ -14,6 +14,7 @@ from notifactor.adapters.redis_dispatch import (
     FIRST_ATTEMPT_FIELD,
     ROUTED_TO_FIELD,
 )
+from notifactor.domain.dlq_entry import DlqReason
 
 gateway_ids = st.text(min_size=1, max_size=12)
 
@@ -28,6 +29,7 @@ def histories(draw: st.DrawFn) -> AttemptHistory:
         deferrals=deferrals,
         deferred_ms=draw(st.integers(0, 10**9)) if deferrals else 0,
         routed_to=draw(st.frozensets(gateway_ids, max_size=4)),
+        dead_reason=draw(st.none() | st.sampled_from(DlqReason)),
     )
 
 

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 
+import attrs
 import trio
 
 from notifactor.actors.dispatch_entry import (
@@ -24,12 +25,6 @@ from notifactor.actors.dispatch_entry import (
     utc_now,
 )
 from notifactor.actors.storage_writer import StorageItem, StorageWriterClient
-from notifactor.adapters.redis_dispatch import (
-    ATTEMPTS_FIELD,
-    DEAD_REASON_FIELD,
-    FIRST_ATTEMPT_FIELD,
-    LAST_ERROR_FIELD,
-)
 from notifactor.dispatcher.metrics import DISPATCHED, DLQ_EVENTS
 from notifactor.dispatcher.settings import DispatcherSettings
 from notifactor.domain.dead_letter import DeadLetter
@@ -150,13 +145,14 @@ class DeadLetterer:
         """
         now_ms = int(time.time() * 1000)
         delay_ms = self._policy_for(item.envelope.tenant_id).cap_ms
-        fields = {
-            ENVELOPE_FIELD: item.entry.fields[ENVELOPE_FIELD],
-            ATTEMPTS_FIELD: str(attempts).encode(),
-            FIRST_ATTEMPT_FIELD: str(item.history.first_attempt_ms or now_ms).encode(),
-            LAST_ERROR_FIELD: last_error.encode(),
-            DEAD_REASON_FIELD: reason.value.encode(),
-        }
+        history = attrs.evolve(
+            item.history,
+            attempts=attempts,
+            first_attempt_ms=item.history.first_attempt_ms or now_ms,
+            last_error=last_error,
+            dead_reason=reason,
+        )
+        fields = {ENVELOPE_FIELD: item.entry.fields[ENVELOPE_FIELD], **history.fields()}
         try:
             await self._bus.ack_and_retry_later(
                 self.partition, item.entry.id, due_ms=now_ms + delay_ms, fields=fields

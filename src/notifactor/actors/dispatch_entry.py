@@ -118,6 +118,8 @@ class AttemptHistory:
             fields[DEFERRED_MS_FIELD] = str(self.deferred_ms).encode()
         if self.routed_to:
             fields[ROUTED_TO_FIELD] = msgspec.json.encode(sorted(self.routed_to))
+        if self.dead_reason is not None:
+            fields[DEAD_REASON_FIELD] = self.dead_reason.value.encode()
         return fields
 
 
