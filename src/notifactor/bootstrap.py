@@ -57,7 +57,7 @@ from notifactor.adapters.redis_ingest import IngestSettings, RedisIngest
 from notifactor.adapters.redis_ingest_pipeline import PipelinedIngest
 from notifactor.adapters.redis_presence import RedisPresence
 from notifactor.auth.secret import resolve_jwt_secret
-from notifactor.auth.verify import build_verifier
+from notifactor.auth.verify import TokenVerifier, build_verifier
 from notifactor.config import CassandraTarget, Config, SqliteTarget
 from notifactor.dispatcher.replay import ReplayService
 from notifactor.dispatcher.runner import build_dispatcher, redis_deps
@@ -106,7 +106,8 @@ class ServeState:
     """What the children of one ``serve`` tree hand to each other."""
 
     config: Config
-    jwt_secret: str | None
+    #: The bearer-token check of the gateway and the edge; None without the gateway role.
+    verifier: TokenVerifier | None
     redis_url: str | None = None
     roles: frozenset[str] = frozenset({"gateway", "dispatcher"})
     root: Supervisor | None = None
@@ -180,13 +181,14 @@ def _run_tree(config: Config, roles: frozenset[str], *, command: str) -> int:
                 "JWT secret in %s; mint a token with `notifactor token --tenant T --sub U`",
                 secret_path,
             )
+    verifier: TokenVerifier | None = None
     if "gateway" in roles:
-        try:  # the verifier the gateway and the edge build later, checked now
-            build_verifier(config, hs256_secret=secret)
+        try:  # built before the tree starts: bad key material is a configuration error
+            verifier = build_verifier(config, hs256_secret=secret)
         except ValueError as error:
             key, sep, reason = str(error).partition(": ")
             raise ConfigError(key if sep else "jwt_algorithm", reason if sep else key) from None
-    state = ServeState(config=config, jwt_secret=secret, redis_url=config.redis_url, roles=roles)
+    state = ServeState(config=config, verifier=verifier, redis_url=config.redis_url, roles=roles)
     configure_tracing(config)
     tune_collector(config.runtime)
     tune_redis_client(config.runtime)
@@ -383,8 +385,8 @@ def _gateway_tree(
     writer: StorageWriterClient,
 ) -> Supervisor:
     config = state.config
-    if state.jwt_secret is None and config.jwt_algorithm == "HS256":
-        raise RuntimeError("the gateway needs the HS256 secret")
+    if state.verifier is None:
+        raise RuntimeError("the gateway needs its token verifier")
     audit_ref: ActorRef[AuditNote] = ActorRef("audit", mailbox_size=config.audit.mailbox_size)
     audit = actor_spec(audit_ref, partial(summarizer_for, writer, config.audit))
     settings = IngestSettings(
@@ -395,7 +397,7 @@ def _gateway_tree(
     sender = PipelinedIngest(redis, RedisIngest(redis, settings))
     gateway = Gateway(
         config=config,
-        verifier=build_verifier(config, hs256_secret=state.jwt_secret),
+        verifier=state.verifier,
         ingest=InstrumentedIngest(sender),
         store=store,
         audit=AuditTrail(audit_ref),
