@@ -25,6 +25,7 @@ import trio
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from notifactor.adapters.redis_presence import RedisPresence
 from notifactor.adapters.redis_ws_admission import ws_connections_key
 from notifactor.config import Config
 from notifactor.domain.routing import ROUTED_FIELD
@@ -402,3 +403,43 @@ async def test_presence_counts_lost_in_redis_are_restored_even_after_a_new_sessi
                 pass
             assert frame["id"] == ident
             await tab.close()
+
+
+async def test_a_failed_unregister_is_settled_by_the_heartbeat(
+    redis_url: str,
+    tmp_path: Path,
+    redis_prefix: str,
+    storage: Storage,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A session's unregister fails (Redis unreachable for a moment): the user's
+    count would stay one too high for as long as the gateway lives, and the
+    dispatcher would keep routing to it. The heartbeat writes the exact count."""
+    settings = attrs.evolve(RESTART_SETTINGS, presence_heartbeat_s=0.2)
+    async with running_stack(
+        redis_url, tmp_path, redis_prefix, storage=storage, settings=settings
+    ) as s:
+        gateway = s.config.instance_id
+        presence = s.keys.presence(TENANT, "alice")
+        tabs = [await s.connect(TENANT, "alice") for _ in range(2)]
+        with trio.fail_after(5):
+            while await s.redis.hget(presence, gateway) != b"2":  # noqa: ASYNC110
+                await trio.sleep(0.05)
+
+        async def unreachable(self: object, tenant_id: str, user_id: str, gw: str) -> None:
+            raise ConnectionError("registry unreachable")
+
+        monkeypatch.setattr(RedisPresence, "unregister", unreachable)
+        await tabs.pop().close()
+        with trio.fail_after(5):
+            while await s.redis.hget(presence, gateway) != b"1":  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        ident = await s.post(TENANT, "alice", content="still routed")
+        while (frame := await tabs[0].recv_json(within_s=5))["type"] != "notification":
+            pass
+        assert frame["id"] == ident
+        await tabs.pop().close()
+        with trio.fail_after(5):
+            while await s.redis.hget(presence, gateway) is not None:  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        assert presence.encode() not in await s.redis.smembers(s.keys.gateway_users(gateway))

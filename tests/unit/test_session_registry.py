@@ -39,3 +39,26 @@ def test_a_failed_registration_leaves_nothing_behind() -> None:
     registry.registration_done(only)
     assert registry.user_counts() == {}
     assert len(registry) == 0
+
+
+def test_users_whose_unregister_failed_are_settled_with_their_exact_count() -> None:
+    registry = SessionRegistry()
+    stays, leaves, bobs = handle("s1"), handle("s2"), handle("s3", "bob")
+    for each in (stays, leaves, bobs):
+        registry.add(each)
+    registry.remove(leaves)
+    registry.unregister_unsure("t", "alice")
+    registry.remove(bobs)
+    registry.unregister_unsure("t", "bob")
+    assert registry.take_unsettled() == {("t", "alice"): 1, ("t", "bob"): 0}
+    assert registry.take_unsettled() == {}  # taken: marked again only if writing fails
+
+
+def test_a_user_with_a_session_registering_is_settled_later() -> None:
+    registry = SessionRegistry()
+    registry.unregister_unsure("t", "alice")
+    newcomer = handle("s1")
+    registry.add(newcomer, registering=True)
+    assert registry.take_unsettled() == {}  # its registration may land either side
+    registry.registration_done(newcomer)
+    assert registry.take_unsettled() == {("t", "alice"): 1}

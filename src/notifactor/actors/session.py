@@ -421,13 +421,17 @@ class SessionActor(Actor[Deliver]):
                 await self._socket.close(code, reason)
             if self._ctx.gateway_stopping():
                 return  # the edge drops every registration of this gateway at once
+            unregistered = False
             with trio.move_on_after(settings.close_timeout_s):
                 try:
                     await self._ctx.presence.unregister(
                         self.tenant_id, self.user_id, self._ctx.gateway_id
                     )
-                except Exception as error:  # presence expires on its own with the gateway
+                    unregistered = True
+                except Exception as error:
                     log.warning("could not unregister session %s: %s", self.session_id, error)
+            if not unregistered:  # the presence heartbeat settles this user's count
+                self._ctx.registry.unregister_unsure(self.tenant_id, self.user_id)
 
 
 def _crashed(error: BaseException) -> bool:

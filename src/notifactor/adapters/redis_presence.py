@@ -75,7 +75,24 @@ redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return #KEYS - 2
 """
 
-#: Most users one reassert script call carries.
+# KEYS: gwusers, then presence hashes; ARGV: gateway id, ttl, then the exact
+# session count of each hash (0 removes the gateway's field).
+SETTLE_LUA = """
+for i = 2, #KEYS do
+  local count = tonumber(ARGV[i + 1])
+  if count > 0 then
+    redis.call('HSET', KEYS[i], ARGV[1], count)
+    redis.call('PEXPIRE', KEYS[i], ARGV[2])
+    redis.call('SADD', KEYS[1], KEYS[i])
+  else
+    redis.call('HDEL', KEYS[i], ARGV[1])
+    redis.call('SREM', KEYS[1], KEYS[i])
+  end
+end
+return #KEYS - 1
+"""
+
+#: Most users one reassert or settle script call carries.
 REASSERT_BATCH = 500
 
 # KEYS: presence hashes; ARGV[1]: the prefix of the ``gwalive`` keys. For each
@@ -142,6 +159,7 @@ class RedisPresence:
         self._unregister = EvalShaScript(client, UNREGISTER_LUA, "presence_unregister")
         self._heartbeat = EvalShaScript(client, HEARTBEAT_LUA, "presence_heartbeat")
         self._reassert = EvalShaScript(client, REASSERT_LUA, "presence_reassert")
+        self._settle = EvalShaScript(client, SETTLE_LUA, "presence_settle")
         self._drop = EvalShaScript(client, DROP_LUA, "presence_drop")
         self._lookup = EvalShaScript(client, LOOKUP_LUA, "presence_lookup")
         self._alive_prefix = self._keys.gateway_alive("")
@@ -176,6 +194,18 @@ class RedisPresence:
             await self._reassert(
                 keys=[
                     self._keys.gateway_alive(gateway_id),
+                    self._keys.gateway_users(gateway_id),
+                    *(self._keys.presence(tenant, user) for (tenant, user), _ in chunk),
+                ],
+                args=[gateway_id, self.ttl_ms, *(count for _, count in chunk)],
+            )
+
+    async def settle(self, gateway_id: str, counts: Mapping[tuple[str, str], int]) -> None:
+        items = list(counts.items())
+        for start in range(0, len(items), REASSERT_BATCH):
+            chunk = items[start : start + REASSERT_BATCH]
+            await self._settle(
+                keys=[
                     self._keys.gateway_users(gateway_id),
                     *(self._keys.presence(tenant, user) for (tenant, user), _ in chunk),
                 ],

@@ -8,8 +8,9 @@ notification frame once, hands it to the recipient's local sessions, and
 deletes the entries it processed, so the stream holds only what is in flight.
 
 It also keeps this gateway alive in the presence registry (heartbeat every
-``presence_heartbeat_s``; the same tick refreshes this gateway's members of
-the cluster-wide tenant connection counts) and, now and then, removes the delivery streams of
+``presence_heartbeat_s``; the same tick writes the exact count of users whose
+session unregister failed or timed out, and refreshes this gateway's members
+of the cluster-wide tenant connection counts) and, now and then, removes the delivery streams of
 gateways that died (no ``gwalive`` key and nothing written for
 ``stale_stream_ms``). :func:`reset_gateway` runs once when the edge starts: it
 forgets the registrations and the stream of an earlier run with the same id.
@@ -153,6 +154,7 @@ class DeliveryConsumer:
     async def _heartbeat_loop(self) -> None:
         while True:
             await trio.sleep(self._settings.presence_heartbeat_s)
+            await self._settle_presence()
             try:
                 registered = await self._presence.heartbeat(self._gateway_id)
                 counts = self._registry.user_counts()
@@ -172,6 +174,20 @@ class DeliveryConsumer:
                     await self._admission.refresh()
                 except Exception as error:  # the TTL spans three ticks
                     log.warning("connection-count refresh failed: %s", error)
+
+    async def _settle_presence(self) -> None:
+        """Write the exact counts of users whose unregister failed or timed out."""
+        counts = self._registry.take_unsettled()
+        if not counts:
+            return
+        try:
+            await self._presence.settle(self._gateway_id, counts)
+        except BaseException as error:
+            for tenant_id, user_id in counts:
+                self._registry.unregister_unsure(tenant_id, user_id)
+            if not isinstance(error, Exception):
+                raise
+            log.warning("presence settlement failed: %s", error)
 
     async def _janitor_loop(self) -> None:
         while True:

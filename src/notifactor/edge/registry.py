@@ -71,6 +71,9 @@ class SessionRegistry:
         self._per_tenant: Counter[str] = Counter()
         # Sessions added whose presence registration is still on its way.
         self._registering: Counter[tuple[str, str]] = Counter()
+        # Users whose presence count may be wrong: an unregister failed or
+        # timed out, and nobody knows whether it took effect.
+        self._unsettled: set[tuple[str, str]] = set()
 
     def __len__(self) -> int:
         return sum(len(sessions) for sessions in self._by_user.values())
@@ -130,6 +133,22 @@ class SessionRegistry:
             for key, sessions in self._by_user.items()
         }
         return {key: count for key, count in counts.items() if count > 0}
+
+    def unregister_unsure(self, tenant_id: str, user_id: str) -> None:
+        """An unregister of this user failed or timed out: settle the count later."""
+        self._unsettled.add((tenant_id, user_id))
+
+    def take_unsettled(self) -> dict[tuple[str, str], int]:
+        """The exact live session count of each user to settle (0: none left).
+
+        The users returned are no longer marked: mark them again with
+        :meth:`unregister_unsure` if writing the counts fails. A user with a
+        session still registering stays marked for a later call: its
+        registration may land before or after the settlement.
+        """
+        ready = [key for key in self._unsettled if key not in self._registering]
+        self._unsettled.difference_update(ready)
+        return {key: len(self._by_user.get(key, ())) for key in ready}
 
     def sessions_of(self, tenant_id: str, user_id: str) -> list[SessionHandle]:
         return list(self._by_user.get((tenant_id, user_id), {}).values())

@@ -45,6 +45,15 @@ class Presence(Protocol):
         """
         ...
 
+    async def settle(self, gateway_id: str, counts: Mapping[tuple[str, str], int]) -> None:
+        """Set the session count of each ``(tenant_id, user_id)`` on ``gateway_id`` exactly.
+
+        A count of 0 removes the gateway from the user's registrations. For
+        users whose ``unregister`` failed or timed out, where nobody knows
+        whether it took effect.
+        """
+        ...
+
     async def gateways_for(self, tenant_id: str, user_id: str) -> frozenset[str]:
         """The live gateways holding at least one session of the user."""
         ...
