@@ -22,6 +22,7 @@ it is open.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
@@ -57,6 +58,8 @@ from notifactor.observability.lean_tracer import LeanTracer
 log = logging.getLogger("notifactor.tracing")
 
 TRACER_NAME = "notifactor"
+#: How long a stopping process waits for its last spans to be exported.
+EXPORT_ON_EXIT_S = 2.0
 SERVICE_NAME = "notifactor"
 
 Attributes = Mapping[str, AttributeValue]
@@ -82,7 +85,9 @@ def build_tracer_provider(config: Config, *processors: SpanProcessor) -> TracerP
             "service.instance.id": config.instance_id,
         }
     )
-    provider = TracerProvider(resource=resource)
+    # Stopped by shutdown_tracing, within a bound, not by an exit hook that
+    # waits for an unreachable collector.
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     for processor in processors:
         provider.add_span_processor(processor)
     return provider
@@ -124,10 +129,27 @@ def use_tracer_provider(provider: TracerProvider | None) -> None:
     _STATE.tracer = None
 
 
-def shutdown_tracing() -> None:
-    """Flush and stop the installed provider (end of a command)."""
-    if _STATE.provider is not None:
-        _STATE.provider.shutdown()
+def shutdown_tracing(timeout_s: float = EXPORT_ON_EXIT_S) -> bool:
+    """Export what is queued and stop the installed provider, for at most ``timeout_s``.
+
+    Returns False when the export did not finish in time (a collector that is
+    down or slow): the process then exits without those spans rather than
+    past its shutdown grace period.
+    """
+    provider = _STATE.provider
+    if provider is None:
+        return True
+    stopper = threading.Thread(target=provider.shutdown, name="otel-shutdown", daemon=True)
+    stopper.start()
+    stopper.join(timeout_s)
+    if stopper.is_alive():
+        log.warning(
+            "spans not exported within %.1fs of stopping: left behind",
+            timeout_s,
+            extra={"event": "tracing", "reason": "export_timeout"},
+        )
+        return False
+    return True
 
 
 def tracer() -> trace.Tracer:

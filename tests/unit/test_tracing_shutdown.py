@@ -1,0 +1,65 @@
+"""A stopping process waits a bounded time for its last spans, even with the collector down."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from notifactor.config import Config
+from notifactor.observability.otlp_exporter import LeanOTLPSpanExporter
+from notifactor.observability.tracing import (
+    build_tracer_provider,
+    ingest_span,
+    shutdown_tracing,
+    use_tracer_provider,
+)
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nothing listens on (connections are refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    return port
+
+
+def _queue_spans(count: int) -> None:
+    for _ in range(count):
+        with ingest_span("gateway.ingest", None):
+            pass
+
+
+def test_shutdown_gives_up_on_an_unreachable_collector_within_its_bound(
+    closed_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{closed_port}")
+    exporter = LeanOTLPSpanExporter()
+    provider = build_tracer_provider(Config(), BatchSpanProcessor(exporter))
+    use_tracer_provider(provider)
+    try:
+        _queue_spans(50)
+        started = time.monotonic()
+        finished = shutdown_tracing(timeout_s=0.5)
+        took = time.monotonic() - started
+    finally:
+        use_tracer_provider(None)
+    assert not finished  # the exporter was still retrying against the refused port
+    assert took < 1.5
+
+
+def test_shutdown_exports_what_is_queued_when_the_collector_answers() -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = build_tracer_provider(Config(), BatchSpanProcessor(exporter))
+    use_tracer_provider(provider)
+    try:
+        _queue_spans(30)
+        assert shutdown_tracing(timeout_s=5)
+    finally:
+        use_tracer_provider(None)
+    assert len(exporter.get_finished_spans()) == 30
