@@ -8,7 +8,9 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import attrs
+import pytest
 import trio
+import trio.testing
 
 from notifactor.actors import ActorRef, run_actor
 from notifactor.actors.partition_consumer import PartitionConsumer
@@ -309,3 +311,39 @@ async def test_a_later_attempt_records_pending_with_its_attempt_count() -> None:
     assert (update.state, update.attempts) == (DeliveryState.PENDING, 2)
     assert store.stored(e.id)
     assert len(bus.acked) == 1
+
+
+async def test_the_lag_gauge_follows_the_stream_while_a_batch_is_stuck(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Storage down: the batch in hand never finishes, the reader holds the next
+    ones, and the stream grows. ``stream_consumer_lag`` must keep following it
+    (the lag alert depends on it)."""
+    from prometheus_client import REGISTRY
+
+    store = MemoryStore()
+    async with consumer_with(store) as (consumer, bus, _presence):
+        stuck = trio.Event()
+
+        async def never_done(entries: list[StreamEntry]) -> None:
+            stuck.set()
+            await trio.sleep_forever()
+
+        async def growing_lag(self: MemoryBus, partition: int) -> int:
+            return int(trio.current_time() * 1000)  # the stream grows 1,000 entries/s
+
+        consumer.process_batch = never_done  # type: ignore[method-assign]
+        monkeypatch.setattr(MemoryBus, "trim_acknowledged", growing_lag)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(consumer.run)
+            for _ in range(3):  # one batch in hand, one buffered, one the reader holds
+                bus.add({"envelope": encode_envelope(envelope())})
+                await trio.sleep(0.5)
+            await stuck.wait()
+            before = REGISTRY.get_sample_value("stream_consumer_lag", {"partition": "0"})
+            await trio.sleep(SETTINGS.maintenance_interval_s * 3)
+            after = REGISTRY.get_sample_value("stream_consumer_lag", {"partition": "0"})
+            nursery.cancel_scope.cancel()
+    assert before is not None
+    assert after is not None
+    assert after >= before + SETTINGS.maintenance_interval_s * 2 * 1000

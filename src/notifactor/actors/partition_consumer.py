@@ -152,9 +152,13 @@ class PartitionConsumer:
             send, receive = trio.open_memory_channel[list[StreamEntry]](1)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._read_loop, send, stop)
+                # Its own task: the lag gauge keeps following the stream while
+                # a batch is stuck (storage down), which is when it matters.
+                nursery.start_soon(self._maintenance_loop)
                 async with receive:
                     async for entries in receive:
                         await self.process_batch(entries)
+                nursery.cancel_scope.cancel()  # reading is over: so is maintenance
             # A read cancelled by the stop may have been answered by the
             # server already: those entries are ours now, finish them too.
             await self._drain_own_pending()
@@ -171,15 +175,11 @@ class PartitionConsumer:
     ) -> None:
         async with send:
             next_claim = trio.current_time()
-            next_maintenance = trio.current_time()
             while stop is None or not stop.requested:
                 now = trio.current_time()
                 if now >= next_claim:
                     await self._claim_idle(send)
                     next_claim = now + self._settings.claim_interval_s
-                if now >= next_maintenance:
-                    await self._maintain()
-                    next_maintenance = now + self._settings.maintenance_interval_s
                 entries: list[StreamEntry] = []
                 with trio.CancelScope() as read_scope:
                     if stop is not None:
@@ -225,6 +225,11 @@ class PartitionConsumer:
                 await send.send(list(batch.entries))
             if batch.next_start == "0-0":
                 return
+
+    async def _maintenance_loop(self) -> None:
+        while True:
+            await self._maintain()
+            await trio.sleep(self._settings.maintenance_interval_s)
 
     async def _maintain(self) -> None:
         """Trim acknowledged entries, refresh the lag (and, on partition 0, DLQ) gauges,
