@@ -9,6 +9,7 @@ one is still in flight) and appends envelopes back to their partition stream.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -128,12 +129,17 @@ class RedisDeadLetterQueue:
         """
         end = "+"
         if cursor is not None:
-            if not _is_stream_id(cursor):
+            if not is_dlq_cursor(cursor):
                 raise ValueError("not a DLQ cursor")
             end = f"({cursor}"
         elif where.until is not None:
-            end = f"({to_us(where.until) // 1000 + self._append_slack_ms}-0"
-        start = "-" if where.since is None else f"{to_us(where.since) // 1000}-0"
+            until_ms = to_us(where.until) // 1000 + self._append_slack_ms
+            if until_ms <= 0:
+                return [], None  # before the first possible stream id
+            end = f"({until_ms}-0"
+        start = "-"
+        if where.since is not None and (since_ms := to_us(where.since) // 1000) > 0:
+            start = f"{since_ms}-0"
         found: list[DlqRecord] = []
         scanned = 0
         last_seen: str | None = None
@@ -191,6 +197,18 @@ def _record(stream_id: str, fields: Any) -> DlqRecord | None:
     )
 
 
-def _is_stream_id(text: str) -> bool:
-    ms, sep, seq = text.partition("-")
-    return bool(sep) and ms.isdigit() and seq.isdigit()
+_STREAM_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+_UINT64_MAX = 2**64 - 1
+
+
+def is_dlq_cursor(text: str) -> bool:
+    """Whether ``text`` is a stream id that can end a newest-first page: ``<ms>-<seq>``.
+
+    Both parts are ASCII decimal 64-bit unsigned integers, and the id is not
+    ``0-0``: no entry comes before it, so Redis refuses it as an exclusive end.
+    """
+    match = _STREAM_ID.fullmatch(text)
+    if match is None:
+        return False
+    ms, seq = int(match[1]), int(match[2])
+    return ms <= _UINT64_MAX and seq <= _UINT64_MAX and (ms, seq) != (0, 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -12,6 +13,10 @@ from notifactor.gateway import problems
 from notifactor.gateway.problems import FieldError, ProblemError
 from notifactor.gateway.rfc3339 import parse_rfc3339
 from notifactor.ports.notification_store import MAX_PAGE_LIMIT, TransientStoreError
+
+#: ASCII digits only (``str.isdigit`` also accepts ``²`` and other scripts' digits),
+#: no more of them than the largest page size has.
+_LIMIT = re.compile(rf"[0-9]{{1,{len(str(MAX_PAGE_LIMIT))}}}")
 
 
 def query_values(
@@ -34,7 +39,7 @@ def page_limit(values: dict[str, str], default: int, errors: list[FieldError]) -
     raw = values.get("limit")
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_LIMIT:
+    if _LIMIT.fullmatch(raw) is None or not 1 <= int(raw) <= MAX_PAGE_LIMIT:
         errors.append(FieldError(field="limit", message=f"must be an integer 1..{MAX_PAGE_LIMIT}"))
         return default
     return int(raw)

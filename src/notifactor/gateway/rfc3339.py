@@ -16,7 +16,8 @@ def parse_rfc3339(text: str) -> datetime:
     """An aware datetime from RFC 3339 text; an offset (or ``Z``) is required.
 
     Raises:
-        ValueError: not RFC 3339 with an offset.
+        ValueError: not RFC 3339 with an offset, or out of range once in UTC
+            (``0001-01-01T00:00:00+01:00`` is year 0 in UTC).
     """
     if "T" not in text.upper() or len(text) < 20:
         raise ValueError("must be an RFC 3339 date-time")
@@ -25,4 +26,7 @@ def parse_rfc3339(text: str) -> datetime:
     )
     if moment.tzinfo is None:
         raise ValueError("must carry a UTC offset or Z")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range once converted to UTC") from None

@@ -20,7 +20,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from notifactor.adapters.redis_dlq import DlqFilter
+from notifactor.adapters.redis_dlq import DlqFilter, DlqRecord, is_dlq_cursor
 from notifactor.auth.verify import SCOPE_ADMIN
 from notifactor.dispatcher.cli_dlq import record_json
 from notifactor.dispatcher.replay import ReplayService
@@ -30,7 +30,7 @@ from notifactor.gateway.context import Gateway, require_scope
 from notifactor.gateway.http import Request, Response, json_response
 from notifactor.gateway.problems import FieldError, ProblemError
 from notifactor.gateway.query import page_limit, query_values
-from notifactor.gateway.rfc3339 import parse_rfc3339
+from notifactor.gateway.rfc3339 import format_rfc3339, parse_rfc3339
 from notifactor.ports.notification_store import TransientStoreError
 
 LIST_PARAMS = frozenset({"limit", "cursor", "reason"})
@@ -60,8 +60,7 @@ def _parse_list_query(pairs: list[tuple[str, str]]) -> dict[str, Any]:
             )
         parsed["reason"] = values["reason"]
     if "cursor" in values:
-        ms, sep, seq = values["cursor"].partition("-")
-        if not (sep and ms.isdigit() and seq.isdigit()):
+        if not is_dlq_cursor(values["cursor"]):
             errors.append(FieldError(field="cursor", message="not a cursor of this listing"))
         parsed["cursor"] = values["cursor"]
     if errors:
@@ -77,7 +76,18 @@ async def list_dlq(gateway: Gateway, request: Request) -> Response:
     service = _service(gateway)
     where = DlqFilter(tenant_id=principal.tenant_id, reason=query["reason"])
     records, cursor = await service.list(where, limit=query["limit"], cursor=query["cursor"])
-    return json_response(200, {"items": [record_json(r) for r in records], "next_cursor": cursor})
+    return json_response(200, {"items": [_item(r) for r in records], "next_cursor": cursor})
+
+
+def _item(record: DlqRecord) -> dict[str, Any]:
+    """A dead letter as ``dlq list`` prints it, with the API's RFC 3339 UTC times."""
+    entry = record.entry
+    return {
+        **record_json(record),
+        "first_attempt_at": format_rfc3339(entry.first_attempt_at),
+        "last_attempt_at": format_rfc3339(entry.last_attempt_at),
+        "dead_at": format_rfc3339(entry.dead_at),
+    }
 
 
 def _parse_replay(body: object, tenant_id: str) -> tuple[DlqFilter, bool, float]:
