@@ -1,11 +1,17 @@
 """The running side of a child: one record per child, one task per incarnation.
 
 Shared by ``Supervisor`` and ``DynamicSupervisor``. Each incarnation runs in
-its own cancel scope. Until the child reports ready the scope is unshielded,
-so cancelling whoever is starting it also aborts the start. Once ready, the
-scope is shielded: cancelling the supervisor's task must not tear children
-down at once and out of order; the supervisor stops them itself, in reverse
-order, each within its shutdown budget, and only then cancels what is left.
+its own cancel scope. Until the child has been handed over to its
+supervisor's nursery the scope is unshielded, so cancelling whoever is
+starting it also aborts the start. Once handed over, the scope is shielded:
+cancelling the supervisor's task must not tear children down at once and out
+of order; the supervisor stops them itself, in reverse order, each within its
+shutdown budget, and only then cancels what is left.
+
+A child that reports ready after its starter was cancelled (a stop request
+landed during its start) is not handed over (Trio's ``started()`` then leaves
+it where it is): it stays unshielded, so the cancellation that aborted the
+start ends it too, and the starter returns.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ class Child:
     started_at: float = 0.0
     incarnation: int = 0
     stopping: bool = False
+    held: bool = False  # the current incarnation was handed over to the supervisor
     scope: trio.CancelScope | None = None
     stop_signal: StopSignal = attrs.Factory(StopSignal)
     done: trio.Event = attrs.Factory(trio.Event)
@@ -120,14 +127,19 @@ class _Readiness:
     incarnation may run for as long as the process (one per WebSocket).
     """
 
-    __slots__ = ("_child", "_parent", "_scope", "ready")
+    __slots__ = ("_child", "_parent", "_scope", "_task", "ready")
 
     def __init__(
-        self, child: Child, scope: trio.CancelScope, parent: trio.TaskStatus[CrashReason | None]
+        self,
+        child: Child,
+        scope: trio.CancelScope,
+        parent: trio.TaskStatus[CrashReason | None],
+        task: trio.lowlevel.Task,
     ):
         self._child = child
         self._scope = scope
         self._parent: trio.TaskStatus[CrashReason | None] | None = parent
+        self._task = task
         self.ready = False
 
     def started(self, value: object = None) -> None:
@@ -136,11 +148,16 @@ class _Readiness:
         if self.ready:
             raise RuntimeError("task_status.started() called twice")
         self.ready = True
-        self._child.state = "running"
-        self._scope.shield = True
         parent, self._parent = self._parent, None
         assert parent is not None
+        starting_in = self._task.parent_nursery
         parent.started(None)
+        # Trio moves the task into the supervisor's nursery unless the start
+        # was cancelled meanwhile; only a child the supervisor holds is shielded.
+        if self._task.parent_nursery is not starting_in:
+            self._child.held = True
+            self._child.state = "running"
+            self._scope.shield = True
 
     def failed(self, crash: CrashReason | None) -> None:
         """The incarnation ended before it was ready: tell the starter why."""
@@ -172,9 +189,10 @@ async def run_incarnation(
         )
         return
     scope = trio.CancelScope()
-    readiness = _Readiness(child, scope, task_status)
+    readiness = _Readiness(child, scope, task_status, trio.lowlevel.current_task())
     del task_status  # held by ``readiness`` until used (see ``_Readiness``)
     child.scope, child.stop_signal, child.done = scope, StopSignal(), trio.Event()
+    child.held = False
     child.state = "starting"
     child.started_at = trio.current_time()
     set_stop_signal(child.stop_signal)
@@ -197,6 +215,8 @@ async def run_incarnation(
     if not readiness.ready:
         readiness.failed(crash)
         return
+    if not child.held:
+        return  # its start was aborted: the starter is being cancelled, not waiting
     if child.stopping:
         if crash is not None:
             logger.warning(
@@ -207,6 +227,25 @@ async def run_incarnation(
             )
         return
     exits.report(ChildExit(child, incarnation, crash))
+
+
+async def start_incarnation(
+    nursery: trio.Nursery, child: Child, exits: ExitQueue
+) -> CrashReason | None:
+    """Start an incarnation of ``child`` in ``nursery``: ``None`` once the nursery holds it.
+
+    Returns why it failed if it ended before it was ready. Raises
+    ``trio.Cancelled`` if the caller was cancelled during the start; the
+    incarnation has ended by then (it was never shielded).
+    """
+    crash: CrashReason | None = await nursery.start(run_incarnation, child, exits)
+    if crash is None and not child.held:
+        # Ready, but too late: the cancellation that aborted the start ended it.
+        await trio.lowlevel.checkpoint()
+        return CrashReason.without_exception(
+            child.id, "its start was aborted", at=trio.current_time()
+        )
+    return crash
 
 
 def request_stop(child: Child) -> None:

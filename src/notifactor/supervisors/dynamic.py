@@ -23,7 +23,7 @@ from notifactor.supervisors.child import (
     ChildExit,
     request_stop,
     resolve_shutdown,
-    run_incarnation,
+    start_incarnation,
     stop_child,
     wait_stopped,
 )
@@ -148,10 +148,10 @@ class DynamicSupervisor(SupervisorLifecycle):
         self._children[spec.id] = child  # reserve the slot before waiting
         ready = False
         try:
-            crash: CrashReason | None = await nursery.start(run_incarnation, child, self._exits)
+            crash = await start_incarnation(nursery, child, self._exits)
             ready = crash is None
         finally:
-            if not ready:
+            if not ready and not child.held:  # a child the pool holds is stopped with it
                 self._forget(child)
         if crash is not None:
             child.terminated()
@@ -223,7 +223,7 @@ class DynamicSupervisor(SupervisorLifecycle):
             if child.stopping or self._nursery is None:
                 return
             child.restarts += 1
-            crash = await self._nursery.start(run_incarnation, child, self._exits)
+            crash = await start_incarnation(self._nursery, child, self._exits)
             if crash is None:
                 child.state = "running"
             else:

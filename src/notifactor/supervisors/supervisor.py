@@ -25,7 +25,7 @@ from notifactor.supervisors.child import (
     Child,
     ChildExit,
     resolve_shutdown,
-    run_incarnation,
+    start_incarnation,
     stop_child,
 )
 from notifactor.supervisors.child_spec import ChildSpec, Shutdown
@@ -149,7 +149,7 @@ class Supervisor(SupervisorLifecycle):
         await trio.lowlevel.checkpoint_if_cancelled()  # never (re)start while cancelled
         assert self._nursery is not None
         child.stopping = False
-        crash: CrashReason | None = await self._nursery.start(run_incarnation, child, self._exits)
+        crash = await start_incarnation(self._nursery, child, self._exits)
         if crash is None:
             child.state = "running"
         return crash
