@@ -13,6 +13,14 @@ Pool sizing: a blocking command (``XREADGROUP ... BLOCK``, ``BLPOP``) holds a
 pooled connection for the whole block, and a pipeline holds one until it is
 executed; other commands share connections. When the pool is exhausted
 callers wait, so size it with :func:`pool_size_for`.
+
+Timeouts: the client sets no read timeout of its own, because one bound for
+every command would also cut the blocking reads (``XREADGROUP ... BLOCK``)
+short. Each caller bounds its calls instead, with a Trio cancel scope: the
+gateway's request handlers (``gateway.problems.REDIS_DEADLINE_S``, a 503 past
+it), the DLQ adapter (``call_timeout_s`` per call), the dispatcher's attempt
+bounds. A cancelled command is safe: its reply, when it comes, is matched to
+it and dropped, so the connection stays usable.
 """
 
 from __future__ import annotations

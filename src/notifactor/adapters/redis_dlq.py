@@ -5,19 +5,27 @@ The stream (``notifactor:dlq``) is written by the partition consumers (see
 newest first with filters, marks entries as replayed (``SET NX`` with a TTL,
 so a second replay of the same dead letter is refused even while the first
 one is still in flight) and appends envelopes back to their partition stream.
+
+Every Redis call is bounded (``call_timeout_s``); a call that fails to reach
+Redis or outlives its bound raises :class:`DlqUnavailable`, so a stalled or
+unreachable server is an answer ("retry later"), never a hang.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 import attrs
 import coredis
 import msgspec
+import trio
 
 from notifactor.adapters.redis_dispatch import RedisKeys
+from notifactor.adapters.redis_ingest import UNAVAILABLE
 from notifactor.adapters.redis_scripts import EvalShaScript
 from notifactor.domain.dlq_entry import DLQ_ENTRY_FIELD, DlqEntry, decode_dlq_entry
 from notifactor.domain.envelope import ENVELOPE_FIELD
@@ -25,6 +33,17 @@ from notifactor.domain.timestamps import to_us
 
 _CHUNK = 200
 DEFAULT_REPLAY_MARK_TTL_S = 7 * 86_400
+#: Bound on one Redis call (a page of up to 200 entries, a replay step).
+DEFAULT_CALL_TIMEOUT_S = 5.0
+
+
+class DlqUnavailable(Exception):
+    """Redis could not be reached, or did not answer a DLQ call within its bound.
+
+    A replay step that timed out may still have been applied; replaying
+    again is safe (an entry is re-enqueued at most once).
+    """
+
 
 # Mark a dead letter replayed (for ARGV[1] seconds) and append its envelope to
 # its partition stream as a new entry, or do nothing if it is marked already.
@@ -104,12 +123,29 @@ class RedisDeadLetterQueue:
         keys: RedisKeys | None = None,
         replay_mark_ttl_s: int = DEFAULT_REPLAY_MARK_TTL_S,
         append_slack_ms: int = DEAD_AT_TO_APPEND_SLACK_MS,
+        call_timeout_s: float = DEFAULT_CALL_TIMEOUT_S,
     ) -> None:
+        if not call_timeout_s > 0:
+            raise ValueError("call_timeout_s must be > 0")
         self._client = client
         self.keys = keys or RedisKeys()
         self._mark_ttl_s = replay_mark_ttl_s
         self._append_slack_ms = append_slack_ms
+        self._call_timeout_s = call_timeout_s
         self._replay = EvalShaScript(client, REPLAY_ONCE_LUA, "dlq_replay")
+
+    @contextmanager
+    def _bounded(self) -> Iterator[None]:
+        """One Redis call: unreachable or slower than ``call_timeout_s`` is :class:`DlqUnavailable`."""
+        try:
+            with trio.fail_after(self._call_timeout_s):
+                yield
+        except trio.TooSlowError:
+            raise DlqUnavailable(
+                f"Redis did not answer within {self._call_timeout_s:g} s"
+            ) from None
+        except UNAVAILABLE as error:
+            raise DlqUnavailable(f"Redis: {type(error).__name__}: {error}") from error
 
     async def page(
         self,
@@ -126,6 +162,7 @@ class RedisDeadLetterQueue:
 
         Raises:
             ValueError: ``cursor`` is not one this method returned.
+            DlqUnavailable: Redis is unreachable or too slow.
         """
         end = "+"
         if cursor is not None:
@@ -144,9 +181,10 @@ class RedisDeadLetterQueue:
         scanned = 0
         last_seen: str | None = None
         while len(found) < limit and scanned < max_scan:
-            raws: Any = await self._client.xrevrange(
-                self.keys.dlq, end=end, start=start, count=_CHUNK
-            )
+            with self._bounded():
+                raws: Any = await self._client.xrevrange(
+                    self.keys.dlq, end=end, start=start, count=_CHUNK
+                )
             if not raws:
                 return found, None
             for raw in raws:
@@ -170,14 +208,16 @@ class RedisDeadLetterQueue:
         entry: attempts start over) are one atomic step, so no interruption
         can leave a dead letter marked replayed without its re-enqueue.
         """
-        reply = await self._replay(
-            keys=[self.keys.replayed(stream_id), self.keys.stream(partition)],
-            args=[self._mark_ttl_s, ENVELOPE_FIELD, envelope],
-        )
+        with self._bounded():
+            reply = await self._replay(
+                keys=[self.keys.replayed(stream_id), self.keys.stream(partition)],
+                args=[self._mark_ttl_s, ENVELOPE_FIELD, envelope],
+            )
         return bool(reply)
 
     async def was_replayed(self, stream_id: str) -> bool:
-        return bool(await self._client.exists([self.keys.replayed(stream_id)]))
+        with self._bounded():
+            return bool(await self._client.exists([self.keys.replayed(stream_id)]))
 
 
 def _record(stream_id: str, fields: Any) -> DlqRecord | None:

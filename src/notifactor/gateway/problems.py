@@ -8,13 +8,22 @@ occurrence of a kind; ``detail`` explains this occurrence.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import attrs
+import trio
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:notifactor:problem:"
+
+#: Longest a request waits for Redis before it is answered 503 ``unavailable``:
+#: a stalled server must not hold requests open. The same bound as the
+#: WebSocket connection-count check and each ``/health`` check.
+REDIS_DEADLINE_S = 2.0
+#: ``Retry-After`` of a 503 because Redis is unreachable or too slow.
+REDIS_RETRY_AFTER_S = 1
 
 
 @attrs.frozen(kw_only=True)
@@ -156,6 +165,19 @@ def overloaded(detail: str, retry_after_s: int) -> Problem:
 def unavailable(detail: str, retry_after_s: int) -> Problem:
     """503: a dependency (Redis, storage) cannot be reached; retry after ``Retry-After``."""
     return _retry_later("unavailable", detail, retry_after_s)
+
+
+@contextmanager
+def redis_deadline(detail: str) -> Iterator[None]:
+    """Bound the Redis calls of the block by :data:`REDIS_DEADLINE_S`.
+
+    Past it, the calls are cancelled and the request is answered 503
+    ``unavailable`` with ``detail`` and ``Retry-After``.
+    """
+    with trio.move_on_after(REDIS_DEADLINE_S) as scope:
+        yield
+    if scope.cancelled_caught:
+        raise ProblemError(unavailable(detail, REDIS_RETRY_AFTER_S))
 
 
 def internal_error() -> Problem:

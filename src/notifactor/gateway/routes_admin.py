@@ -12,15 +12,18 @@
   always narrowed to the token's tenant.
 
 The handlers need a :class:`~notifactor.dispatcher.replay.ReplayService` on
-the gateway context as ``gateway.dlq``; without one they answer 503.
+the gateway context as ``gateway.dlq``; without one they answer 503. Redis
+unreachable, or slower than the DLQ adapter's bound on one call, is a 503
+``unavailable`` with ``Retry-After``.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
-from notifactor.adapters.redis_dlq import DlqFilter, DlqRecord, is_dlq_cursor
+from notifactor.adapters.redis_dlq import DlqFilter, DlqRecord, DlqUnavailable, is_dlq_cursor
 from notifactor.auth.verify import SCOPE_ADMIN
 from notifactor.dispatcher.cli_dlq import record_json
 from notifactor.dispatcher.replay import ReplayService
@@ -32,6 +35,8 @@ from notifactor.gateway.problems import FieldError, ProblemError
 from notifactor.gateway.query import page_limit, query_values
 from notifactor.gateway.rfc3339 import format_rfc3339, parse_rfc3339
 from notifactor.ports.notification_store import TransientStoreError
+
+log = logging.getLogger("notifactor.gateway")
 
 LIST_PARAMS = frozenset({"limit", "cursor", "reason"})
 REPLAY_FIELDS = frozenset({"ids", "reason", "since", "until", "dry_run", "rate_per_s"})
@@ -75,7 +80,10 @@ async def list_dlq(gateway: Gateway, request: Request) -> Response:
     query = _parse_list_query(request.query())
     service = _service(gateway)
     where = DlqFilter(tenant_id=principal.tenant_id, reason=query["reason"])
-    records, cursor = await service.list(where, limit=query["limit"], cursor=query["cursor"])
+    try:
+        records, cursor = await service.list(where, limit=query["limit"], cursor=query["cursor"])
+    except DlqUnavailable as error:
+        raise _redis_unavailable(error) from None
     return json_response(200, {"items": [_item(r) for r in records], "next_cursor": cursor})
 
 
@@ -151,6 +159,18 @@ async def replay_dlq(gateway: Gateway, request: Request) -> Response:
         report = await service.replay(
             where, dry_run=dry_run, rate_per_s=rate, actor=f"api:{principal.subject}"
         )
+    except DlqUnavailable as error:
+        raise _redis_unavailable(error) from None
     except TransientStoreError:
         raise ProblemError(problems.overloaded("Storage is unavailable; retry later.", 1)) from None
     return json_response(200, report.to_jsonable())
+
+
+def _redis_unavailable(error: DlqUnavailable) -> ProblemError:
+    log.warning("DLQ unavailable: %s", error, extra={"event": "dlq_unavailable"})
+    return ProblemError(
+        problems.unavailable(
+            "The dead-letter queue (Redis) is unavailable; retry later.",
+            problems.REDIS_RETRY_AFTER_S,
+        )
+    )

@@ -45,7 +45,7 @@ from notifactor.ports.notification_store import StoreError
 log = logging.getLogger("notifactor.gateway")
 
 SHED_RETRY_AFTER_S = 1
-UNAVAILABLE_RETRY_AFTER_S = 1
+UNAVAILABLE_RETRY_AFTER_S = problems.REDIS_RETRY_AFTER_S
 
 
 def _idempotency_key(request: Request) -> str | None:
@@ -135,17 +135,24 @@ def _outcome_problem(
 async def _ingest(
     gateway: Gateway, tenant_id: str, rule: RateRule, items: list[IngestItem]
 ) -> IngestResult:
-    """The ingest call; Redis unavailable is a 503 with ``Retry-After``, not a 500."""
+    """The ingest call; Redis unavailable or too slow is a 503 with ``Retry-After``, not a 500.
+
+    Past :data:`~notifactor.gateway.problems.REDIS_DEADLINE_S` the call is
+    abandoned; Redis may still run it, so the client retries with the same
+    ``Idempotency-Key`` when a duplicate matters.
+    """
+    detail = "Ingestion is unavailable; retry later."
     try:
-        return await gateway.ingest.ingest(tenant_id, rule, items)
+        with problems.redis_deadline(detail):
+            return await gateway.ingest.ingest(tenant_id, rule, items)
     except IngestUnavailable as error:
         NOTIFICATIONS_REJECTED.labels(reason="unavailable").inc()
         log.warning("ingest unavailable: %s", error, extra={"event": "ingest_unavailable"})
-        raise ProblemError(
-            problems.unavailable(
-                "Ingestion is unavailable; retry later.", UNAVAILABLE_RETRY_AFTER_S
-            )
-        ) from None
+        raise ProblemError(problems.unavailable(detail, UNAVAILABLE_RETRY_AFTER_S)) from None
+    except ProblemError:
+        NOTIFICATIONS_REJECTED.labels(reason="unavailable").inc()
+        log.warning("ingest timed out", extra={"event": "ingest_unavailable"})
+        raise
 
 
 async def post_notification(gateway: Gateway, request: Request) -> Response:
@@ -322,15 +329,15 @@ async def get_notification(gateway: Gateway, request: Request) -> Response:
             "last_error": stored.last_error,
         }
     else:
+        # Not in storage (yet), and the accepted record cannot be read in
+        # time: a 404 here could be wrong right after a 202 (SPEC §4).
+        detail = "Redis is unavailable; retry later."
         try:
-            envelope = await gateway.ingest.get_accepted(principal.tenant_id, notification_id)
+            with problems.redis_deadline(detail):
+                envelope = await gateway.ingest.get_accepted(principal.tenant_id, notification_id)
         except IngestUnavailable:
-            # Not in storage (yet), and the accepted record cannot be read:
-            # a 404 here could be wrong right after a 202 (SPEC §4).
             log.warning("accepted record unreadable", exc_info=True)
-            raise ProblemError(
-                problems.unavailable("Redis is unavailable; retry later.", 1)
-            ) from None
+            raise ProblemError(problems.unavailable(detail, problems.REDIS_RETRY_AFTER_S)) from None
         if envelope is not None:
             accepted_at = format_rfc3339(envelope.accepted_at)
             view = {
