@@ -90,6 +90,11 @@ class ChildExit:
     incarnation: int
     crash: CrashReason | None
 
+    @property
+    def current(self) -> bool:
+        """Not stale: the child has not been restarted or asked to stop since."""
+        return self.incarnation == self.child.incarnation and not self.child.stopping
+
 
 class ExitQueue:
     """Exits waiting for the supervisor, at most one per child.
@@ -115,8 +120,21 @@ class ExitQueue:
                 await self._wakeup.wait()
             child = next(iter(self._exits))
             child_exit = self._exits.pop(child)
-            if child_exit.incarnation == child.incarnation and not child.stopping:
+            if child_exit.current:
                 return child_exit
+
+    def pending(self) -> list[ChildExit]:
+        """The queued exits that are not stale, oldest first; they stay queued."""
+        return [child_exit for child_exit in self._exits.values() if child_exit.current]
+
+    def of(self, child: Child) -> ChildExit | None:
+        """The exit of ``child`` still queued and not stale, if any; it stays queued."""
+        child_exit = self._exits.get(child)
+        return child_exit if child_exit is not None and child_exit.current else None
+
+    def take(self, child: Child) -> None:
+        """Remove the queued exit of ``child``, if any."""
+        self._exits.pop(child, None)
 
 
 class _Readiness:

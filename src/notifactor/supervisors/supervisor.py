@@ -140,10 +140,26 @@ class Supervisor(SupervisorLifecycle):
 
     async def _supervise(self) -> SupervisorGaveUp:
         while True:
-            child_exit = await self._exits.get()
+            child_exit = self._first_to_handle(await self._exits.get())
             gave_up = await self._on_exit(child_exit, self._children.index(child_exit.child))
             if gave_up is not None:
                 return gave_up
+
+    def _first_to_handle(self, child_exit: ChildExit) -> ChildExit:
+        """Of the exits that came together, the one whose restart round covers the others.
+
+        With a strategy that restarts siblings, the eldest failed child's
+        round restarts the younger ones that failed with it (see
+        ``_restart``), so its exit is handled first and theirs go stale.
+        """
+        if self.strategy == "one_for_one" or not _comes_back(child_exit):
+            return child_exit
+        together = [child_exit, *(e for e in self._exits.pending() if _comes_back(e))]
+        eldest = min(together, key=lambda e: self._children.index(e.child))
+        if eldest is not child_exit:
+            self._exits.report(child_exit)  # restarted in the eldest's round
+            self._exits.take(eldest.child)
+        return eldest
 
     async def _start(self, child: Child) -> CrashReason | None:
         await trio.lowlevel.checkpoint_if_cancelled()  # never (re)start while cancelled
@@ -196,11 +212,16 @@ class Supervisor(SupervisorLifecycle):
         """Restart the children the strategy names; report the first start failure."""
         crashed = self._children[index]
         affected = [self._children[i] for i in affected_indices(self.strategy, len(self), index)]
-        # Restart what runs now, plus what an interrupted earlier round left pending.
+        # Restart what runs now, what an interrupted earlier round left pending,
+        # and what exited together with the crashed child (its exit goes stale).
+        exited_too = [c for c in affected if c is not crashed and self._exited_too(c)]
         to_restart = [
             c
             for c in affected
-            if c is crashed or c.state == "restarting" or (c.alive and not c.stopping)
+            if c is crashed
+            or c in exited_too
+            or c.state == "restarting"
+            or (c.alive and not c.stopping)
         ]
         for sibling in reversed(to_restart):
             if sibling is not crashed:
@@ -228,6 +249,18 @@ class Supervisor(SupervisorLifecycle):
                 return self._children.index(child), crash
         return None
 
+    def _exited_too(self, child: Child) -> bool:
+        """Whether ``child``'s exit is still queued and its restart type brings it back.
+
+        Its crash is logged here: that exit goes stale and gets no round of its own.
+        """
+        child_exit = self._exits.of(child)
+        if child_exit is None or not _comes_back(child_exit):
+            return False
+        if child_exit.crash is not None:
+            self._log_crash(child.id, child_exit.crash)
+        return True
+
     async def _stop_all(self) -> None:
         """Stop every child in reverse start order, shielded, within the budgets."""
         alive = [child for child in self._children if child.alive]
@@ -244,3 +277,8 @@ class Supervisor(SupervisorLifecycle):
 
     def __len__(self) -> int:
         return len(self._children)
+
+
+def _comes_back(child_exit: ChildExit) -> bool:
+    """Whether the exited child's restart type restarts it after this exit."""
+    return should_restart(child_exit.child.restart, crashed=child_exit.crash is not None)
