@@ -49,3 +49,33 @@ def test_storage_reads_document_their_503() -> None:
         "/v1/admin/audit",
     ):
         assert "503" in paths[template]["get"]["responses"], template
+
+
+def test_accepted_writes_document_their_rate_headers() -> None:
+    paths = openapi_document()["paths"]
+    single = paths["/v1/notifications"]["post"]["responses"]
+    batch = paths["/v1/notifications:batch"]["post"]["responses"]
+    rate = {"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"}
+    assert rate | {"Location"} <= set(single["202"]["headers"])
+    assert rate | {"Retry-After"} <= set(batch["202"]["headers"])
+    assert rate | {"Retry-After"} <= set(single["429"]["headers"])
+
+
+def test_the_batch_documents_only_what_it_answers() -> None:
+    """Limits and shedding refuse a batch's items one by one, inside the 202."""
+    responses = openapi_document()["paths"]["/v1/notifications:batch"]["post"]["responses"]
+    assert "429" not in responses
+    assert "Retry-After" in responses["503"]["headers"]
+
+
+def test_every_503_documents_retry_after() -> None:
+    for template, operations in openapi_document()["paths"].items():
+        for method, operation in operations.items():
+            unavailable = operation["responses"].get("503")
+            if unavailable is not None:
+                assert "Retry-After" in unavailable.get("headers", {}), (method, template)
+
+
+def test_batch_item_problems_document_retry_after() -> None:
+    problem = openapi_document()["components"]["schemas"]["Problem"]
+    assert problem["properties"]["retry_after"]["type"] == "integer"

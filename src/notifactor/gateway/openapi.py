@@ -8,10 +8,13 @@ from typing import Any
 from notifactor.domain.delivery_state import DeliveryState
 from notifactor.gateway.openapi_admin import admin_paths, admin_schemas
 from notifactor.gateway.openapi_parts import (
+    BATCH_RETRY_AFTER,
+    BATCH_WRITE_ERRORS,
     BEARER,
     COMMON,
-    WRITE_ERRORS,
-    header,
+    RATE_HEADERS,
+    RETRY_AFTER,
+    SINGLE_WRITE_ERRORS,
     json_body,
     json_ok,
     page_of,
@@ -69,6 +72,12 @@ def openapi_document() -> dict[str, Any]:
                         "title": {"type": "string"},
                         "status": {"type": "integer"},
                         "detail": {"type": "string"},
+                        "retry_after": {
+                            "type": "integer",
+                            "description": "Batch items refused for a limit or load "
+                            "shedding: seconds to wait before retrying the item (what "
+                            "`Retry-After` says for a single request).",
+                        },
                         "errors": {
                             "type": "array",
                             "items": {
@@ -159,10 +168,13 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "202": {
                             **json_ok("Accepted and durably enqueued.", "Accepted"),
-                            "headers": {"Location": {"schema": {"type": "string"}}},
+                            "headers": {
+                                "Location": {"schema": {"type": "string"}},
+                                **RATE_HEADERS,
+                            },
                         },
                         **COMMON,
-                        **WRITE_ERRORS,
+                        **SINGLE_WRITE_ERRORS,
                     },
                 }
             },
@@ -173,9 +185,16 @@ def openapi_document() -> dict[str, Any]:
                     "parameters": [idem],
                     "requestBody": json_body("Batch"),
                     "responses": {
-                        "202": json_ok("Per-item results.", "BatchResults"),
+                        "202": {
+                            **json_ok(
+                                "Per-item results; limits and load shedding refuse items "
+                                "one by one (429 or 503 problems with `retry_after`).",
+                                "BatchResults",
+                            ),
+                            "headers": {**RATE_HEADERS, "Retry-After": BATCH_RETRY_AFTER},
+                        },
                         **COMMON,
-                        **WRITE_ERRORS,
+                        **BATCH_WRITE_ERRORS,
                     },
                 }
             },
@@ -190,8 +209,9 @@ def openapi_document() -> dict[str, Any]:
                         "200": json_ok("The notification.", "Notification"),
                         "404": problem("Unknown, or another tenant's (never revealed)."),
                         "503": problem(
-                            "Storage unavailable and no accepted record to answer from.",
-                            {"Retry-After": header("")},
+                            "Not in storage yet, and the accepted record cannot be read: "
+                            "storage or Redis unreachable, or Redis too slow to answer.",
+                            {"Retry-After": RETRY_AFTER},
                         ),
                         **COMMON,
                     },
@@ -222,7 +242,7 @@ def openapi_document() -> dict[str, Any]:
                         "200": json_ok("One page.", "Deliveries"),
                         "400": problem("Invalid cursor."),
                         "422": problem("Invalid query parameters."),
-                        "503": problem("Storage unavailable.", {"Retry-After": header("")}),
+                        "503": problem("Storage unavailable.", {"Retry-After": RETRY_AFTER}),
                         **COMMON,
                     },
                 }
@@ -236,7 +256,10 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Readiness: redis, storage, supervision",
                     "responses": {
                         "200": {"description": "All checks ok."},
-                        "503": {"description": "A check failed; the body names it."},
+                        "503": {
+                            "description": "A check failed; the body names it.",
+                            "headers": {"Retry-After": RETRY_AFTER},
+                        },
                     },
                 }
             },

@@ -8,6 +8,7 @@ from notifactor.domain.dlq_entry import DlqReason
 from notifactor.gateway.openapi_parts import (
     BEARER,
     COMMON,
+    RETRY_AFTER,
     json_body,
     json_ok,
     page_of,
@@ -18,7 +19,11 @@ from notifactor.gateway.openapi_parts import (
 _NULLABLE_STRING = {"type": ["string", "null"]}
 _TIME = {"type": "string", "format": "date-time"}
 _LIMIT = {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}
-_UNAVAILABLE = problem("Storage or the DLQ service is unavailable here; retry later.")
+_UNAVAILABLE = problem(
+    "Storage, Redis or the DLQ service is unavailable here, or Redis is too slow to "
+    "answer; retry after `Retry-After` seconds.",
+    {"Retry-After": RETRY_AFTER},
+)
 
 
 def admin_schemas() -> dict[str, Any]:
@@ -195,7 +200,9 @@ def admin_paths() -> dict[str, Any]:
                 "security": [*BEARER, {}],
                 "responses": {
                     "200": json_ok("The tree.", "SupervisionTree"),
-                    "503": problem("The supervision tree is not running."),
+                    "503": problem(
+                        "The supervision tree is not running.", {"Retry-After": RETRY_AFTER}
+                    ),
                     **COMMON,
                 },
             }

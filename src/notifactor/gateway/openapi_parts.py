@@ -22,11 +22,20 @@ def header(description: str) -> dict[str, Any]:
 
 
 RATE_HEADERS = {
-    "Retry-After": header("Seconds until the request would be admitted."),
-    "RateLimit-Limit": header("Requests admissible in a burst (or the daily quota)."),
-    "RateLimit-Remaining": header("Requests admissible right now."),
-    "RateLimit-Reset": header("Seconds until the limit is fully available again."),
+    "RateLimit-Limit": header("The limit closer to running out: the burst, or the daily quota."),
+    "RateLimit-Remaining": header("Requests that limit admits right now."),
+    "RateLimit-Reset": header("Seconds until that limit is whole again (the quota: UTC midnight)."),
 }
+RETRY_AFTER = header("Seconds to wait before retrying.")
+BATCH_RETRY_AFTER = header(
+    "Present when an item was refused for a limit or load shedding: the shortest "
+    "`retry_after` among the refused items."
+)
+UNAVAILABLE_503 = problem(
+    "Redis unreachable or too slow to answer (`unavailable`); retry after `Retry-After` "
+    "seconds. Redis may have taken what was sent: retry with the same Idempotency-Key.",
+    {"Retry-After": RETRY_AFTER},
+)
 COMMON = {
     "401": problem(
         "Missing, malformed, expired or badly signed token.",
@@ -46,13 +55,19 @@ WRITE_ERRORS = {
     "413": problem("Body over the size limit."),
     "415": problem("Content-Type is not JSON."),
     "422": problem("Validation failed; `errors` lists every failing field."),
-    "429": problem("Rate limit or daily quota exceeded.", RATE_HEADERS),
+}
+SINGLE_WRITE_ERRORS = {
+    **WRITE_ERRORS,
+    "429": problem(
+        "Rate limit or daily quota exceeded.", {"Retry-After": RETRY_AFTER, **RATE_HEADERS}
+    ),
     "503": problem(
-        "Pipeline saturated (`overloaded`) or Redis unreachable (`unavailable`); "
-        "retry after `Retry-After` seconds.",
-        {"Retry-After": header("")},
+        "Pipeline saturated (`overloaded`), or Redis unreachable or too slow to answer "
+        "(`unavailable`); retry after `Retry-After` seconds.",
+        {"Retry-After": RETRY_AFTER},
     ),
 }
+BATCH_WRITE_ERRORS = {**WRITE_ERRORS, "503": UNAVAILABLE_503}
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
 

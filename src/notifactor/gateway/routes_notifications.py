@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +12,7 @@ from notifactor.auth.verify import SCOPE_READ, SCOPE_WRITE, Principal
 from notifactor.domain.envelope import Envelope, trace_id_of
 from notifactor.domain.ids import is_notification_id, new_notification_id
 from notifactor.domain.partitioning import partition_for
-from notifactor.domain.rate_limit import RateRule, whole_seconds
+from notifactor.domain.rate_limit import MICROS_PER_DAY, RateRule, whole_seconds
 from notifactor.gateway import problems
 from notifactor.gateway.context import Gateway, require_scope
 from notifactor.gateway.http import Request, Response, json_response
@@ -88,29 +89,51 @@ def _envelope(
 
 
 def rate_headers(
-    rule: RateRule, result: IngestResult, outcome: Outcome | None
+    rule: RateRule, result: IngestResult, limited: Sequence[Limited] = ()
 ) -> list[tuple[str, str]]:
-    """``RateLimit-*`` (and ``Retry-After`` when limited) after an ingest call."""
-    if isinstance(outcome, Limited) and outcome.reason == "quota":
-        reset = whole_seconds(outcome.retry_after_us)
-        return [
-            ("retry-after", str(max(1, reset))),
-            ("ratelimit-limit", str(rule.daily_quota)),
-            ("ratelimit-remaining", "0"),
-            ("ratelimit-reset", str(reset)),
-        ]
-    ahead = max(0, result.tat_us - result.now_us)
-    remaining = max(0, (rule.tolerance_us - ahead) // rule.emission_us)
-    if rule.daily_quota > 0:
-        remaining = min(remaining, max(0, rule.daily_quota - result.used_today))
+    """``RateLimit-*`` after an ingest call, and ``Retry-After`` when items were ``limited``.
+
+    The headers describe the limit closer to running out: the burst (which
+    refills at the tenant's rate) or the daily quota (which resets at UTC
+    midnight), so ``RateLimit-Reset`` is when that limit is whole again.
+    ``Retry-After`` is the shortest wait among the limited items (a batch
+    sets its own, from every refused item's ``retry_after``).
+    """
+    limit, remaining, reset_us = _binding_limit(rule, result)
     headers = [
-        ("ratelimit-limit", str(rule.burst)),
+        ("ratelimit-limit", str(limit)),
         ("ratelimit-remaining", str(remaining)),
-        ("ratelimit-reset", str(whole_seconds(ahead))),
+        ("ratelimit-reset", str(whole_seconds(reset_us))),
     ]
-    if isinstance(outcome, Limited):
-        headers.insert(0, ("retry-after", str(max(1, whole_seconds(outcome.retry_after_us)))))
+    if limited:
+        wait_us = min(outcome.retry_after_us for outcome in limited)
+        headers.insert(0, ("retry-after", str(max(1, whole_seconds(wait_us)))))
     return headers
+
+
+def _binding_limit(rule: RateRule, result: IngestResult) -> tuple[int, int, int]:
+    """``(limit, remaining, reset_us)`` of the burst or of the daily quota, whichever is lower."""
+    ahead = max(0, result.tat_us - result.now_us)
+    by_rate = max(0, (rule.tolerance_us - ahead) // rule.emission_us)
+    if rule.daily_quota > 0:
+        quota_left = max(0, rule.daily_quota - result.used_today)
+        if quota_left <= by_rate:
+            to_midnight = (result.now_us // MICROS_PER_DAY + 1) * MICROS_PER_DAY - result.now_us
+            return rule.daily_quota, quota_left, to_midnight
+    return rule.burst, by_rate, ahead
+
+
+def _limited(outcome: Outcome) -> list[Limited]:
+    return [outcome] if isinstance(outcome, Limited) else []
+
+
+def _item_error(problem: Problem) -> dict[str, Any]:
+    """A refused batch item's problem, with ``retry_after`` (seconds) when it has a wait."""
+    body = problem.to_dict()
+    retry_after = dict(problem.headers).get("retry-after")
+    if retry_after is not None:
+        body["retry_after"] = int(retry_after)
+    return body
 
 
 def _outcome_problem(
@@ -181,7 +204,7 @@ async def post_notification(gateway: Gateway, request: Request) -> Response:
         )
         result = await _ingest(gateway, principal.tenant_id, rule, [item])
         (outcome,) = result.outcomes
-        headers = rate_headers(rule, result, outcome)
+        headers = rate_headers(rule, result, _limited(outcome))
         if not isinstance(outcome, Accepted):
             mark_error(span, "limited" if isinstance(outcome, Limited) else "shed")
             raise ProblemError(_outcome_problem(gateway, principal.tenant_id, outcome, headers))
@@ -249,7 +272,7 @@ async def _ingest_batch(
     duplicates: list[str] = []
     if pending:
         result = await _ingest(gateway, principal.tenant_id, rule, [i for _, i in pending])
-        headers = rate_headers(rule, result, None)
+        headers = rate_headers(rule, result)
         for (index, _), outcome in zip(pending, result.outcomes, strict=True):
             if isinstance(outcome, Accepted):
                 if outcome.duplicate:
@@ -260,16 +283,30 @@ async def _ingest_batch(
                 results[index] = {"id": outcome.id}
             else:
                 problem = _outcome_problem(
-                    gateway, principal.tenant_id, outcome, rate_headers(rule, result, outcome)
+                    gateway,
+                    principal.tenant_id,
+                    outcome,
+                    rate_headers(rule, result, _limited(outcome)),
                 )
                 refused[problem.status, problem.detail] += 1
-                results[index] = {"error": problem.to_dict()}
+                results[index] = {"error": _item_error(problem)}
+    headers[:0] = _batch_retry_after(results)
     if accepted or duplicates:
         gateway.note_accepted(principal, "batch", accepted, duplicates)
     caller = (principal.tenant_id, principal.subject)
     for (status, reason), count in refused.items():
         gateway.note_rejected(caller, "batch", status, reason, count)
     return json_response(202, {"results": results}, headers)
+
+
+def _batch_retry_after(results: list[dict[str, Any] | None]) -> list[tuple[str, str]]:
+    """``Retry-After`` of a batch: the shortest ``retry_after`` among its refused items, if any."""
+    waits = [
+        result["error"]["retry_after"]
+        for result in results
+        if result is not None and "retry_after" in result.get("error", {})
+    ]
+    return [("retry-after", str(min(waits)))] if waits else []
 
 
 def _batch_items(body: object, max_items: int) -> list[object]:
