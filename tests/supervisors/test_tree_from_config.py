@@ -65,14 +65,15 @@ def test_dynamic_subtree_and_top_level_checks() -> None:
 def test_structures_from_toml_and_environment_strings_with_cattrs() -> None:
     raw = {
         "partitions": "4",
-        "dispatcher": {"strategy": "one_for_all", "intensity": "5", "period_s": "10"},
+        "writers": {"strategy": "one_for_all", "intensity": "5", "period_s": "10"},
         "sessions": {"max_children": 2000, "backoff_jitter": "0.5"},
     }
     config = cattrs.Converter().structure(raw, SupervisionConfig)
     assert config.partitions == 4
-    assert config.dispatcher.intensity == 5
-    assert config.dispatcher.strategy == "one_for_all"
+    assert config.writers.intensity == 5
+    assert config.writers.strategy == "one_for_all"
     assert config.sessions.max_children == 2000
+    assert config.sessions.child_restart == "temporary"  # the pool's own default
     assert config.gateway == SubtreeConfig()
 
 

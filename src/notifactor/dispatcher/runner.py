@@ -1,6 +1,6 @@
 """Running the dispatcher: its supervision subtree, for ``dispatcher`` and ``serve``.
 
-The subtree (``[supervision.dispatcher]``, ``rest_for_one``)::
+The subtree (``[supervision.dispatcher]``, whose strategy can only be ``rest_for_one``)::
 
     dispatcher
     ├── consumers          DynamicSupervisor ([supervision.consumers])
@@ -114,9 +114,7 @@ def build_dispatcher(config: Config, deps: DispatcherDeps) -> Supervisor:
         ),
         ChildSpec(id="retry-scheduler", start=scheduler.run),
     ]
-    return supervisor_from_config(
-        "dispatcher", attrs.evolve(supervision.dispatcher, strategy="rest_for_one"), children
-    )
+    return supervisor_from_config("dispatcher", supervision.dispatcher, children)
 
 
 def redis_deps(

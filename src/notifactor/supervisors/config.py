@@ -7,7 +7,9 @@ child waits (backoff), how long a child gets to stop, how deep mailboxes are
 and how large dynamic pools may grow.
 
 Every class is valid with no arguments, so ``SupervisionConfig()`` is the
-default tree. Validators raise ``ValueError`` with a short human reason; the
+default tree. Subtrees whose defaults differ (``root``, ``dispatcher``,
+``sessions``, ``consumers``) have classes of their own, so a table that sets
+some keys keeps that subtree's defaults for the others. Validators raise ``ValueError`` with a short human reason; the
 configuration loader turns that into a one-line ``ConfigError(key, reason)``.
 The values are plain ``str``/``int``/``float`` (not enums or literals) so that
 TOML values and environment strings structure with cattrs without surprises,
@@ -16,6 +18,7 @@ and a wrong value fails with our own reason rather than a library message.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -36,11 +39,23 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[Any, attrs.Attribute[Any], An
     return check
 
 
-def _number(value: Any) -> float:
+def _required(value: str, reason: str) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    def check(_instance: Any, _attribute: attrs.Attribute[Any], got: Any) -> None:
+        if got != value:
+            raise ValueError(f"must be {value}: {reason} (got {got!r})")
+
+    return check
+
+
+def _number(value: Any) -> int | float:
     # bool is an int subclass; ``intensity = true`` in TOML is a mistake, not 1.
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"must be a number (got {value!r})")
-    return float(value)
+    # An infinite budget or window never ends: a stop that never gives up, a
+    # restart history that never forgets. "1e400" reads as inf.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"must be a finite number (got {value!r})")
+    return value
 
 
 def _positive(_instance: Any, _attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -129,22 +144,65 @@ class DynamicSubtreeConfig(BaseSubtreeConfig):
     child_restart: str = attrs.field(default="transient", validator=_one_of(RESTART_TYPES))
 
 
-def _root_default() -> SubtreeConfig:
-    # Later siblings (gateway, dispatcher) depend on earlier ones (the embedded
-    # Redis, storage): when an early one restarts, the rest must restart too.
-    return SubtreeConfig(strategy="rest_for_one", intensity=3, period_s=30.0, shutdown_s=10.0)
+@attrs.frozen(kw_only=True)
+class RootSubtreeConfig(SubtreeConfig):
+    """The root: later siblings (the services) depend on earlier ones (the
+    embedded Redis), so when an early one restarts, the rest restart too."""
+
+    strategy: str = attrs.field(default="rest_for_one", validator=_one_of(STRATEGIES))
+    period_s: float = attrs.field(default=30.0, validator=_positive)
+    shutdown_s: float = attrs.field(default=10.0, validator=_positive)
 
 
-def _sessions_default() -> DynamicSubtreeConfig:
-    # A session dies with its socket; restarting it would talk to nobody.
-    return DynamicSubtreeConfig(
-        child_restart="temporary", max_children=10_000, mailbox_size=256, intensity=100
+@attrs.frozen(kw_only=True)
+class DispatcherSubtreeConfig(SubtreeConfig):
+    """The dispatcher: its strategy is ``rest_for_one`` and nothing else.
+
+    The consumer pool comes back empty when it restarts; only the partition
+    assigner, started after it, fills it again, so it must restart with the
+    pool. ``one_for_one`` would leave the partitions without consumers, and
+    ``one_for_all`` would stop every consumer whenever the retry scheduler
+    crashes. The key is kept so that a configuration that names the
+    strategy stays valid.
+    """
+
+    strategy: str = attrs.field(
+        default="rest_for_one",
+        validator=[
+            _one_of(STRATEGIES),
+            _required(
+                "rest_for_one",
+                "the partition assigner must restart after the consumer pool to refill it",
+            ),
+        ],
     )
 
 
-def _consumers_default() -> DynamicSubtreeConfig:
-    # A partition must always have a consumer.
-    return DynamicSubtreeConfig(child_restart="permanent", max_children=1024)
+@attrs.frozen(kw_only=True)
+class SessionsPoolConfig(DynamicSubtreeConfig):
+    """The session pool: one session per WebSocket, ``temporary`` and nothing else.
+
+    A session dies with its socket; restarting it would talk to nobody. The
+    key is kept so that a configuration that names it stays valid.
+    """
+
+    child_restart: str = attrs.field(
+        default="temporary",
+        validator=[
+            _one_of(RESTART_TYPES),
+            _required("temporary", "a session ends with its WebSocket and cannot be restarted"),
+        ],
+    )
+    mailbox_size: int = attrs.field(default=256, validator=_positive)
+    intensity: int = attrs.field(default=100, validator=_non_negative)
+
+
+@attrs.frozen(kw_only=True)
+class ConsumersPoolConfig(DynamicSubtreeConfig):
+    """The consumer pool: a partition must always have a consumer."""
+
+    child_restart: str = attrs.field(default="permanent", validator=_one_of(RESTART_TYPES))
+    max_children: int = attrs.field(default=1024, validator=_positive)
 
 
 @attrs.frozen(kw_only=True)
@@ -162,11 +220,11 @@ class SupervisionConfig:
     """
 
     partitions: int = attrs.field(default=16, validator=_positive)
-    root: SubtreeConfig = attrs.field(factory=_root_default)
+    root: RootSubtreeConfig = attrs.field(factory=RootSubtreeConfig)
     gateway: SubtreeConfig = attrs.field(factory=SubtreeConfig)
-    dispatcher: SubtreeConfig = attrs.field(factory=SubtreeConfig)
-    sessions: DynamicSubtreeConfig = attrs.field(factory=_sessions_default)
-    consumers: DynamicSubtreeConfig = attrs.field(factory=_consumers_default)
+    dispatcher: DispatcherSubtreeConfig = attrs.field(factory=DispatcherSubtreeConfig)
+    sessions: SessionsPoolConfig = attrs.field(factory=SessionsPoolConfig)
+    consumers: ConsumersPoolConfig = attrs.field(factory=ConsumersPoolConfig)
     writers: SubtreeConfig = attrs.field(factory=SubtreeConfig)
 
     def __attrs_post_init__(self) -> None:
