@@ -82,7 +82,7 @@ def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
     for name in sorted(environ):
         if not name.startswith(ENV_PREFIX) or name.startswith(_NOT_SETTINGS):
             continue
-        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        parts = _env_key_parts(name[len(ENV_PREFIX) :])
         key = ".".join(parts)
         if not all(parts):
             raise ConfigError(key, f"malformed environment variable name {name}")
@@ -93,6 +93,20 @@ def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
                 raise ConfigError(key, f"{name} names a key inside {part!r}, which is not a table")
             node = child
         node[parts[-1]] = environ[name]
+
+
+def _env_key_parts(suffix: str) -> list[str]:
+    """The dotted key a variable name sets: parts lowercased, except a tenant id.
+
+    ``TENANTS__BigCo__BURST`` is ``tenants.BigCo.burst``: tenant ids are
+    case-sensitive, so the part after ``TENANTS`` keeps its case, unless it
+    is ``default`` in any case (the ``[tenants.default]`` table).
+    """
+    parts = suffix.split("__")
+    lowered = [p.lower() for p in parts]
+    if len(parts) >= 2 and lowered[0] == "tenants" and lowered[1] != "default":
+        lowered[1] = parts[1]
+    return lowered
 
 
 def _merge_tenant_defaults(raw: dict[str, Any]) -> None:
