@@ -38,7 +38,7 @@ from notifactor.adapters.sqlite_store import SqliteNotificationStore
 from notifactor.domain.batching import BatchPolicy
 from notifactor.domain.delivery_state import DeliveryState
 from notifactor.domain.notification import DeliveryUpdate, Notification
-from notifactor.edge.delivery_recorder import DeliveryRecorder
+from notifactor.edge.delivery_recorder import STOP_BUDGET_S, DeliveryRecorder
 from notifactor.ports.notification_store import StoreError
 from tests.actors.test_storage_writer import FakeStore
 
@@ -403,3 +403,55 @@ async def test_a_writer_gone_at_stop_is_logged_not_raised(
             await r.recorder_done.wait()  # had run() raised, leaving `running` would re-raise it
         assert "could not hand 9 delivery updates over" in caplog.text
         assert [len(batch) for batch in r.writer.submissions] == [1]
+
+
+async def test_a_graceful_stop_returns_once_the_last_updates_are_durable() -> None:
+    # The store is slow when the stop comes: the recorder does not return
+    # (and its supervisor does not move on) until what it submitted is stored.
+    store = FakeStore()
+    store.gate = trio.Event()
+    async with running(store, batch=4) as r:
+        for i in range(10):
+            await r.recorder.record(update(i))
+        await trio.testing.wait_all_tasks_blocked()
+        r.recorder_stop.request()
+        await trio.testing.wait_all_tasks_blocked()
+        assert not r.recorder_done.is_set()  # waiting for the store
+        store.gate.set()
+        with trio.fail_after(5):
+            await r.recorder_done.wait()
+        assert sorted(ids(store.stored)) == [update(i).notification_id for i in range(10)]
+
+
+async def test_an_update_the_store_refuses_during_a_graceful_stop_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="notifactor.edge.recorder")
+    store = FakeStore()
+    store.gate = trio.Event()
+    store.errors = [StoreError("disk full")]
+    async with running(store) as r:
+        await r.recorder.record(update(0))
+        await trio.testing.wait_all_tasks_blocked()
+        r.recorder_stop.request()
+        store.gate.set()
+        with trio.fail_after(5):
+            await r.recorder_done.wait()
+        assert "delivery-state update not stored: disk full" in caplog.text
+
+
+async def test_a_graceful_stop_waits_for_the_store_no_longer_than_its_budget(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="notifactor.edge.recorder")
+    store = FakeStore()
+    store.gate = trio.Event()  # never opens while the recorder stops
+    async with running(store) as r:
+        await r.recorder.record(update(0))
+        await trio.testing.wait_all_tasks_blocked()
+        start = trio.current_time()
+        r.recorder_stop.request()
+        await r.recorder_done.wait()
+        assert trio.current_time() - start == pytest.approx(STOP_BUDGET_S)
+        assert "not known to be stored" in caplog.text
+        store.gate.set()

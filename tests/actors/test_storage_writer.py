@@ -9,7 +9,7 @@ import pytest
 import trio
 import trio.testing
 
-from notifactor.actors import ActorCrashed, ActorRef, StopSignal, run_actor
+from notifactor.actors import ActorCrashed, ActorRef, ActorStopped, StopSignal, run_actor
 from notifactor.actors.stop import set_stop_signal
 from notifactor.actors.storage_writer import (
     StorageItem,
@@ -17,6 +17,7 @@ from notifactor.actors.storage_writer import (
     StorageWriterClient,
     StorageWriterConfig,
     WriterMessage,
+    WriteTicket,
 )
 from notifactor.domain.audit import AuditEvent
 from notifactor.domain.batching import BatchPolicy, RetryPolicy
@@ -313,3 +314,47 @@ async def test_without_group_commit_a_lone_write_waits_for_its_age(
         await writer.write([note(1)])
         assert trio.current_time() - start >= 0.5
         stop.request()
+
+
+async def test_graceful_stop_writes_what_is_still_queued_in_the_mailbox(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Writes accepted into the mailbox behind a slow flush are stored on a graceful stop."""
+    store = FakeStore()
+    store.gate = trio.Event()  # the first flush is slow
+    outcomes: dict[int, str] = {}
+
+    async def wait(i: int, ticket: WriteTicket) -> None:
+        try:
+            await ticket.wait_durable()
+            outcomes[i] = "durable"
+        except Exception as error:
+            outcomes[i] = type(error).__name__
+
+    policy = BatchPolicy(max_items=1, max_age_s=1.0, max_group_items=2)
+    async with trio.open_nursery() as outer:
+        async with trio.open_nursery() as nursery:
+            writer, stop = await start_writer(
+                nursery, store, config(batch=policy, max_flushes_in_flight=1), mailbox=16
+            )
+            for i in range(5):
+                outer.start_soon(wait, i, await writer.submit([note(i)]))
+            flushed: list[str] = []
+            outer.start_soon(_flush_and_note, writer, flushed)
+            await trio.testing.wait_all_tasks_blocked()
+            assert writer.ref.statistics().depth > 0  # queued behind the slow flush
+            stop.request()
+            store.gate.set()
+        writer.ref.close()  # what the supervisor does once the writer has stopped
+    assert outcomes == dict.fromkeys(range(5), "durable")
+    assert sorted(n.id for n in store.stored) == [note(i).id for i in range(5)]
+    assert flushed == ["flushed"]
+
+
+async def _flush_and_note(writer: StorageWriterClient, flushed: list[str]) -> None:
+    try:
+        await writer.flush()
+    except ActorStopped:
+        flushed.append("stopped")
+    else:
+        flushed.append("flushed")

@@ -21,7 +21,9 @@ first error that hit one of its records. A few flushes may be in flight at
 once; beyond that the actor stops taking messages and callers wait (the
 mailbox is bounded).
 
-On a graceful stop the writer flushes what it holds. Every flush runs shielded
+On a graceful stop the writer takes every write still queued in its mailbox
+(accepted, so its caller is waiting for the answer) and flushes it with what
+it holds, in one last flush. Every flush runs shielded
 from cancellation with a deadline (``flush_timeout_s``), so even a kill lets
 writes already started finish or time out instead of being torn in half.
 """
@@ -51,6 +53,9 @@ from notifactor.ports.notification_store import NotificationStore, TransientStor
 
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
+
+_DRAIN_STEP = 256
+"""Messages taken from the mailbox at a time when a graceful stop empties it."""
 
 StorageItem: TypeAlias = Notification | DeliveryUpdate | AuditEvent | DeadLetter
 """Anything the writer persists."""
@@ -190,14 +195,38 @@ class StorageWriter(Actor[WriterMessage]):
     async def run(self, inbox: Inbox[WriterMessage]) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            flush_replies: list[Reply[None]] = []
             try:
                 await self._receive_loop(inbox, nursery)
+                if inbox.stop_requested:
+                    # Graceful stop: writes already accepted into the mailbox
+                    # join the final flush instead of failing with the mailbox.
+                    flush_replies = self._accept_queued(inbox)
             finally:
                 self._nursery = None
                 # Graceful stop or cancellation: hand what we hold to a
                 # shielded flush (it enters its shield before any checkpoint).
                 if self._buffer.items:
                     self._start_flush_task(nursery, holds_slot=False)
+                for reply in flush_replies:
+                    nursery.start_soon(self._answer_when_idle, set(self._in_flight), reply)
+
+    def _accept_queued(self, inbox: Inbox[WriterMessage]) -> list[Reply[None]]:
+        """Take every queued message without waiting; return the flush requests among them.
+
+        Finite: no checkpoint runs meanwhile, so nobody can queue more.
+        """
+        flush_replies: list[Reply[None]] = []
+        while queued := inbox.drain_nowait(_DRAIN_STEP):
+            for message in queued:
+                match message:
+                    case WriteRequest(items=items, reply=reply):
+                        self._accept(items, reply)
+                    case FlushRequest(reply=reply):
+                        flush_replies.append(reply)
+                    case _:
+                        assert_never(message)
+        return flush_replies
 
     async def _receive_loop(self, inbox: Inbox[WriterMessage], nursery: trio.Nursery) -> None:
         while True:
