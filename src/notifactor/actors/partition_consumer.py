@@ -49,9 +49,11 @@ from notifactor.actors.dispatch_entry import (
     error_text,
 )
 from notifactor.actors.failed_attempt import FailedAttempts
+from notifactor.actors.outage import Outage, only_of
 from notifactor.actors.router import Presences, Router
 from notifactor.actors.stop import StopSignal, optional_stop_signal
 from notifactor.actors.storage_writer import StorageItem, StorageWriterClient
+from notifactor.adapters.redis_ingest import UNAVAILABLE
 from notifactor.dispatcher.metrics import (
     DISPATCHED,
     DLQ_CAPACITY,
@@ -112,6 +114,7 @@ class PartitionConsumer:
         self._settings = settings
         self._rng = rng or random.Random()
         self._claim_start = "0-0"
+        self._outage = Outage(f"{self._stream_label} stream", logger)
         self._dead_letters = DeadLetterer(
             partition=partition,
             bus=bus,
@@ -147,21 +150,20 @@ class PartitionConsumer:
         await self._bus.ensure_group(self.partition)
         stop = optional_stop_signal()
         task_status.started()
+        outage = self._outage
         try:
-            await self._drain_own_pending()
-            send, receive = trio.open_memory_channel[list[StreamEntry]](1)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._read_loop, send, stop)
-                # Its own task: the lag gauge keeps following the stream while
-                # a batch is stuck (storage down), which is when it matters.
-                nursery.start_soon(self._maintenance_loop)
-                async with receive:
-                    async for entries in receive:
-                        await self.process_batch(entries)
-                nursery.cancel_scope.cancel()  # reading is over: so is maintenance
-            # A read cancelled by the stop may have been answered by the
-            # server already: those entries are ours now, finish them too.
-            await self._drain_own_pending()
+            while True:
+                try:
+                    await self._consume(stop)
+                    break
+                except BaseException as error:
+                    # Redis unreachable: wait, then go on from this consumer's
+                    # own pending entries (those in hand when it failed).
+                    if not only_of(error, UNAVAILABLE):
+                        raise
+                    await outage.failed(error)
+                    if stop is not None and stop.requested:
+                        break
         finally:
             with trio.CancelScope(shield=True) as leave_scope:
                 leave_scope.deadline = trio.current_time() + 2.0
@@ -169,6 +171,22 @@ class PartitionConsumer:
                     await self._bus.leave(self.partition, self.consumer)
                 except Exception as error:  # leaving is a courtesy; stale consumers are reaped
                     logger.warning("could not leave the group cleanly: %s", error)
+
+    async def _consume(self, stop: StopSignal | None) -> None:
+        await self._drain_own_pending()
+        send, receive = trio.open_memory_channel[list[StreamEntry]](1)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._read_loop, send, stop)
+            # Its own task: the lag gauge keeps following the stream while
+            # a batch is stuck (storage down), which is when it matters.
+            nursery.start_soon(self._maintenance_loop)
+            async with receive:
+                async for entries in receive:
+                    await self.process_batch(entries)
+            nursery.cancel_scope.cancel()  # reading is over: so is maintenance
+        # A read cancelled by the stop may have been answered by the
+        # server already: those entries are ours now, finish them too.
+        await self._drain_own_pending()
 
     async def _read_loop(
         self, send: trio.MemorySendChannel[list[StreamEntry]], stop: StopSignal | None
@@ -194,6 +212,7 @@ class PartitionConsumer:
                     finally:
                         if stop is not None:
                             stop.unregister(read_scope)
+                self._outage.succeeded()
                 if entries:
                     await send.send(entries)
 

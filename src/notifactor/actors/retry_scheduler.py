@@ -16,7 +16,9 @@ import logging
 
 import trio
 
+from notifactor.actors.outage import Outage
 from notifactor.actors.stop import optional_stop_signal
+from notifactor.adapters.redis_ingest import UNAVAILABLE
 from notifactor.ports.dispatch import DispatchBus
 
 logger = logging.getLogger(__name__)
@@ -43,8 +45,14 @@ class RetryScheduler:
         """Poll until a graceful stop is requested (between passes, never inside one)."""
         stop = optional_stop_signal()
         task_status.started()
+        outage = Outage("retry schedule", logger)
         while stop is None or not stop.requested:
-            await self.promote_due()
+            try:
+                await self.promote_due()
+            except UNAVAILABLE as error:  # due retries wait in Redis: nothing is lost
+                await outage.failed(error)
+                continue
+            outage.succeeded()
             with trio.CancelScope() as wait_scope:
                 if stop is not None:
                     stop.register(wait_scope)

@@ -18,6 +18,7 @@ forgets the registrations and the stream of an earlier run with the same id.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -27,7 +28,9 @@ import coredis
 import msgspec
 import trio
 
+from notifactor.actors.outage import Outage
 from notifactor.adapters.redis_dispatch import RedisKeys
+from notifactor.adapters.redis_ingest import UNAVAILABLE
 from notifactor.domain.routing import ROUTED_FIELD, ROUTED_SCHEMA_VERSION, decode_routed
 from notifactor.domain.ws_frames import notification_frame
 from notifactor.edge.admission import ConnectionAdmission
@@ -42,9 +45,14 @@ log = logging.getLogger("notifactor.edge.delivery")
 
 @attrs.define
 class StreamPosition:
-    """The last processed entry id; outlives restarts of the consumer."""
+    """The last processed entry id; outlives restarts of the consumer.
+
+    ``undeleted``: processed entries whose ``XDEL`` has not succeeded yet
+    (Redis unreachable); deleted with the next read's.
+    """
 
     last_id: str = "0-0"
+    undeleted: list[str] = attrs.Factory(list)
 
 
 async def reset_gateway(
@@ -82,15 +90,27 @@ class DeliveryConsumer:
         self._stream = keys.gateway_stream(gateway_id)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Consume until cancelled; a start function for the edge supervisor."""
-        await self._presence.heartbeat(self._gateway_id)
+        """Consume until cancelled; a start function for the edge supervisor.
+
+        Redis being unreachable is waited out (with a growing pause, logged
+        once per outage) instead of crashing: the sessions stay open, and
+        live delivery resumes from where it stopped when Redis is back.
+        """
+        with contextlib.suppress(*UNAVAILABLE):  # the heartbeat loop retries
+            await self._presence.heartbeat(self._gateway_id)
         with until_stop_requested():
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._heartbeat_loop)
                 nursery.start_soon(self._janitor_loop)
                 task_status.started()
+                outage = Outage("delivery stream", log)
                 while True:
-                    await self.consume_once()
+                    try:
+                        await self.consume_once()
+                    except UNAVAILABLE as error:
+                        await outage.failed(error)
+                    else:
+                        outage.succeeded()
 
     async def consume_once(self) -> int:
         """One ``XREAD`` (blocking up to ``consumer_block_ms``); returns entries processed."""
@@ -113,7 +133,10 @@ class DeliveryConsumer:
                 ids.append(ident)
         if ids:
             self._position.last_id = ids[-1]
-            await self._redis.xdel(self._stream, ids)
+            self._position.undeleted.extend(ids)
+        if self._position.undeleted:  # with any a failed delete left behind
+            await self._redis.xdel(self._stream, self._position.undeleted)
+            self._position.undeleted.clear()
         return len(ids)
 
     def _fan_out(self, ident: str, fields: Any) -> tuple[SessionHandle, ...]:

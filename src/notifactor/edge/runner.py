@@ -19,6 +19,7 @@ instance id.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 
@@ -28,6 +29,7 @@ import trio
 from notifactor.actors.stop import StopSignal, optional_stop_signal
 from notifactor.actors.storage_writer import StorageWriterClient
 from notifactor.adapters.redis_dispatch import RedisKeys
+from notifactor.adapters.redis_ingest import UNAVAILABLE
 from notifactor.adapters.redis_ws_admission import RedisWsAdmission
 from notifactor.auth.verify import TokenVerifier
 from notifactor.config import Config
@@ -47,6 +49,8 @@ from notifactor.supervisors import (
     dynamic_supervisor_from_config,
     supervisor_from_config,
 )
+
+log = logging.getLogger("notifactor.edge")
 
 
 class WsEdge:
@@ -177,7 +181,10 @@ class WsEdge:
         finally:
             with trio.CancelScope(shield=True) as scope:
                 scope.deadline = trio.current_time() + self.settings.close_timeout_s
-                await self._presence.drop_gateway(self.gateway_id)
+                try:
+                    await self._presence.drop_gateway(self.gateway_id)
+                except UNAVAILABLE as error:  # the registrations expire with the heartbeat
+                    log.warning("could not drop this gateway's presence: %s", error)
 
 
 def _listener_budget(edge: WsEdge) -> float:
