@@ -48,15 +48,28 @@ class MailboxStatistics:
 class Mailbox(Generic[M]):
     """A bounded queue plus the requests its current incarnation holds."""
 
-    __slots__ = ("_closed", "_consumer", "_depth", "_held", "_peak", "_receive", "_send", "name")
+    __slots__ = (
+        "_capacity",
+        "_closed",
+        "_consumer",
+        "_depth",
+        "_held",
+        "_peak",
+        "_receive",
+        "_room",
+        "_send",
+        "name",
+    )
 
     def __init__(self, name: str, capacity: int) -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"mailbox capacity must be an int >= 1 (got {capacity!r})")
         self.name = name
+        self._capacity = capacity
         self._send, self._receive = trio.open_memory_channel[M](capacity)
         self._depth = 0
         self._peak = 0
+        self._room = trio.lowlevel.ParkingLot()  # senders waiting for room, in turn
         self._closed = False
         self._held: set[Reply[object]] = set()
         self._consumer: Inbox[M] | None = None
@@ -64,7 +77,7 @@ class Mailbox(Generic[M]):
     @property
     def capacity(self) -> int:
         """Maximum number of queued messages."""
-        return int(self._send.statistics().max_buffer_size)
+        return self._capacity
 
     @property
     def closed(self) -> bool:
@@ -72,22 +85,42 @@ class Mailbox(Generic[M]):
         return self._closed
 
     async def put(self, message: M) -> None:
-        """Queue ``message``, waiting for room (backpressure)."""
-        try:
-            await self._send.send(message)
-        except trio.ClosedResourceError:
-            raise ActorStopped(self.name) from None
-        self._accepted()
+        """Queue ``message``, waiting for room (backpressure).
+
+        Waiting senders get room in turn; a put cancelled while waiting
+        queued nothing.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while not self._try_put(message):
+            await self._room.park()  # woken by a take, or by close
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
     def put_nowait(self, message: M) -> None:
         """Queue ``message`` or fail at once with ``MailboxFull``."""
+        if not self._try_put(message):
+            raise MailboxFull(self.name, self.capacity)
+
+    def _try_put(self, message: M) -> bool:
+        """Queue and count ``message`` in one step; ``False`` if the mailbox is full.
+
+        Counting in the step that queues it, before the actor can take it,
+        keeps the depth from reading below 0. A message handed straight to an
+        actor waiting for one still counts until the actor takes it, so room
+        is judged by the depth, not the channel: at most ``capacity``
+        messages are ever accepted and not yet taken.
+        """
+        if self._closed:
+            raise ActorStopped(self.name)
+        if self._depth >= self._capacity:
+            return False
         try:
             self._send.send_nowait(message)
-        except trio.WouldBlock:
-            raise MailboxFull(self.name, self.capacity) from None
+        except trio.WouldBlock:  # pragma: no cover - the channel holds <= depth messages
+            return False
         except trio.ClosedResourceError:
             raise ActorStopped(self.name) from None
         self._accepted()
+        return True
 
     def _accepted(self) -> None:
         self._depth += 1
@@ -136,6 +169,7 @@ class Mailbox(Generic[M]):
             if reply is not None:
                 reply.fail(ActorStopped(self.name))
         self._receive.close()
+        self._room.unpark_all()  # waiting senders fail with ActorStopped
         self._fail_held(lambda: ActorStopped(self.name))
         if dropped:
             logger.warning(
@@ -147,6 +181,7 @@ class Mailbox(Generic[M]):
 
     def _taken(self, message: M) -> None:
         self._depth -= 1
+        self._room.unpark()  # one more slot: the longest-waiting sender tries again
         reply = reply_of(message)
         if reply is not None:
             reply._hold_in(self._held)
