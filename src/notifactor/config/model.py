@@ -23,6 +23,7 @@ from notifactor.config.targets import (
     parse_storage_url,
 )
 from notifactor.domain.identifiers import TENANT_ID
+from notifactor.domain.retention import MAX_RETENTION_DAYS
 from notifactor.errors import FieldValueError
 from notifactor.supervisors.config import SupervisionConfig
 
@@ -46,6 +47,15 @@ def _non_negative(_inst: object, attribute: attrs.Attribute[Any], value: float) 
     _finite(value)
     if value < 0:
         raise ValueError(f"must be >= 0, got {value!r}")
+
+
+def _retention_days(_inst: object, attribute: attrs.Attribute[Any], value: int) -> None:
+    _positive(_inst, attribute, value)
+    if value > MAX_RETENTION_DAYS:
+        raise ValueError(
+            f"must be <= {MAX_RETENTION_DAYS} (the longest time storage can keep a row), "
+            f"got {value!r}"
+        )
 
 
 def _port(_inst: object, attribute: attrs.Attribute[Any], value: int) -> None:
@@ -102,7 +112,7 @@ class TenantPolicy:
     max_attempts: int = attrs.field(default=8, validator=_positive)
     retry_base_ms: int = attrs.field(default=500, validator=_positive)
     retry_cap_ms: int = attrs.field(default=60_000, validator=_positive)
-    retention_days: int = attrs.field(default=30, validator=_positive)
+    retention_days: int = attrs.field(default=30, validator=_retention_days)
 
     def __attrs_post_init__(self) -> None:
         if self.retry_cap_ms < self.retry_base_ms:

@@ -5,6 +5,15 @@ from __future__ import annotations
 MICROS_PER_SECOND = 1_000_000
 SECONDS_PER_DAY = 86_400
 
+MAX_TTL_S = 630_720_000
+"""The longest TTL a row may carry (20 years: Cassandra refuses more)."""
+
+INDEX_TTL_MARGIN_S = SECONDS_PER_DAY
+"""How much longer an index row lives than the rows it points to."""
+
+MAX_RETENTION_DAYS = (MAX_TTL_S - INDEX_TTL_MARGIN_S) // SECONDS_PER_DAY
+"""The longest ``retention_days`` a tenant may have: every TTL, margin included, fits."""
+
 
 def expires_at_us(record_time_us: int, retention_days: int) -> int:
     """When a record made at ``record_time_us`` leaves storage."""

@@ -12,7 +12,7 @@ from typing import Final
 
 from notifactor.adapters.cassandra_store.batches import RowWrite
 from notifactor.adapters.cassandra_store.execution import StatementRunner
-from notifactor.domain.retention import SECONDS_PER_DAY
+from notifactor.domain.retention import INDEX_TTL_MARGIN_S
 
 DELIVERIES_SCOPE: Final = "deliveries"
 AUDIT_SCOPE: Final = "audit"
@@ -32,7 +32,9 @@ def bucket_writes(
     return [
         RowWrite(
             partition=("bucket_index", tenant_id, scope),
-            statement=runner.bind("insert_bucket", (tenant_id, scope, day, ttl + SECONDS_PER_DAY)),
+            statement=runner.bind(
+                "insert_bucket", (tenant_id, scope, day, ttl + INDEX_TTL_MARGIN_S)
+            ),
             size=64,
         )
         for (tenant_id, scope, day), ttl in entries.items()

@@ -3,8 +3,9 @@
 Every request the store makes goes through one :class:`ConnectionRunner`, so
 the ``trio.CapacityLimiter`` of 1 keeps SQLite from ever seeing concurrent use,
 the Trio loop never blocks on disk, a closed store refuses work, and every
-SQLite error comes out as a store error (after rolling back an open
-transaction).
+SQLite error comes out as a store error. Whatever a call raises, a
+transaction it left open is rolled back first: the connection is shared, so
+one failed batch must not break the next.
 """
 
 from __future__ import annotations
@@ -48,11 +49,20 @@ class ConnectionRunner:
             try:
                 return fn(self._db)
             except sqlite3.Error as error:
-                if self._db.in_transaction:
-                    self._db.rollback()
+                self._roll_back()
                 raise as_store_error(error) from error
+            except BaseException:
+                # Not SQLite's error (a value it cannot store, a bug): the
+                # connection is shared, so no transaction may outlive the call.
+                self._roll_back()
+                raise
 
         return await trio.to_thread.run_sync(call, limiter=self._limiter)
+
+    def _roll_back(self) -> None:
+        """End the transaction a failed call left open; blocking."""
+        if self._db.in_transaction:
+            self._db.rollback()
 
     async def aclose(self) -> None:
         """Close the connection once the running work is done; idempotent."""
