@@ -16,6 +16,7 @@ start ends it too, and the starter returns.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 
@@ -30,6 +31,8 @@ from notifactor.supervisors.statistics import NodeState, NodeStatistics
 from notifactor.supervisors.strategies import RestartType
 
 logger = logging.getLogger("notifactor.supervisors.child")
+
+_records = itertools.count(1)
 
 
 @attrs.define(eq=False)
@@ -51,6 +54,7 @@ class Child:
     stop_signal: StopSignal = attrs.Factory(StopSignal)
     done: trio.Event = attrs.Factory(trio.Event)
     pending_restart: trio.CancelScope | None = None
+    record: int = attrs.Factory(lambda: next(_records))  # unique per record, for metrics
 
     @property
     def id(self) -> str:
@@ -78,7 +82,12 @@ class Child:
         if own is None:
             own = NodeStatistics(id=self.id, kind=self.spec.kind, state=self.state)
         return attrs.evolve(
-            own, id=self.id, state=self.state, restarts=self.restarts, last_crash=self.last_crash
+            own,
+            id=self.id,
+            state=self.state,
+            restarts=self.restarts,
+            last_crash=self.last_crash,
+            record=self.record,
         )
 
 

@@ -35,6 +35,10 @@ class NodeStatistics:
         mailbox: mailbox depth and peak, for actors.
         max_children: capacity, for dynamic supervisors.
         children: child nodes in start order.
+        record: identifies the bookkeeping ``restarts`` is counted in (the
+            parent's record of this child). A node created anew (by a
+            restarted subtree, or as a new pool member) has a new record and
+            its count starts over; metrics use this to stay monotonic.
     """
 
     id: str
@@ -46,6 +50,7 @@ class NodeStatistics:
     mailbox: MailboxStatistics | None = None
     max_children: int | None = None
     children: tuple[NodeStatistics, ...] = ()
+    record: int = 0
 
     def walk(self, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], NodeStatistics]]:
         """Every node with its path of ids from this one, depth first.
