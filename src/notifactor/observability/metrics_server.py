@@ -9,7 +9,11 @@ listener down):
 * ``GET /health`` — the supervision check (200, or 503 naming the failing
   node); Redis and storage trouble shows there as a subtree restarting;
 * ``GET /v1/admin/tree`` — the live supervision tree, for ``notifactor tree
-  --metrics``, to loopback clients only (this listener checks no tokens).
+  --metrics``. This listener checks no tokens, so the loopback exemption of
+  the REST API's tree route is its only way in: it answers a loopback client
+  that sends no ``Authorization`` header while
+  ``observability.tree_loopback_without_token`` is true, and 403 otherwise
+  (behind a reverse proxy on the same host every client looks local).
 
 Everything else is a 404 problem document.
 """
@@ -60,10 +64,13 @@ class MetricsApp:
         supervision_check: raises when the supervision tree is unhealthy
             (None: ``/health`` answers like ``/health/live``).
         tree: the live tree (None, or returning None: 503).
+        tree_loopback_without_token: ``observability.tree_loopback_without_token``;
+            false closes the tree on this listener.
     """
 
     supervision_check: SupervisionCheck | None = None
     tree: TreeSnapshot | None = None
+    tree_loopback_without_token: bool = True
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -111,12 +118,29 @@ class MetricsApp:
         return b'{"status":"ok","checks":{"supervision":"ok"}}', 200
 
     def _tree(self, scope: dict[str, Any]) -> tuple[bytes, int]:
-        if not is_loopback_peer(scope.get("client")):
-            return _problem(403, "Forbidden", "The tree is served to loopback clients only."), 403
+        refused = self._tree_refusal(scope)
+        if refused is not None:
+            return _problem(403, "Forbidden", refused), 403
         snapshot = None if self.tree is None else self.tree()
         if snapshot is None:
             return _problem(503, "Overloaded", "The supervision tree is not running."), 503
         return msgspec.json.encode(to_jsonable(snapshot)), 200
+
+    def _tree_refusal(self, scope: dict[str, Any]) -> str | None:
+        """Why this request may not read the tree (None: it may)."""
+        if not self.tree_loopback_without_token:
+            return (
+                "observability.tree_loopback_without_token is false and this listener "
+                "checks no tokens; read the tree through the REST API with an operator token."
+            )
+        if not is_loopback_peer(scope.get("client")):
+            return "The tree is served to loopback clients only."
+        if any(name.lower() == b"authorization" for name, _ in scope.get("headers", ())):
+            return (
+                "This listener checks no tokens; send none from the same host, or read "
+                "the tree through the REST API with the token."
+            )
+        return None
 
 
 async def run_metrics_server(
@@ -142,7 +166,11 @@ async def run_metrics_server(
         config, http_host=settings.metrics_host, http_port=settings.metrics_port
     )
     async with trio.open_nursery() as nursery:
-        app = MetricsApp(supervision_check=supervision_check, tree=tree)
+        app = MetricsApp(
+            supervision_check=supervision_check,
+            tree=tree,
+            tree_loopback_without_token=settings.tree_loopback_without_token,
+        )
         port: int = await nursery.start(run_http_server, app, listener_config)
         log.info(
             "metrics listening on http://%s:%d/metrics",
