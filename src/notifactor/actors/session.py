@@ -72,6 +72,7 @@ class SessionActor(Actor[Deliver]):
         "_frames_written",
         "_last_heard",
         "_main",
+        "_pacing",
         "_pinging",
         "_send_scope",
         "_sending_since",
@@ -116,6 +117,8 @@ class SessionActor(Actor[Deliver]):
         self._frames_written = 0
         self._stalled_at: int | None = None  # frames written when the writer last stalled
         self._sending_since: float | None = None  # a socket write in progress since
+        # (outbox.drained, seconds make_room waited since): its burst's pacing so far
+        self._pacing: tuple[int, float] | None = None
         self.session_handle = SessionHandle(
             session_id=session_id,
             tenant_id=tenant_id,
@@ -243,21 +246,38 @@ class SessionActor(Actor[Deliver]):
         write for ``writer_stall_s`` (the client is not reading): then this
         returns, and returns at once on later calls until the writer writes
         again. A writer that is merely waiting for its turn (a busy process)
-        is waited for.
+        is waited for. A client that reads, but slower than the burst comes,
+        is waited for ``pace_budget_s`` in all until its outbox empties; past
+        that it fills its outbox and is closed with 1013, instead of holding
+        up every other session of the gateway. Returns at once when the
+        session has ended.
         """
         if self._stalled_at == self._frames_written:
             return
-        stall_s = self._ctx.settings.writer_stall_s
-        while self.outbox.backlogged and self._closing is None:
-            now = trio.current_time()
-            sending_since = self._sending_since
-            if sending_since is not None and now - sending_since >= stall_s:
-                self._stalled_at = self._frames_written
-                return
-            # Woken by the writer taking a frame, or when the write in
-            # progress (or the next one) would count as stuck.
-            with trio.move_on_at((sending_since or now) + stall_s):
-                await self.outbox.wait_taken()
+        settings = self._ctx.settings
+        stall_s = settings.writer_stall_s
+        drained = self.outbox.drained
+        mark, paced = self._pacing or (drained, 0.0)
+        if mark != drained:  # the outbox emptied since: a new burst
+            paced = 0.0
+        started = trio.current_time()
+        give_up = started + settings.pace_budget_s - paced
+        try:
+            while self.outbox.backlogged and self._closing is None:
+                now = trio.current_time()
+                if now >= give_up:  # reads, but too slowly for this burst
+                    return
+                sending_since = self._sending_since
+                if sending_since is not None and now - sending_since >= stall_s:
+                    self._stalled_at = self._frames_written
+                    return
+                # Woken by the writer taking a frame, by the session ending,
+                # or when the write in progress (or the next one) would count
+                # as stuck.
+                with trio.move_on_at(min(give_up, (sending_since or now) + stall_s)):
+                    await self.outbox.wait_taken()
+        finally:
+            self._pacing = (drained, paced + trio.current_time() - started)
 
     def enqueue_live(self, deliver: Deliver, *, released: bool = False) -> None:
         """Queue a live frame unless already sent; a full outbox closes with 1013.
@@ -415,6 +435,9 @@ class SessionActor(Actor[Deliver]):
         code, reason = self._closing or (1000, "")
         if self._closing is not None:
             metrics.WEBSOCKET_CLOSES.labels(code=str(code)).inc()
+        else:  # ended quietly (the client went away): over all the same
+            self._closing = (code, reason)
+        self.outbox.wake_waiters()  # nobody takes frames any more: stop waiting for room
         settings = self._ctx.settings
         with trio.CancelScope(shield=True):
             with trio.move_on_after(settings.close_timeout_s):

@@ -47,7 +47,7 @@ class Outgoing:
 class Outbox:
     """At most ``limit`` frames for one socket (see the module docstring)."""
 
-    __slots__ = ("_items", "_limit", "_released", "_room", "_writer")
+    __slots__ = ("_drained", "_items", "_limit", "_released", "_room", "_writer")
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
@@ -55,11 +55,17 @@ class Outbox:
         self._limit = limit
         self._items: deque[Outgoing] | None = None
         self._released = 0  # queued frames with ``released`` set
+        self._drained = 0  # times the writer took the last queued frame
         self._room: trio.Event | None = None
         self._writer: trio.lowlevel.Task | None = None
 
     def __len__(self) -> int:
         return 0 if self._items is None else len(self._items)
+
+    @property
+    def drained(self) -> int:
+        """How many times the outbox has been emptied by the writer (a burst's end)."""
+        return self._drained
 
     @property
     def backlogged(self) -> bool:
@@ -111,12 +117,20 @@ class Outbox:
             self._room = trio.Event()
         await self._room.wait()
 
+    def wake_waiters(self) -> None:
+        """Wake the producers waiting for room, to look again (the session ended)."""
+        if self._room is not None:
+            room, self._room = self._room, None
+            room.set()
+
     def take_nowait(self) -> Outgoing | None:
         """The oldest frame, or ``None``; wakes producers waiting for room."""
         if not self._items:
             self._items = None  # idle sessions keep no deque around
             return None
         outgoing = self._items.popleft()
+        if not self._items:
+            self._drained += 1
         if outgoing.released:
             self._released -= 1
         if self._room is not None:

@@ -44,6 +44,11 @@ class EdgeSettings:
             bigger than the outbox reaches a client that reads; it stops
             waiting once the writer has been stuck in one socket write this
             long (a client that does not read then fills its outbox: 1013).
+        pace_budget_s: the most the delivery consumer waits, in all, for one
+            session's writer during one burst (until its outbox empties). A
+            client that reads, but slower than the burst comes, stops being
+            waited for then: it fills its outbox and is closed with 1013
+            instead of slowing every other session of the gateway.
         consumer_block_ms: longest wait of one XREAD.
         janitor_interval_s: how often delivery streams of dead gateways are removed.
         stale_stream_ms: a dead gateway's stream untouched this long is removed.
@@ -64,6 +69,7 @@ class EdgeSettings:
     admission_timeout_s: float = 2.0
     consumer_count: int = 512
     writer_stall_s: float = 0.25
+    pace_budget_s: float = 2.0
     consumer_block_ms: int = 1000
     janitor_interval_s: float = 300.0
     stale_stream_ms: int = 120_000
