@@ -53,5 +53,11 @@ RECORD_VERSION: Final = (
     "INSERT OR IGNORE INTO schema_version (version, applied_at_us) VALUES (?, ?)"
 )
 
-#: The tables whose rows expire, in the order the purge deletes from them.
-EXPIRING_TABLES: Final = ("notifications", "delivery_status", "tenant_audit_log", "dlq")
+#: The tables whose rows expire, in the order the purge deletes from them,
+#: each with its primary key (the purge deletes batches of rows by key).
+EXPIRING_TABLES: Final = {
+    "notifications": ("tenant_id", "id"),
+    "delivery_status": ("tenant_id", "notification_id", "recipient_id"),
+    "tenant_audit_log": ("tenant_id", "event_id"),
+    "dlq": ("tenant_id", "dead_us", "notification_id"),
+}
