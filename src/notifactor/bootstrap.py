@@ -68,6 +68,7 @@ from notifactor.errors import ConfigError
 from notifactor.gateway.app import GatewayApp
 from notifactor.gateway.context import Gateway
 from notifactor.gateway.server import run_http_server
+from notifactor.listen_check import check_can_listen, listen_addresses
 from notifactor.observability.instrumented import InstrumentedIngest
 from notifactor.observability.logging import configure_logging
 from notifactor.observability.metrics_server import run_metrics_server
@@ -188,6 +189,7 @@ def _run_tree(config: Config, roles: frozenset[str], *, command: str) -> int:
         except ValueError as error:
             key, sep, reason = str(error).partition(": ")
             raise ConfigError(key if sep else "jwt_algorithm", reason if sep else key) from None
+    check_can_listen(listen_addresses(config, roles))
     state = ServeState(config=config, verifier=verifier, redis_url=config.redis_url, roles=roles)
     configure_tracing(config)
     tune_collector(config.runtime)
