@@ -1,26 +1,20 @@
-"""Retention at its bounds, on both real stores: the longest allowed retention writes
-and reads; a failed write never leaves the SQLite connection in a transaction."""
+"""Retention at its bounds on a real SQLite file: the longest allowed retention writes
+and reads; a failed write never leaves the connection in a transaction."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import trio
 
-from infra.local.cassandra_server import CassandraContact
-from notifactor.adapters.cassandra_session import connect_cassandra
-from notifactor.adapters.cassandra_store import CassandraNotificationStore
 from notifactor.adapters.sqlite_store import SqliteNotificationStore
 from notifactor.domain.audit import AuditEvent
 from notifactor.domain.delivery_state import DeliveryState
 from notifactor.domain.notification import DeliveryUpdate, Notification
 from notifactor.domain.retention import MAX_RETENTION_DAYS
 from notifactor.ports.notification_store import NotificationStore
-from tests.cassandra_keyspaces import migrated_keyspace
 
 pytestmark = pytest.mark.integration
 
@@ -46,42 +40,6 @@ def notification(tenant_id: str, at: datetime) -> Notification:
         content="x",
         created_at=at,
     )
-
-
-@pytest.fixture(scope="module")
-def limits_keyspace(request: pytest.FixtureRequest) -> Iterator[tuple[CassandraContact, str]]:
-    contact: CassandraContact = request.getfixturevalue("cassandra_contact")
-    with migrated_keyspace(contact, "retention") as keyspace:
-        yield contact, keyspace
-
-
-@pytest.fixture(params=["sqlite", "cassandra"])
-def backend(request: pytest.FixtureRequest) -> tuple[CassandraContact, str] | None:
-    """``None`` for SQLite; sync, so that Cassandra is set up outside the Trio run."""
-    if request.param == "sqlite":
-        return None
-    contact, keyspace = request.getfixturevalue("limits_keyspace")
-    return contact, keyspace
-
-
-@pytest.fixture
-async def store(
-    backend: tuple[CassandraContact, str] | None, tmp_path: Path
-) -> AsyncIterator[NotificationStore]:
-    opened: SqliteNotificationStore | CassandraNotificationStore
-    if backend is None:
-        opened = await SqliteNotificationStore.open(tmp_path / "store.db", retention)
-    else:
-        contact, keyspace = backend
-        session = await connect_cassandra([(contact.host, contact.port)], keyspace=keyspace)
-        opened = await CassandraNotificationStore.open(
-            session, keyspace, retention, owns_session=True
-        )
-    try:
-        yield opened
-    finally:
-        with trio.CancelScope(shield=True):
-            await opened.aclose()
 
 
 async def test_the_longest_allowed_retention_writes_and_reads(tmp_path: Path) -> None:

@@ -26,7 +26,8 @@ client saying it has the notification is the strongest evidence there is.
 A stored notification is ``pending`` before any status is written for it
 (SPEC §4: pending means stored, awaiting a live session), so the first
 attempt of the dispatcher stores the notification alone: stores read a
-missing status as :data:`STORED_STATE` after :data:`STORED_ATTEMPTS` attempt.
+missing status as :data:`STORED_STATE` after :data:`STORED_ATTEMPTS` attempt,
+and never show fewer attempts than that (:func:`attempts_read`).
 """
 
 from __future__ import annotations
@@ -67,6 +68,19 @@ class DeliveryState(enum.StrEnum):
 STORED_STATE: Final = DeliveryState.PENDING
 #: Its attempts: the dispatcher's first attempt is what stored it.
 STORED_ATTEMPTS: Final = 1
+
+
+def attempts_read(written: int | None) -> int:
+    """The attempts a reader shows for a stored notification, given those written.
+
+    Storing it was an attempt, so the count never reads below
+    :data:`STORED_ATTEMPTS`, whatever the status rows carry (the WebSocket
+    edge's ``delivered``/``acked`` updates count no attempt: 0). It is what
+    :func:`merge` of the written status with the implicit stored one gives,
+    so the count a reader sees never goes backwards.
+    """
+    return max(written or 0, STORED_ATTEMPTS)
+
 
 _RANK: dict[DeliveryState, int] = {state: rank for rank, state in enumerate(DeliveryState)}
 

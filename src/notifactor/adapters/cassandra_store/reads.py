@@ -25,7 +25,7 @@ from notifactor.adapters.cassandra_store.paging import Listing
 from notifactor.domain.audit import AuditEvent
 from notifactor.domain.cursor import CursorKind, Position, inbox_cursor, inbox_start
 from notifactor.domain.dead_letter import DeadLetter
-from notifactor.domain.delivery_state import STORED_ATTEMPTS, STORED_STATE, DeliveryState
+from notifactor.domain.delivery_state import STORED_STATE, DeliveryState, attempts_read
 from notifactor.domain.notification import (
     DeliveryRecord,
     InboxEntry,
@@ -62,14 +62,14 @@ async def get_notification(
         return NotificationView(
             notification=notification,
             status=STORED_STATE,
-            attempts=(status.attempts if status is not None else 0) or STORED_ATTEMPTS,
+            attempts=attempts_read(status.attempts if status is not None else None),
             last_error=None,
             updated_at=notification.created_at,
         )
     return NotificationView(
         notification=notification,
         status=DeliveryState(status.state),
-        attempts=status.attempts or 0,
+        attempts=attempts_read(status.attempts),
         last_error=status.last_error or None,
         updated_at=from_us(status.updated_us),
     )
@@ -141,7 +141,7 @@ def deliveries_listing(
             user_id=recipient_id,
             channel=row.channel,
             state=current,
-            attempts=row.attempts or (0 if row.state else STORED_ATTEMPTS),
+            attempts=attempts_read(row.attempts),
             last_error=row.last_error or None,
             updated_at=from_us(row.updated_us if has_status else row.created_us),
             created_at=from_us(row.created_us),

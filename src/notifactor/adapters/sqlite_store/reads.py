@@ -26,7 +26,7 @@ from notifactor.domain.cursor import (
     newest_first_start,
 )
 from notifactor.domain.dead_letter import DeadLetter
-from notifactor.domain.delivery_state import STORED_ATTEMPTS, STORED_STATE, DeliveryState
+from notifactor.domain.delivery_state import STORED_STATE, DeliveryState, attempts_read
 from notifactor.domain.notification import (
     DeliveryRecord,
     InboxEntry,
@@ -76,7 +76,7 @@ async def get_notification(
     return NotificationView(
         notification=notification,
         status=DeliveryState(state) if state else STORED_STATE,
-        attempts=attempts if state else STORED_ATTEMPTS,
+        attempts=attempts_read(attempts),
         last_error=last_error or None,
         updated_at=from_us(event_us) if event_us is not None else notification.created_at,
     )
@@ -120,7 +120,7 @@ async def list_deliveries(
             user_id=uid,
             channel=channel,
             state=DeliveryState(st) if st else STORED_STATE,
-            attempts=attempts if st else STORED_ATTEMPTS,
+            attempts=attempts_read(attempts),
             last_error=last_error or None,
             updated_at=from_us(event_us if event_us is not None else created_us),
             created_at=from_us(created_us),
