@@ -29,10 +29,12 @@ from notifactor.adapters.redis_dlq import (
     DlqRecord,
     RedisDeadLetterQueue,
     append_slack_ms,
+    is_dlq_cursor,
 )
 from notifactor.config import Config, ConfigError
 from notifactor.dispatcher.replay import ReplayService
 from notifactor.domain.dlq_entry import DlqReason
+from notifactor.gateway.rfc3339 import format_rfc3339
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -137,9 +139,9 @@ def record_json(record: DlqRecord) -> dict[str, Any]:
         "reason": entry.reason,
         "attempts": entry.attempts,
         "last_error": entry.last_error,
-        "first_attempt_at": entry.first_attempt_at.isoformat().replace("+00:00", "Z"),
-        "last_attempt_at": entry.last_attempt_at.isoformat().replace("+00:00", "Z"),
-        "dead_at": entry.dead_at.isoformat().replace("+00:00", "Z"),
+        "first_attempt_at": format_rfc3339(entry.first_attempt_at),
+        "last_attempt_at": format_rfc3339(entry.last_attempt_at),
+        "dead_at": format_rfc3339(entry.dead_at),
         "trace_id": entry.trace_id,
     }
 
@@ -178,7 +180,7 @@ def run_dlq(args: argparse.Namespace, config: Config) -> int:
     if not 1 <= args.limit <= (500 if args.dlq_command == "list" else 1_000_000):
         print("notifactor: --limit: out of range", file=sys.stderr)
         return EXIT_USAGE
-    if getattr(args, "cursor", None) and "-" not in args.cursor:
+    if getattr(args, "cursor", None) and not is_dlq_cursor(args.cursor):
         print("notifactor: --cursor: not a DLQ id", file=sys.stderr)
         return EXIT_USAGE
     return trio.run(_run, args, config)

@@ -33,7 +33,7 @@ from notifactor.gateway.context import Gateway, require_scope
 from notifactor.gateway.http import Request, Response, json_response
 from notifactor.gateway.problems import FieldError, ProblemError
 from notifactor.gateway.query import page_limit, query_values
-from notifactor.gateway.rfc3339 import format_rfc3339, parse_rfc3339
+from notifactor.gateway.rfc3339 import parse_rfc3339
 from notifactor.ports.notification_store import TransientStoreError
 
 log = logging.getLogger("notifactor.gateway")
@@ -88,14 +88,8 @@ async def list_dlq(gateway: Gateway, request: Request) -> Response:
 
 
 def _item(record: DlqRecord) -> dict[str, Any]:
-    """A dead letter as ``dlq list`` prints it, with the API's RFC 3339 UTC times."""
-    entry = record.entry
-    return {
-        **record_json(record),
-        "first_attempt_at": format_rfc3339(entry.first_attempt_at),
-        "last_attempt_at": format_rfc3339(entry.last_attempt_at),
-        "dead_at": format_rfc3339(entry.dead_at),
-    }
+    """A dead letter as ``dlq list`` prints it."""
+    return record_json(record)
 
 
 def _parse_replay(body: object, tenant_id: str) -> tuple[DlqFilter, bool, float]:
