@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import coredis
@@ -212,21 +212,28 @@ async def serve_until_signalled(state: ServeState, *, freeze_when_started: bool 
         _unregister_on_exit(collector),
         trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
     ):
+        hard_stop = trio.CancelScope()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_stop_on_signal, signals, root, state.config.shutdown_grace_s)
+            nursery.start_soon(
+                stop_on_signal, signals, root, state.config.shutdown_grace_s, hard_stop
+            )
             try:
-                if freeze_when_started:
-                    runtime = state.config.runtime
-                    await root.run(
-                        task_status=_OnStarted(partial(freeze_start_up_objects, runtime))
-                    )
-                else:
-                    await root.run()
+                with hard_stop:
+                    if freeze_when_started:
+                        runtime = state.config.runtime
+                        await root.run(
+                            task_status=_OnStarted(partial(freeze_start_up_objects, runtime))
+                        )
+                    else:
+                        await root.run()
             except SupervisorGaveUp as exc:
                 log.error("supervision tree gave up: %s", exc)
                 return EXIT_FAILURE
             finally:
                 nursery.cancel_scope.cancel()
+    if hard_stop.cancelled_caught:
+        log.warning("stopped, not gracefully")
+        return EXIT_FAILURE
     log.info("stopped")
     return EXIT_OK
 
@@ -249,11 +256,37 @@ def _unregister_on_exit(collector: Collector) -> Iterator[None]:
         REGISTRY.unregister(collector)
 
 
-async def _stop_on_signal(signals: AsyncIterator[int], root: Supervisor, grace_s: float) -> None:
+#: How long past the grace period a stop may take before what is left is cancelled.
+HARD_STOP_MARGIN_S = 5.0
+
+
+class _Stoppable(Protocol):
+    def request_stop(self) -> None: ...
+
+
+async def stop_on_signal(
+    signals: AsyncIterator[int],
+    root: _Stoppable,
+    grace_s: float,
+    hard_stop: trio.CancelScope,
+) -> None:
+    """The first signal stops ``root`` gracefully; a second one, or the graceful
+    stop overrunning ``grace_s`` by :data:`HARD_STOP_MARGIN_S`, cancels what is
+    left (``hard_stop``) so the process exits in bounded time.
+    """
     async for signum in signals:
         log.info("received %s: stopping within %.0fs", signal.Signals(signum).name, grace_s)
         root.request_stop()
         break
+    else:
+        return
+    reason = f"not stopped {grace_s + HARD_STOP_MARGIN_S:.0f}s after the signal"
+    with trio.move_on_after(grace_s + HARD_STOP_MARGIN_S):
+        async for signum in signals:
+            reason = f"received {signal.Signals(signum).name} again"
+            break
+    log.warning("%s: cancelling what is still stopping", reason, extra={"event": "hard_stop"})
+    hard_stop.cancel()
 
 
 def build_serve_tree(state: ServeState) -> Supervisor:
