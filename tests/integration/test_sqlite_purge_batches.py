@@ -18,9 +18,14 @@ from notifactor.domain.notification import DeliveryUpdate, Notification
 pytestmark = pytest.mark.integration
 
 NOW = datetime.now(UTC)
-OLD = NOW - timedelta(days=3)  # past the one-day retention below
+OLD = NOW  # tenant "old" keeps rows one day: expired at SWEEP
+SWEEP = NOW + timedelta(days=2)
 EXPIRED = 3000
 BATCH = 250
+
+
+def retention(tenant_id: str) -> int:
+    return 1 if tenant_id == "old" else 30
 
 
 def notification(tenant: str, i: int, at: datetime) -> Notification:
@@ -47,7 +52,7 @@ def delivered(n: Notification) -> DeliveryUpdate:
 
 
 async def fill(store: SqliteNotificationStore) -> int:
-    """Expired notifications, statuses and audit events; the number of rows."""
+    """Notifications, statuses and audit events expired at SWEEP; the number of rows."""
     notes = [notification("old", i, OLD) for i in range(EXPIRED)]
     await store.save_notifications(notes)
     await store.apply_delivery_updates([delivered(n) for n in notes])
@@ -72,7 +77,7 @@ def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("small_batches")
 async def test_writes_go_on_while_a_large_purge_runs(tmp_path: Path) -> None:
-    store = await SqliteNotificationStore.open(tmp_path / "purge.db", lambda _t: 1)
+    store = await SqliteNotificationStore.open(tmp_path / "purge.db", retention)
     try:
         rows = await fill(store)
         live = notification("live", 0, NOW)
@@ -80,7 +85,7 @@ async def test_writes_go_on_while_a_large_purge_runs(tmp_path: Path) -> None:
         removed: list[int] = []
 
         async def purge() -> None:
-            removed.append(await store.purge_expired())
+            removed.append(await store.purge_expired(SWEEP))
             order.append("purge")
 
         async def write() -> None:
@@ -97,20 +102,20 @@ async def test_writes_go_on_while_a_large_purge_runs(tmp_path: Path) -> None:
         assert await store.get_notification("old", notification("old", 0, OLD).id) is None
         assert (await store.list_deliveries("old")).items == ()
         assert (await store.list_audit("old")).items == ()
-        assert await store.purge_expired() == 0
+        assert await store.purge_expired(SWEEP) == 0
     finally:
         await store.aclose()
 
 
 @pytest.mark.usefixtures("small_batches")
 async def test_a_purge_counts_every_row_it_removes_across_batches(tmp_path: Path) -> None:
-    store = await SqliteNotificationStore.open(tmp_path / "purge.db", lambda _t: 1)
+    store = await SqliteNotificationStore.open(tmp_path / "purge.db", retention)
     try:
         rows = await fill(store)
         keep = [notification("live", i, NOW) for i in range(BATCH + 1)]
         await store.save_notifications(keep)
         await store.apply_delivery_updates([delivered(n) for n in keep])
-        assert await store.purge_expired() == rows
+        assert await store.purge_expired(SWEEP) == rows
         page = await store.list_deliveries("live", limit=500)
         assert len(page.items) == len(keep)
     finally:

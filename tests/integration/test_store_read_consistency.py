@@ -15,6 +15,8 @@ from infra.local.cassandra_server import CassandraContact
 from notifactor.adapters.cassandra_session import connect_cassandra
 from notifactor.adapters.cassandra_store import CassandraNotificationStore
 from notifactor.adapters.sqlite_store import SqliteNotificationStore
+from notifactor.domain.audit import AuditEvent
+from notifactor.domain.dead_letter import DeadLetter
 from notifactor.domain.delivery_state import STORED_ATTEMPTS, DeliveryState
 from notifactor.domain.notification import DeliveryUpdate, Notification
 from notifactor.ports.notification_store import NotificationStore
@@ -133,3 +135,60 @@ async def test_attempts_of_retries_survive_a_later_delivered(store: Notification
         [update(n, DeliveryState.DELIVERED, now + timedelta(seconds=1))]
     )
     assert await attempts_seen(store, n) == [3, 3, 3]
+
+
+def _audit(tenant: str, at: datetime) -> AuditEvent:
+    return AuditEvent(
+        tenant_id=tenant, event_id=uuid.uuid4().hex, event_time=at, event_type="sent", metadata={}
+    )
+
+
+def _dead(n: Notification, at: datetime) -> DeadLetter:
+    return DeadLetter(
+        tenant_id=n.tenant_id,
+        notification_id=n.id,
+        user_id=n.user_id,
+        channel=n.channel,
+        reason="max_attempts",
+        attempts=5,
+        last_error="refused",
+        trace_id=None,
+        dead_at=at,
+        created_at=n.created_at,
+    )
+
+
+async def test_a_replay_past_its_retention_writes_nothing(store: NotificationStore) -> None:
+    tenant = new_tenant()
+    past = datetime.now(UTC) - timedelta(days=RETENTION_DAYS, seconds=1)
+    old = notification(tenant, past)
+    await store.save_notifications([old])
+    await store.apply_delivery_updates([update(old, DeliveryState.DELIVERED, past)])
+    await store.append_audit([_audit(tenant, past)])
+    await store.record_dead_letters([_dead(old, past)])
+    assert await store.get_notification(tenant, old.id) is None
+    assert (await store.list_deliveries(tenant)).items == ()
+    assert (await store.list_deliveries(tenant, user_id=old.user_id)).items == ()
+    assert await store.inbox_after(tenant, old.user_id, None, 10) == []
+    assert (await store.list_audit(tenant)).items == ()
+    assert (await store.list_dead_letters(tenant)).items == ()
+    assert await store.purge_expired() == 0  # nothing was written to purge
+
+
+async def test_a_record_is_not_read_once_its_retention_ended(store: NotificationStore) -> None:
+    """Without waiting for a sweep (SQLite) or compaction (Cassandra)."""
+    tenant = new_tenant()
+    soon = datetime.now(UTC) - timedelta(days=RETENTION_DAYS) + timedelta(seconds=1.5)
+    n = notification(tenant, soon)
+    await store.save_notifications([n])
+    await store.append_audit([_audit(tenant, soon)])
+    await store.record_dead_letters([_dead(n, soon)])
+    assert await store.get_notification(tenant, n.id) is not None
+    with trio.fail_after(10):
+        while await store.get_notification(tenant, n.id) is not None:  # noqa: ASYNC110
+            await trio.sleep(0.1)
+    assert (await store.list_deliveries(tenant)).items == ()
+    assert (await store.list_deliveries(tenant, user_id=n.user_id)).items == ()
+    assert await store.inbox_after(tenant, n.user_id, None, 10) == []
+    assert (await store.list_audit(tenant)).items == ()
+    assert (await store.list_dead_letters(tenant)).items == ()

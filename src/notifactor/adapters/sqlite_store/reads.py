@@ -4,7 +4,8 @@ Each read builds its parameterised query, runs it through the
 :class:`~notifactor.adapters.sqlite_store.execution.ConnectionRunner`, and
 makes the rows domain objects. Statuses live in their own table, joined to
 each notification; a notification without a status row is
-:data:`~notifactor.domain.delivery_state.STORED_STATE` (``pending``).
+:data:`~notifactor.domain.delivery_state.STORED_STATE` (``pending``). A
+row past its expiry is never read, whether or not a sweep has deleted it yet.
 """
 
 from __future__ import annotations
@@ -62,13 +63,15 @@ def notification_from_row(row: Sequence[Any]) -> Notification:
 
 
 async def get_notification(
-    runner: ConnectionRunner, tenant_id: str, notification_id: str
+    runner: ConnectionRunner, tenant_id: str, notification_id: str, now_us: int
 ) -> NotificationView | None:
     sql = (
         f"SELECT {_NOTIFICATION_COLUMNS}, d.state, d.attempts, d.last_error, d.event_us"
-        f" FROM notifications n {_STATUS_JOIN} WHERE n.tenant_id = ? AND n.id = ?"
+        f" FROM notifications n {_STATUS_JOIN}"
+        " WHERE n.tenant_id = ? AND n.id = ? AND n.expires_us > ?"
     )
-    row = await runner.run(lambda db: db.execute(sql, (tenant_id, notification_id)).fetchone())
+    params = (tenant_id, notification_id, now_us)
+    row = await runner.run(lambda db: db.execute(sql, params).fetchone())
     if row is None:
         return None
     notification = notification_from_row(row)
@@ -86,6 +89,7 @@ async def list_deliveries(
     runner: ConnectionRunner,
     tenant_id: str,
     *,
+    now_us: int,
     user_id: str | None,
     state: DeliveryState | None,
     since: datetime | None,
@@ -95,8 +99,8 @@ async def list_deliveries(
 ) -> Page[DeliveryRecord]:
     check_limit(limit)
     upper = newest_first_start(CursorKind.DELIVERIES, cursor, until)
-    where = ["n.tenant_id = ?", "(n.created_us, n.id, n.user_id) < (?, ?, ?)"]
-    params: list[Any] = [tenant_id, *upper.as_tuple()]
+    where = ["n.tenant_id = ?", "(n.created_us, n.id, n.user_id) < (?, ?, ?)", "n.expires_us > ?"]
+    params: list[Any] = [tenant_id, *upper.as_tuple(), now_us]
     if user_id is not None:
         where.append("n.user_id = ?")
         params.append(user_id)
@@ -138,16 +142,22 @@ async def list_deliveries(
 
 
 async def inbox_after(
-    runner: ConnectionRunner, tenant_id: str, user_id: str, cursor: str | None, limit: int
+    runner: ConnectionRunner,
+    tenant_id: str,
+    user_id: str,
+    cursor: str | None,
+    limit: int,
+    *,
+    now_us: int,
 ) -> list[InboxEntry]:
     check_limit(limit)
     after = inbox_start(cursor)
     sql = (
         f"SELECT {_NOTIFICATION_COLUMNS}, d.state FROM notifications n {_STATUS_JOIN}"
         " WHERE n.tenant_id = ? AND n.user_id = ? AND (n.created_us, n.id) > (?, ?)"
-        " ORDER BY n.created_us, n.id LIMIT ?"
+        " AND n.expires_us > ? ORDER BY n.created_us, n.id LIMIT ?"
     )
-    params = (tenant_id, user_id, after.time_us, after.key, limit)
+    params = (tenant_id, user_id, after.time_us, after.key, now_us, limit)
     rows = await runner.run(lambda db: db.execute(sql, params).fetchall())
     entries = []
     for row in rows:
@@ -166,6 +176,7 @@ async def list_audit(
     runner: ConnectionRunner,
     tenant_id: str,
     *,
+    now_us: int,
     since: datetime | None,
     until: datetime | None,
     limit: int,
@@ -176,9 +187,9 @@ async def list_audit(
     sql = (
         "SELECT event_id, event_us, event_type, metadata FROM tenant_audit_log"
         " WHERE tenant_id = ? AND (event_us, event_id) < (?, ?) AND event_us >= ?"
-        " ORDER BY event_us DESC, event_id DESC LIMIT ?"
+        " AND expires_us > ? ORDER BY event_us DESC, event_id DESC LIMIT ?"
     )
-    params = (tenant_id, upper.time_us, upper.key, lower_bound(since), limit + 1)
+    params = (tenant_id, upper.time_us, upper.key, lower_bound(since), now_us, limit + 1)
     rows = await runner.run(lambda db: db.execute(sql, params).fetchall())
     items = tuple(
         AuditEvent(
@@ -202,6 +213,7 @@ async def list_dead_letters(
     runner: ConnectionRunner,
     tenant_id: str,
     *,
+    now_us: int,
     reason: str | None,
     since: datetime | None,
     until: datetime | None,
@@ -210,8 +222,10 @@ async def list_dead_letters(
 ) -> Page[DeadLetter]:
     check_limit(limit)
     upper = newest_first_start(CursorKind.DLQ, cursor, until)
-    where = "tenant_id = ? AND (dead_us, notification_id) < (?, ?) AND dead_us >= ?"
-    params: list[Any] = [tenant_id, upper.time_us, upper.key, lower_bound(since)]
+    where = (
+        "tenant_id = ? AND (dead_us, notification_id) < (?, ?) AND dead_us >= ? AND expires_us > ?"
+    )
+    params: list[Any] = [tenant_id, upper.time_us, upper.key, lower_bound(since), now_us]
     if reason is not None:
         where += " AND reason = ?"
         params.append(reason)

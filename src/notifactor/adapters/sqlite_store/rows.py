@@ -2,7 +2,8 @@
 
 Each statement's column list and the tuples built for it stand side by side,
 so the two orders can be checked at a glance. Every row carries its expiry,
-counted from the record's own time by the tenant's ``retention_days``.
+counted from the record's own time by the tenant's ``retention_days``; a
+record already past it (a late replay) gives no row, as on Cassandra.
 
 Delivery statuses merge with a conditional upsert that mirrors
 :func:`notifactor.domain.delivery_state.merge`: the stored state is replaced
@@ -76,11 +77,16 @@ def _expires(retention_days: RetentionPolicy, tenant_id: str, record_time_us: in
     return expires_at_us(record_time_us, retention_days(tenant_id))
 
 
+def _live(rows: list[Row], now_us: int) -> list[Row]:
+    """The rows not yet expired at ``now_us`` (each row's expiry is its last column)."""
+    return [row for row in rows if row[-1] > now_us]
+
+
 def notification_rows(
-    notifications: Sequence[Notification], retention_days: RetentionPolicy
+    notifications: Sequence[Notification], retention_days: RetentionPolicy, now_us: int
 ) -> list[Row]:
-    """Rows of :data:`INSERT_NOTIFICATION`."""
-    return [
+    """Rows of :data:`INSERT_NOTIFICATION` not yet expired at ``now_us``."""
+    rows = [
         (
             n.tenant_id,
             n.id,
@@ -94,10 +100,13 @@ def notification_rows(
         )
         for n in notifications
     ]
+    return _live(rows, now_us)
 
 
-def status_rows(updates: Sequence[DeliveryUpdate], retention_days: RetentionPolicy) -> list[Row]:
-    """Rows of :data:`UPSERT_STATUS`; a status expires with its notification."""
+def status_rows(
+    updates: Sequence[DeliveryUpdate], retention_days: RetentionPolicy, now_us: int
+) -> list[Row]:
+    """Rows of :data:`UPSERT_STATUS` not yet expired; a status expires with its notification."""
     rows: list[Row] = []
     for update in updates:
         status = update.status
@@ -114,12 +123,14 @@ def status_rows(updates: Sequence[DeliveryUpdate], retention_days: RetentionPoli
                 _expires(retention_days, update.tenant_id, to_us(update.created_at)),
             )
         )
-    return rows
+    return _live(rows, now_us)
 
 
-def audit_rows(events: Sequence[AuditEvent], retention_days: RetentionPolicy) -> list[Row]:
-    """Rows of :data:`INSERT_AUDIT`."""
-    return [
+def audit_rows(
+    events: Sequence[AuditEvent], retention_days: RetentionPolicy, now_us: int
+) -> list[Row]:
+    """Rows of :data:`INSERT_AUDIT` not yet expired at ``now_us``."""
+    rows = [
         (
             e.tenant_id,
             e.event_id,
@@ -130,11 +141,14 @@ def audit_rows(events: Sequence[AuditEvent], retention_days: RetentionPolicy) ->
         )
         for e in events
     ]
+    return _live(rows, now_us)
 
 
-def dead_letter_rows(letters: Sequence[DeadLetter], retention_days: RetentionPolicy) -> list[Row]:
-    """Rows of :data:`INSERT_DLQ`."""
-    return [
+def dead_letter_rows(
+    letters: Sequence[DeadLetter], retention_days: RetentionPolicy, now_us: int
+) -> list[Row]:
+    """Rows of :data:`INSERT_DLQ` not yet expired at ``now_us``."""
+    rows = [
         (
             d.tenant_id,
             d.dead_at_us,
@@ -150,3 +164,4 @@ def dead_letter_rows(letters: Sequence[DeadLetter], retention_days: RetentionPol
         )
         for d in letters
     ]
+    return _live(rows, now_us)

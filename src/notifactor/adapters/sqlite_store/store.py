@@ -85,19 +85,19 @@ class SqliteNotificationStore:
     # -- writes ---------------------------------------------------------------
 
     async def save_notifications(self, notifications: Sequence[Notification]) -> None:
-        rows = notification_rows(notifications, self._retention_days)
+        rows = notification_rows(notifications, self._retention_days, _now_us())
         await write_rows(self._runner, INSERT_NOTIFICATION, rows)
 
     async def apply_delivery_updates(self, updates: Sequence[DeliveryUpdate]) -> None:
-        rows = status_rows(updates, self._retention_days)
+        rows = status_rows(updates, self._retention_days, _now_us())
         await write_rows(self._runner, UPSERT_STATUS, rows)
 
     async def append_audit(self, events: Sequence[AuditEvent]) -> None:
-        rows = audit_rows(events, self._retention_days)
+        rows = audit_rows(events, self._retention_days, _now_us())
         await write_rows(self._runner, INSERT_AUDIT, rows)
 
     async def record_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
-        rows = dead_letter_rows(letters, self._retention_days)
+        rows = dead_letter_rows(letters, self._retention_days, _now_us())
         await write_rows(self._runner, INSERT_DLQ, rows)
 
     # -- reads ----------------------------------------------------------------
@@ -105,7 +105,7 @@ class SqliteNotificationStore:
     async def get_notification(
         self, tenant_id: str, notification_id: str
     ) -> NotificationView | None:
-        return await reads.get_notification(self._runner, tenant_id, notification_id)
+        return await reads.get_notification(self._runner, tenant_id, notification_id, _now_us())
 
     async def list_deliveries(
         self,
@@ -121,6 +121,7 @@ class SqliteNotificationStore:
         return await reads.list_deliveries(
             self._runner,
             tenant_id,
+            now_us=_now_us(),
             user_id=user_id,
             state=state,
             since=since,
@@ -132,7 +133,9 @@ class SqliteNotificationStore:
     async def inbox_after(
         self, tenant_id: str, user_id: str, cursor: str | None, limit: int
     ) -> list[InboxEntry]:
-        return await reads.inbox_after(self._runner, tenant_id, user_id, cursor, limit)
+        return await reads.inbox_after(
+            self._runner, tenant_id, user_id, cursor, limit, now_us=_now_us()
+        )
 
     async def list_audit(
         self,
@@ -144,7 +147,13 @@ class SqliteNotificationStore:
         cursor: str | None = None,
     ) -> Page[AuditEvent]:
         return await reads.list_audit(
-            self._runner, tenant_id, since=since, until=until, limit=limit, cursor=cursor
+            self._runner,
+            tenant_id,
+            now_us=_now_us(),
+            since=since,
+            until=until,
+            limit=limit,
+            cursor=cursor,
         )
 
     async def list_dead_letters(
@@ -160,6 +169,7 @@ class SqliteNotificationStore:
         return await reads.list_dead_letters(
             self._runner,
             tenant_id,
+            now_us=_now_us(),
             reason=reason,
             since=since,
             until=until,
