@@ -358,3 +358,48 @@ async def _flush_and_note(writer: StorageWriterClient, flushed: list[str]) -> No
         flushed.append("stopped")
     else:
         flushed.append("flushed")
+
+
+class TenantGatedStore(FakeStore):
+    """Writes of one tenant wait for ``held`` to open; the others go through."""
+
+    def __init__(self, held_tenant: str) -> None:
+        super().__init__()
+        self.held_tenant = held_tenant
+        self.held = trio.Event()
+
+    async def save_notifications(self, notifications: Sequence[Notification]) -> None:
+        if notifications[0].tenant_id == self.held_tenant:
+            await self.held.wait()
+        await super().save_notifications(notifications)
+
+
+async def test_a_flush_timeout_fails_only_the_writes_it_did_not_store(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = TenantGatedStore(held_tenant="slow")
+    outcomes: dict[str, str] = {}
+
+    async def wait(name: str, ticket: WriteTicket) -> None:
+        try:
+            await ticket.wait_durable()
+            outcomes[name] = "durable"
+        except TransientStoreError:
+            outcomes[name] = "timed out"
+
+    policy = BatchPolicy(max_items=3, max_age_s=1.0, max_group_items=10)
+    async with trio.open_nursery() as nursery:
+        writer, stop = await start_writer(nursery, store, config(batch=policy, flush_timeout_s=2.0))
+        # One flush, two groups: tenant "fast" commits, tenant "slow" hangs.
+        tickets = {
+            "fast": await writer.submit([note(1, "fast")]),
+            "slow": await writer.submit([note(2, "slow")]),
+            "both": await writer.submit([note(3, "fast"), note(4, "slow")]),
+        }
+        with trio.fail_after(5):
+            for name, ticket in tickets.items():
+                await wait(name, ticket)
+        store.held.set()
+        stop.request()
+    assert outcomes == {"fast": "durable", "slow": "timed out", "both": "timed out"}
+    assert [n.id for n in store.stored] == [note(1).id, note(3).id]

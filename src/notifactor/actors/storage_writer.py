@@ -115,10 +115,11 @@ class StorageWriterConfig:
 
 @attrs.define
 class _Pending:
-    """One request inside a flush, and the first error that hit it."""
+    """One request inside a flush: the first error that hit it, its records not yet written."""
 
     reply: Reply[None]
     error: Exception | None = None
+    unwritten: int = 0
 
 
 class WriteTicket:
@@ -257,7 +258,7 @@ class StorageWriter(Actor[WriterMessage]):
         if not items:
             reply.send(None)
             return
-        pending = _Pending(reply)
+        pending = _Pending(reply, unwritten=len(items))
         now = trio.current_time()
         for item in items:
             self._buffer.add((item, pending), now)
@@ -298,11 +299,12 @@ class StorageWriter(Actor[WriterMessage]):
                     for _, group in groups:
                         groups_nursery.start_soon(self._write_group, group)
             if scope.cancelled_caught:
+                # Only requests with records still unwritten: the others are stored.
                 error = TransientStoreError(
                     f"storage flush did not finish within {self._config.flush_timeout_s} s"
                 )
                 for pending in requests.values():
-                    if pending.error is None and not pending.reply.resolved:
+                    if pending.error is None and pending.unwritten:
                         pending.error = error
         finally:
             WRITER_FLUSH_DURATION.observe(time.perf_counter() - started)
@@ -330,6 +332,8 @@ class StorageWriter(Actor[WriterMessage]):
             try:
                 async with self._write_limiter:
                     await self._store_items(items)
+                for _, pending in group:
+                    pending.unwritten -= 1
                 return
             except TransientStoreError as error:
                 failures += 1
