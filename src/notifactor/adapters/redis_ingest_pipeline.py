@@ -47,7 +47,18 @@ class IngestSenderStopped(IngestUnavailable):
 
 
 class _Call:
-    __slots__ = ("args", "done", "error", "items", "keys", "now_us", "result", "rule", "tenant_id")
+    __slots__ = (
+        "abandoned",
+        "args",
+        "done",
+        "error",
+        "items",
+        "keys",
+        "now_us",
+        "result",
+        "rule",
+        "tenant_id",
+    )
 
     def __init__(
         self,
@@ -64,6 +75,8 @@ class _Call:
         self.done = trio.Event()
         self.result: IngestResult | None = None
         self.error: BaseException | None = None
+        # The caller stopped waiting (a deadline, a client gone) before it was sent.
+        self.abandoned = False
 
     def answer(self, result: IngestResult | None, error: BaseException | None) -> None:
         if not self.done.is_set():
@@ -110,8 +123,13 @@ class PipelinedIngest:
     ) -> IngestResult:
         keys, args = self._ingest.script_call(tenant_id, rule, items, now_us=now_us)
         call = _Call(tenant_id, rule, items, now_us=now_us, keys=keys, args=args)
-        await self._send.send(call)
-        await call.done.wait()
+        try:
+            await self._send.send(call)
+            await call.done.wait()
+        finally:
+            # Cancelled (the gateway answered 503 at its deadline, say): a call
+            # not yet sent is dropped, so a retry does not make it twice.
+            call.abandoned = not call.done.is_set()
         if call.error is not None:
             raise call.error
         assert call.result is not None
@@ -156,6 +174,9 @@ class PipelinedIngest:
                     break
 
     async def _send_pipeline(self, batch: list[_Call]) -> None:
+        batch = [call for call in batch if not call.abandoned]
+        if not batch:
+            return
         INGEST_PIPELINE_CALLS.observe(len(batch))
         sha = self._ingest.script_sha
         try:
@@ -183,6 +204,8 @@ class PipelinedIngest:
         if reload:
             await self._ingest.load_script()
             for call in reload:
+                if call.abandoned:
+                    continue
                 try:
                     result = await self._ingest.ingest(
                         call.tenant_id, call.rule, call.items, now_us=call.now_us
