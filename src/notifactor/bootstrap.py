@@ -40,6 +40,7 @@ from prometheus_client.registry import Collector
 from notifactor.actors import ActorRef
 from notifactor.actors.audit_trail import AuditTrail, summarizer_for
 from notifactor.actors.retention_sweeper import run_retention_sweeper
+from notifactor.actors.stop import StopSignal, set_hurry_signal
 from notifactor.actors.storage_writer import (
     StorageWriterClient,
     WriterMessage,
@@ -212,26 +213,24 @@ async def serve_until_signalled(state: ServeState, *, freeze_when_started: bool 
         _unregister_on_exit(collector),
         trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
     ):
-        hard_stop = trio.CancelScope()
+        hurry = StopSignal()
+        set_hurry_signal(hurry)  # inherited by every task of the tree
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(
-                stop_on_signal, signals, root, state.config.shutdown_grace_s, hard_stop
-            )
+            nursery.start_soon(stop_on_signal, signals, root, state.config.shutdown_grace_s, hurry)
             try:
-                with hard_stop:
-                    if freeze_when_started:
-                        runtime = state.config.runtime
-                        await root.run(
-                            task_status=_OnStarted(partial(freeze_start_up_objects, runtime))
-                        )
-                    else:
-                        await root.run()
+                if freeze_when_started:
+                    runtime = state.config.runtime
+                    await root.run(
+                        task_status=_OnStarted(partial(freeze_start_up_objects, runtime))
+                    )
+                else:
+                    await root.run()
             except SupervisorGaveUp as exc:
                 log.error("supervision tree gave up: %s", exc)
                 return EXIT_FAILURE
             finally:
                 nursery.cancel_scope.cancel()
-    if hard_stop.cancelled_caught:
+    if hurry.requested:
         log.warning("stopped, not gracefully")
         return EXIT_FAILURE
     log.info("stopped")
@@ -256,7 +255,7 @@ def _unregister_on_exit(collector: Collector) -> Iterator[None]:
         REGISTRY.unregister(collector)
 
 
-#: How long past the grace period a stop may take before what is left is cancelled.
+#: How long past the grace period a stop may take before it is hurried.
 HARD_STOP_MARGIN_S = 5.0
 
 
@@ -268,11 +267,12 @@ async def stop_on_signal(
     signals: AsyncIterator[int],
     root: _Stoppable,
     grace_s: float,
-    hard_stop: trio.CancelScope,
+    hurry: StopSignal,
 ) -> None:
     """The first signal stops ``root`` gracefully; a second one, or the graceful
-    stop overrunning ``grace_s`` by :data:`HARD_STOP_MARGIN_S`, cancels what is
-    left (``hard_stop``) so the process exits in bounded time.
+    stop overrunning ``grace_s`` by :data:`HARD_STOP_MARGIN_S`, requests
+    ``hurry`` (the process's hurry signal): whatever is still stopping is
+    cancelled, so the process exits in bounded time.
     """
     async for signum in signals:
         log.info("received %s: stopping within %.0fs", signal.Signals(signum).name, grace_s)
@@ -286,7 +286,7 @@ async def stop_on_signal(
             reason = f"received {signal.Signals(signum).name} again"
             break
     log.warning("%s: cancelling what is still stopping", reason, extra={"event": "hard_stop"})
-    hard_stop.cancel()
+    hurry.request()
 
 
 def build_serve_tree(state: ServeState) -> Supervisor:

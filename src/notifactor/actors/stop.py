@@ -8,11 +8,19 @@ and only cancels the child once its shutdown budget has run out.
 Each supervised child runs with its own signal in a context variable:
 actor inboxes end when it fires, and any other child can wait for it with
 ``current_stop_signal().wait()`` (for example as a server's shutdown trigger).
+
+A process may also install a *hurry* signal (:func:`set_hurry_signal`) that
+every task it starts inherits: once requested, graceful stops are over.
+Supervisors stop waiting for their children's budgets and cancel them, and
+servers stop draining. It bounds how long a stop can take (a second SIGTERM,
+or a stop that overran its grace period).
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+from collections.abc import Iterator
 
 import trio
 
@@ -77,3 +85,30 @@ def optional_stop_signal() -> StopSignal | None:
 def set_stop_signal(signal: StopSignal) -> contextvars.Token[StopSignal]:
     """Install ``signal`` for this task (and the tasks it spawns from now on)."""
     return _current.set(signal)
+
+
+_hurry: contextvars.ContextVar[StopSignal] = contextvars.ContextVar("notifactor_hurry_signal")
+
+
+def hurry_signal() -> StopSignal | None:
+    """The process's hurry signal, if one was installed (see the module docstring)."""
+    return _hurry.get(None)
+
+
+def set_hurry_signal(signal: StopSignal) -> contextvars.Token[StopSignal]:
+    """Install ``signal`` as the hurry signal of this task and the tasks it spawns."""
+    return _hurry.set(signal)
+
+
+@contextlib.contextmanager
+def cut_short_by_hurry(scope: trio.CancelScope) -> Iterator[None]:
+    """Cancel ``scope`` (a graceful wait) if the hurry signal fires while in the block."""
+    hurry = hurry_signal()
+    if hurry is None:
+        yield
+        return
+    hurry.register(scope)
+    try:
+        yield
+    finally:
+        hurry.unregister(scope)

@@ -33,6 +33,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState
 
+from notifactor.actors.stop import hurry_signal
 from notifactor.config import Config
 from notifactor.gateway.coalesced_send import CoalescingTCPServer
 from notifactor.gateway.idle_timeout import IdleTimeout
@@ -134,3 +135,6 @@ async def _serve(
                 await listener.aclose()
             await context.terminated.set()
             connections.cancel_scope.deadline = trio.current_time() + grace_s
+            hurry = hurry_signal()
+            if hurry is not None:  # a hurried stop does not wait for the drain
+                hurry.register(connections.cancel_scope)

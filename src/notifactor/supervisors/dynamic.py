@@ -17,6 +17,7 @@ import random as _random
 import trio
 
 from notifactor.actors.crash import CrashReason
+from notifactor.actors.stop import cut_short_by_hurry
 from notifactor.domain.backoff import Backoff, BackoffPolicy
 from notifactor.supervisors.child import (
     Child,
@@ -166,7 +167,7 @@ class DynamicSupervisor(SupervisorLifecycle):
         child = self._children.get(child_id)
         if child is None:
             return False
-        with trio.CancelScope(shield=True) as scope:
+        with trio.CancelScope(shield=True) as scope, cut_short_by_hurry(scope):
             scope.deadline = trio.current_time() + child.budget() + CLEANUP_SLACK_S
             await stop_child(child)
         if child.alive and child.scope is not None:
@@ -236,7 +237,7 @@ class DynamicSupervisor(SupervisorLifecycle):
         now = trio.current_time()
         for child in children:
             request_stop(child)
-        with trio.CancelScope(shield=True) as cleanup:
+        with trio.CancelScope(shield=True) as cleanup, cut_short_by_hurry(cleanup):
             cleanup.deadline = now + max((c.budget() for c in children), default=0.0)
             cleanup.deadline += CLEANUP_SLACK_S
             for child in sorted(children, key=lambda c: c.budget()):

@@ -20,6 +20,7 @@ import attrs
 import trio
 
 from notifactor.actors.crash import CrashReason
+from notifactor.actors.stop import cut_short_by_hurry
 from notifactor.domain.backoff import Backoff, BackoffPolicy
 from notifactor.supervisors.child import (
     Child,
@@ -265,7 +266,7 @@ class Supervisor(SupervisorLifecycle):
         """Stop every child in reverse start order, shielded, within the budgets."""
         alive = [child for child in self._children if child.alive]
         budget = sum(child.budget() for child in alive) + CLEANUP_SLACK_S
-        with trio.CancelScope(shield=True) as cleanup:
+        with trio.CancelScope(shield=True) as cleanup, cut_short_by_hurry(cleanup):
             cleanup.deadline = trio.current_time() + budget
             for child in reversed(alive):
                 await stop_child(child)
