@@ -13,10 +13,12 @@ slows its senders down (backpressure) instead of growing without bound.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Generic, TypeVar
 
 import attrs
+import outcome
 import trio
 
 from notifactor.actors.errors import ActorStopped, MailboxFull
@@ -56,8 +58,8 @@ class Mailbox(Generic[M]):
         "_held",
         "_peak",
         "_receive",
-        "_room",
         "_send",
+        "_waiting",
         "name",
     )
 
@@ -69,7 +71,8 @@ class Mailbox(Generic[M]):
         self._send, self._receive = trio.open_memory_channel[M](capacity)
         self._depth = 0
         self._peak = 0
-        self._room = trio.lowlevel.ParkingLot()  # senders waiting for room, in turn
+        # Senders waiting for room, oldest first, with their messages (made when needed).
+        self._waiting: OrderedDict[trio.lowlevel.Task, M] | None = None
         self._closed = False
         self._held: set[Reply[object]] = set()
         self._consumer: Inbox[M] | None = None
@@ -91,9 +94,22 @@ class Mailbox(Generic[M]):
         queued nothing.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        while not self._try_put(message):
-            await self._room.park()  # woken by a take, or by close
-        await trio.lowlevel.cancel_shielded_checkpoint()
+        if self._try_put(message):
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return
+        # Wait in line: a take hands the freed slot to the oldest waiting sender
+        # (queueing its message for it), a close fails every waiting sender.
+        if self._waiting is None:
+            self._waiting = OrderedDict()
+        waiting = self._waiting
+        task = trio.lowlevel.current_task()
+        waiting[task] = message
+
+        def abort(_: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
+            del waiting[task]
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
 
     def put_nowait(self, message: M) -> None:
         """Queue ``message`` or fail at once with ``MailboxFull``."""
@@ -111,7 +127,7 @@ class Mailbox(Generic[M]):
         """
         if self._closed:
             raise ActorStopped(self.name)
-        if self._depth >= self._capacity:
+        if self._depth >= self._capacity or self._waiting:  # full, or others are in line
             return False
         try:
             self._send.send_nowait(message)
@@ -169,7 +185,9 @@ class Mailbox(Generic[M]):
             if reply is not None:
                 reply.fail(ActorStopped(self.name))
         self._receive.close()
-        self._room.unpark_all()  # waiting senders fail with ActorStopped
+        waiting, self._waiting = self._waiting, None
+        for task in waiting or ():
+            trio.lowlevel.reschedule(task, outcome.Error(ActorStopped(self.name)))
         self._fail_held(lambda: ActorStopped(self.name))
         if dropped:
             logger.warning(
@@ -181,7 +199,12 @@ class Mailbox(Generic[M]):
 
     def _taken(self, message: M) -> None:
         self._depth -= 1
-        self._room.unpark()  # one more slot: the longest-waiting sender tries again
+        waiting = self._waiting
+        if waiting:  # the freed slot goes to the oldest waiting sender
+            task, queued = waiting.popitem(last=False)
+            self._send.send_nowait(queued)  # room: the channel holds at most depth messages
+            self._accepted()
+            trio.lowlevel.reschedule(task)
         reply = reply_of(message)
         if reply is not None:
             reply._hold_in(self._held)
