@@ -62,3 +62,45 @@ def test_a_user_with_a_session_registering_is_settled_later() -> None:
     assert registry.take_unsettled() == {}  # its registration may land either side
     registry.registration_done(newcomer)
     assert registry.take_unsettled() == {("t", "alice"): 1}
+
+
+async def test_a_session_ending_during_a_settlement_is_settled_again() -> None:
+    """The settlement's count was taken before a session of the same user ended;
+    that session's unregister may land first and the settlement then writes a
+    count one too high, so the user is settled again on the next tick."""
+    import trio
+
+    from notifactor.adapters.redis_dispatch import RedisKeys
+    from notifactor.edge.delivery_consumer import DeliveryConsumer
+    from notifactor.edge.settings import EdgeSettings
+
+    registry = SessionRegistry()
+    stays, ends = handle("s1"), handle("s2")
+    registry.add(stays)
+    registry.add(ends)
+    registry.unregister_unsure("t", "alice")  # a third session's unregister failed
+    written: list[dict[tuple[str, str], int]] = []
+    in_flight = trio.Event()
+    release = trio.Event()
+
+    class SlowPresence:
+        async def settle(self, gateway_id: str, counts: dict[tuple[str, str], int]) -> None:
+            in_flight.set()
+            await release.wait()
+            written.append(dict(counts))
+
+    consumer = DeliveryConsumer(
+        None,  # type: ignore[arg-type]  # settling talks to presence only
+        keys=RedisKeys(),
+        presence=SlowPresence(),  # type: ignore[arg-type]
+        registry=registry,
+        gateway_id="gw",
+        settings=EdgeSettings(),
+    )
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(consumer._settle_presence)
+        await in_flight.wait()
+        registry.remove(ends)  # ends while the settlement is in flight
+        release.set()
+    assert written == [{("t", "alice"): 2}]
+    assert registry.take_unsettled() == {("t", "alice"): 1}

@@ -211,6 +211,12 @@ class DeliveryConsumer:
             if not isinstance(error, Exception):
                 raise
             log.warning("presence settlement failed: %s", error)
+            return
+        # A session of one of these users that ended meanwhile may have been
+        # unregistered before the settlement landed: settle those again.
+        for (tenant_id, user_id), count in counts.items():
+            if len(self._registry.sessions_of(tenant_id, user_id)) != count:
+                self._registry.unregister_unsure(tenant_id, user_id)
 
     async def _janitor_loop(self) -> None:
         while True:
