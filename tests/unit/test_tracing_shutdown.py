@@ -63,3 +63,18 @@ def test_shutdown_exports_what_is_queued_when_the_collector_answers() -> None:
     finally:
         use_tracer_provider(None)
     assert len(exporter.get_finished_spans()) == 30
+
+
+@pytest.mark.parametrize(
+    "variable", ["OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"]
+)
+def test_an_otlp_protocol_other_than_http_protobuf_is_a_configuration_error(
+    variable: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from notifactor.errors import ConfigError
+    from notifactor.observability.tracing import configure_tracing
+
+    monkeypatch.setenv(variable, "grpc")
+    with pytest.raises(ConfigError) as raised:
+        configure_tracing(Config(otel_exporter="otlp"))
+    assert str(raised.value) == f"{variable}: only http/protobuf is supported (got 'grpc')"

@@ -22,6 +22,7 @@ it is open.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -53,6 +54,7 @@ from opentelemetry.util.types import AttributeValue
 from notifactor import __version__
 from notifactor.config import Config
 from notifactor.domain.envelope import new_traceparent, parse_traceparent
+from notifactor.errors import ConfigError
 from notifactor.observability.lean_tracer import LeanTracer
 
 log = logging.getLogger("notifactor.tracing")
@@ -107,6 +109,7 @@ def configure_tracing(config: Config) -> TracerProvider | None:
     if config.otel_exporter == "console":
         processor = SimpleSpanProcessor(ConsoleSpanExporter())
     else:
+        _check_otlp_protocol()
         from notifactor.observability.otlp_exporter import LeanOTLPSpanExporter
 
         processor = BatchSpanProcessor(LeanOTLPSpanExporter())
@@ -117,6 +120,20 @@ def configure_tracing(config: Config) -> TracerProvider | None:
     trace.set_tracer_provider(provider)
     log.info("tracing enabled", extra={"event": "tracing", "reason": config.otel_exporter})
     return provider
+
+
+#: The standard variables that choose the OTLP transport, most specific first.
+_PROTOCOL_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+
+
+def _check_otlp_protocol() -> None:
+    """OTLP goes over HTTP/protobuf only: another protocol asked for is a configuration error."""
+    for name in _PROTOCOL_VARIABLES:
+        value = os.environ.get(name, "").strip()
+        if value:
+            if value != "http/protobuf":
+                raise ConfigError(name, f"only http/protobuf is supported (got {value!r})")
+            return
 
 
 def use_tracer_provider(provider: TracerProvider | None) -> None:
