@@ -347,3 +347,40 @@ async def test_the_lag_gauge_follows_the_stream_while_a_batch_is_stuck(
     assert before is not None
     assert after is not None
     assert after >= before + SETTINGS.maintenance_interval_s * 2 * 1000
+
+
+async def test_a_retry_is_counted_once_even_when_scheduling_it_fails_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Scheduling the retry fails (Redis gone at that moment): the entry stays
+    pending and its next attempt schedules it. ``retry_attempts_total`` counts
+    the retry once, when it is scheduled."""
+    from prometheus_client import REGISTRY
+
+    def retries() -> float:
+        return REGISTRY.get_sample_value("retry_attempts_total") or 0.0
+
+    store = MemoryStore()
+    async with consumer_with(store) as (consumer, bus, _presence):
+        original = MemoryBus.ack_and_retry_later
+        calls = 0
+
+        async def fails_once(self: MemoryBus, *args: object, **kwargs: object) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise ConnectionError("Redis gone for a moment")
+            await original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(MemoryBus, "ack_and_retry_later", fails_once)
+        before = retries()
+        bus.add({"envelope": encode_envelope(envelope())})
+        entries = await bus.read_new(0, "me", count=10, block_ms=1)
+        store.fail_next = 1
+        with pytest.raises(ConnectionError):
+            await consumer.process_batch(entries)
+        assert retries() == before
+        store.fail_next = 1
+        await consumer.process_batch(list(bus.pending.values()))  # read again, as pending
+        assert len(bus.retries) == 1
+        assert retries() == before + 1

@@ -161,7 +161,6 @@ class FailedAttempts:
             case RetryAt(delay_ms=delay_ms):
                 span.set_attribute("notifactor.decision", "retry")
                 span.set_attribute("notifactor.retry_delay_ms", delay_ms)
-                RETRY_ATTEMPTS.inc()
                 logger.info(
                     "attempt %d of %s failed, retrying in %d ms: %s",
                     attempt,
@@ -176,6 +175,9 @@ class FailedAttempts:
                     await self._record_retrying(envelope, attempt, error)
                 retried = attrs.evolve(carried, attempts=attempt)
                 await self._put_back(item, retried, due_ms=now_ms + delay_ms)
+                # Counted once scheduled: a failed put-back leaves the entry
+                # pending, and its next attempt decides (and counts) again.
+                RETRY_ATTEMPTS.inc()
                 DISPATCHED.labels(outcome="retry").inc()
             case GiveUp(attempts=attempts):
                 span.set_attribute("notifactor.decision", "dead_letter")
