@@ -104,3 +104,36 @@ async def test_a_session_ending_during_a_settlement_is_settled_again() -> None:
         release.set()
     assert written == [{("t", "alice"): 2}]
     assert registry.take_unsettled() == {("t", "alice"): 1}
+
+
+async def test_an_admission_that_timed_out_has_its_member_removed() -> None:
+    """The admission script may run after the upgrade gave up on it (a late
+    reply): the member is queued for removal, so it holds no slot of the tenant."""
+    import trio
+
+    from notifactor.edge.admission import ConnectionAdmission, Verdict
+
+    class LateStore:
+        def __init__(self) -> None:
+            self.members: set[tuple[str, str]] = set()
+
+        async def admit(self, tenant_id: str, member: str, limit: int) -> object:
+            self.members.add((tenant_id, member))  # the server ran it...
+            await trio.sleep_forever()  # ...and the reply is late
+            raise AssertionError("unreachable")
+
+        async def release(self, batch: list[tuple[str, str]]) -> None:
+            self.members.difference_update(batch)
+
+    store = LateStore()
+    registry = SessionRegistry()
+    admission = ConnectionAdmission(registry, store, gateway_id="gw", timeout_s=0.1)  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(admission.run)
+        late = await admission.admit("t", "s1", 5)
+        assert late.verdict is Verdict.UNAVAILABLE
+        with trio.fail_after(5):
+            while store.members:  # noqa: ASYNC110 - the remover runs in its own task
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert registry.connections("t") == 0

@@ -80,13 +80,17 @@ class ConnectionAdmission:
         try:
             with trio.fail_after(self._timeout_s):
                 result = await self._store.admit(tenant_id, member, limit)
-        except Exception as error:  # unreachable, slow or failing Redis
+        except BaseException as error:
+            # Unreachable, slow or failing Redis, or the upgrade was cancelled.
+            # The script may have run all the same (a late reply): have the
+            # member removed, so it does not hold a slot of the tenant until
+            # it expires.
             self._registry.release(tenant_id)
+            self._released_in.send_nowait((tenant_id, member))
+            if not isinstance(error, Exception):
+                raise
             log.warning("connection admission for tenant %s failed: %s", tenant_id, error)
             return Admission(Verdict.UNAVAILABLE)
-        except BaseException:
-            self._registry.release(tenant_id)
-            raise
         if not result.admitted:
             self._registry.release(tenant_id)
             return Admission(Verdict.FULL, result.count)
