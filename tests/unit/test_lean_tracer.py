@@ -19,7 +19,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    ParentBased,
+    Sampler,
+    TraceIdRatioBased,
+)
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
     NonRecordingSpan,
@@ -131,24 +137,39 @@ def _run_steps(
     span.end(end_time=3_000)  # a second end is ignored by both
 
 
-@settings(max_examples=150, deadline=None)
+# The standard ParentBased samplers (decided from the parent's flag without a
+# sampler call), and others the lean tracer must ask.
+SAMPLERS: list[Sampler] = [
+    ParentBased(ALWAYS_ON),
+    ParentBased(TraceIdRatioBased(0.5)),
+    ParentBased(ALWAYS_ON, remote_parent_not_sampled=ALWAYS_ON),
+    ParentBased(ALWAYS_OFF, local_parent_sampled=ALWAYS_OFF, remote_parent_sampled=ALWAYS_OFF),
+    ALWAYS_ON,
+    TraceIdRatioBased(0.5),
+]
+
+
+@settings(max_examples=300, deadline=None)
 @given(
     parent=parents,
     start=attribute_maps,
     later=attribute_maps,
     statuses=status_calls,
     fails=st.booleans(),
+    sampler=st.sampled_from(SAMPLERS),
 )
 def test_a_lean_span_encodes_exactly_as_the_sdk_span_of_the_same_calls(
+    *,
     parent: tuple[int, int, int] | None,
     start: dict[str, object],
     later: dict[str, object],
     statuses: list[tuple[StatusCode] | tuple[StatusCode, str]],
     fails: bool,
+    sampler: Sampler,
 ) -> None:
     failure = ValueError("broken") if fails else None
     encoded = []
-    for tracer, exporter in _tracers(ParentBased(ALWAYS_ON)):
+    for tracer, exporter in _tracers(sampler):
         _run_steps(
             tracer, parent=parent, start=start, later=later, statuses=statuses, failure=failure
         )
@@ -157,8 +178,9 @@ def test_a_lean_span_encodes_exactly_as_the_sdk_span_of_the_same_calls(
         # notifactor's own encoder reads lean spans as it reads SDK spans.
         assert encode_export_request(spans) == encode_spans(spans).SerializeToString()
     assert encoded[0] == encoded[1]
-    sampled = parent is None or parent[2] & 1
-    assert len(encoded[0].resource_spans) == (1 if sampled else 0)
+    if sampler is SAMPLERS[0]:
+        sampled = parent is None or parent[2] & 1
+        assert len(encoded[0].resource_spans) == (1 if sampled else 0)
 
 
 def test_a_span_the_sampler_leaves_out_is_not_recording_and_carries_not_sampled() -> None:

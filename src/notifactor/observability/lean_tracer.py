@@ -36,9 +36,17 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk import trace as sdk_trace
-from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.sdk.trace.sampling import Decision, ParentBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import (
+    Link,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+)
 from opentelemetry.util import types
 
 log = logging.getLogger("notifactor.tracing")
@@ -48,6 +56,11 @@ MAX_ATTRIBUTES = 128
 MAX_EVENTS = 128
 
 _UNSET = Status(StatusCode.UNSET)
+#: How the standard ParentBased sampler describes its parent delegates.
+_STANDARD_PARENT_DELEGATES = (
+    ",remoteParentSampled:AlwaysOnSampler,remoteParentNotSampled:AlwaysOffSampler,"
+    "localParentSampled:AlwaysOnSampler,localParentNotSampled:AlwaysOffSampler}"
+)
 _PLAIN = (str, bool, int, float)
 
 
@@ -211,6 +224,12 @@ class LeanTracer(trace.Tracer):
         self.resource = sdk_tracer.resource
         self.processor = sdk_tracer.span_processor
         self.scope = scope
+        # The standard ParentBased sampler (whatever its root): a span with a
+        # parent is sampled exactly when its parent is, and keeps its parent's
+        # trace state. Decided here without a call per span.
+        self._follows_parent = isinstance(self.sampler, ParentBased) and (
+            str(self.sampler.get_description()).endswith(_STANDARD_PARENT_DELEGATES)  # type: ignore[no-untyped-call]
+        )
 
     def start_span(  # noqa: PLR0917 (the API's signature)
         self,
@@ -231,12 +250,16 @@ class LeanTracer(trace.Tracer):
             parent = None
             trace_id = self.id_generator.generate_trace_id()
             random_id = self.id_generator.is_trace_id_random()
-        sampled = self.sampler.should_sample(context, trace_id, name, kind, attributes, links)
-        flags = (
-            TraceFlags.SAMPLED
-            if sampled.decision is Decision.RECORD_AND_SAMPLE
-            else TraceFlags.DEFAULT
-        )
+        span_attributes: types.Attributes
+        trace_state: TraceState | None
+        if parent is not None and self._follows_parent:
+            decision = Decision.RECORD_AND_SAMPLE if parent.trace_flags.sampled else Decision.DROP
+            trace_state, span_attributes = parent.trace_state, attributes
+        else:
+            sampled = self.sampler.should_sample(context, trace_id, name, kind, attributes, links)
+            decision, trace_state = sampled.decision, sampled.trace_state
+            span_attributes = sampled.attributes
+        flags = TraceFlags.SAMPLED if decision is Decision.RECORD_AND_SAMPLE else TraceFlags.DEFAULT
         if random_id:
             flags |= TraceFlags.RANDOM_TRACE_ID
         span_context = SpanContext(
@@ -244,16 +267,16 @@ class LeanTracer(trace.Tracer):
             self.id_generator.generate_span_id(),
             is_remote=False,
             trace_flags=TraceFlags(flags),
-            trace_state=sampled.trace_state,
+            trace_state=trace_state,
         )
-        if sampled.decision is Decision.DROP:
+        if decision is Decision.DROP:
             return trace.NonRecordingSpan(span_context)
         span = LeanSpan(
             name=name,
             context=span_context,
             parent=parent,
             kind=kind,
-            attributes=sampled.attributes,
+            attributes=span_attributes,
             tracer=self,
             start_time=start_time,
         )
