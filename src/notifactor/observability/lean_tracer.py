@@ -62,6 +62,7 @@ _STANDARD_PARENT_DELEGATES = (
     "localParentSampled:AlwaysOnSampler,localParentNotSampled:AlwaysOffSampler}"
 )
 _PLAIN = (str, bool, int, float)
+_PLAIN_TYPES = frozenset(_PLAIN)
 
 
 def clean_value(value: object) -> types.AttributeValue | None:
@@ -83,6 +84,12 @@ def clean_value(value: object) -> types.AttributeValue | None:
 
 
 def _cleaned(attributes: Mapping[str, object] | None) -> dict[str, types.AttributeValue]:
+    if not attributes:
+        return {}
+    if len(attributes) <= MAX_ATTRIBUTES and all(
+        type(value) in _PLAIN_TYPES for value in attributes.values()
+    ):
+        return dict(attributes)  # type: ignore[arg-type]  # the common case: nothing to clean
     kept: dict[str, types.AttributeValue] = {}
     for key, value in (attributes or {}).items():
         cleaned = value if isinstance(value, _PLAIN) else clean_value(value)
@@ -107,19 +114,20 @@ class LeanSpan(trace.Span, sdk_trace.ReadableSpan):
         tracer: LeanTracer,
         start_time: int | None = None,
     ) -> None:
-        sdk_trace.ReadableSpan.__init__(
-            self,
-            name=name,
-            context=context,
-            parent=parent,
-            resource=tracer.resource,
-            attributes=_cleaned(attributes),
-            events=[],
-            kind=kind,
-            status=_UNSET,
-            start_time=start_time if start_time is not None else time.time_ns(),
-            instrumentation_scope=tracer.scope,
-        )
+        # What ReadableSpan.__init__ sets, set directly (a span is made per step).
+        self._name = name
+        self._context = context
+        self._kind = kind
+        self._instrumentation_info = None
+        self._instrumentation_scope = tracer.scope
+        self._parent = parent
+        self._start_time = start_time if start_time is not None else time.time_ns()
+        self._end_time: int | None = None
+        self._attributes = _cleaned(attributes)
+        self._events: list[sdk_trace.Event] = []
+        self._links: tuple[Link, ...] = ()
+        self._resource = tracer.resource
+        self._status = _UNSET
         self._processor = tracer.processor
 
     # --- trace.Span ----------------------------------------------------------
@@ -153,7 +161,7 @@ class LeanSpan(trace.Span, sdk_trace.ReadableSpan):
         attributes: types.Attributes = None,
         timestamp: int | None = None,
     ) -> None:
-        events: list[sdk_trace.Event] = self._events  # type: ignore[assignment]
+        events: list[sdk_trace.Event] = self._events
         if self._end_time is not None or len(events) >= MAX_EVENTS:
             return
         events.append(

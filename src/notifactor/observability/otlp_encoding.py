@@ -30,6 +30,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, TraceState
 
+from notifactor.observability.lean_tracer import LeanSpan
+
 log = logging.getLogger("notifactor.tracing")
 
 _FIXED64 = struct.Struct("<Q").pack
@@ -229,10 +231,14 @@ def encode_span(span: ReadableSpan) -> bytes:
             parts.append(b"\x39" + _FIXED64(start))
         if end:
             parts.append(b"\x41" + _FIXED64(end))
-    attributes = span.attributes
+    if type(span) is LeanSpan:  # notifactor's own spans: plain containers, nothing dropped
+        attributes: Mapping[str, Any] | None = span._attributes
+        extras = bool(span._events)
+    else:
+        attributes, extras = span.attributes, _has_extras(span)
     if attributes:
         parts.append(key_values(b"\x4a", attributes))
-    if _has_extras(span):
+    if extras:
         parts.append(_extras(span))
     status = span.status
     if status.description or status.status_code.value:
