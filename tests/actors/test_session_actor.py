@@ -335,7 +335,8 @@ async def test_resume_replays_then_switches_to_live_without_gap_or_duplicate() -
         await socket.say({"type": "resume", "since": cursor_for(notification(4))})
         await trio.testing.wait_all_tasks_blocked()
         # Live traffic while the replay is still reading storage: an old one
-        # (before the cursor), one the replay also returns, and two new ones.
+        # (before the cursor: a late retry the client may never have had), one
+        # the replay also returns, and two new ones.
         for n in (2, 7, 11, 12):
             env.registry.fan_out(deliver(n))
         store.notifications.append(notification(11))
@@ -343,6 +344,8 @@ async def test_resume_replays_then_switches_to_live_without_gap_or_duplicate() -
         frames = await frames_until(socket, "resumed")
         assert [f["id"] for f in frames[:-1]] == [f"id{n:04d}" for n in range(5, 12)]
         assert frames[-1] == {"type": "resumed", "count": 7}
+        # Then what was held and not replayed, in arrival order.
+        assert (await socket.frame())["id"] == "id0002"
         assert (await socket.frame())["id"] == "id0012"
         env.registry.fan_out(deliver(13))
         assert (await socket.frame())["id"] == "id0013"

@@ -9,12 +9,16 @@ Pure and synchronous; the session actor drives it.
   notifications that arrive meanwhile are held back; a replayed id that is
   also held back is dropped from the held set (the replay sends it, in
   storage order), and so is a live copy of an id the replay already sent;
-  when the replay ends, what is still held and lies after the client's
-  cursor is released, in arrival order. Nothing is lost (every live id after
-  the cursor is either replayed or released) and nothing is doubled (each id
-  passes the :class:`SentWindow` once, and the merge remembers the last
-  ``limit`` replayed ids, however long the replay, even those the window
-  has forgotten).
+  when the replay ends, what is still held is released, in arrival order.
+  That includes a live item at or before the client's cursor: a retried or
+  replayed notification keeps its place in the inbox order, so one the
+  client never had can arrive behind its cursor, and dropping it would lose
+  it. Nothing is lost (every live id is either replayed or released) and
+  nothing is doubled within the session (each id passes the
+  :class:`SentWindow` once, and the merge remembers the last ``limit``
+  replayed ids, however long the replay, even those the window has
+  forgotten). A live item behind the cursor that an earlier session already
+  delivered reaches the client again: delivery is at least once.
 
   That memory is bounded, like the held items: a live copy of an id that
   was replayed more than ``limit`` ids earlier in the same replay (and is
@@ -87,7 +91,7 @@ class ReplayMerge(Generic[T]):
     """Holds live items back while a replay after ``since`` runs.
 
     Args:
-        since: the client's cursor position; only items after it are released.
+        since: the client's cursor position (where the replay starts).
         limit: most live items held at once (over it: :class:`ReplayOverflow`),
             and most replayed ids remembered (the oldest is forgotten first).
     """
@@ -126,8 +130,8 @@ class ReplayMerge(Generic[T]):
             self._replayed.popitem(last=False)
 
     def release(self) -> list[Keyed[T]]:
-        """The held items after ``since``, in arrival order; the merge is then empty."""
-        after = [keyed for keyed in self._held.values() if keyed.position > self.since]
+        """The held items, in arrival order; the merge is then empty."""
+        held = list(self._held.values())
         self._held.clear()
         self._replayed = None
-        return after
+        return held
