@@ -132,11 +132,13 @@ async def _scan_desc(
                     items.append((row_position, item))
                     if len(items) > limit:
                         return _finish(kind, items, limit, None)
+            # Checked before moving on to an earlier day too: a filter that
+            # matches little over many small days stops here as well.
+            if scanned >= SCAN_BUDGET and last_scanned is not None:
+                return _finish(kind, items, limit, last_scanned)
             if len(rows) < fetch_size:
                 break
             position = rows[-1][0]
-            if scanned >= SCAN_BUDGET and last_scanned is not None:
-                return _finish(kind, items, limit, last_scanned)
     return _finish(kind, items, limit, None)
 
 
