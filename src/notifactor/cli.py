@@ -2,7 +2,8 @@
 
 Every failure an operator can cause (bad configuration, a server that cannot
 be reached) ends as one line on stderr and a non-zero exit code, never a
-traceback: 2 for configuration and usage errors, 1 for anything else.
+traceback: 2 for configuration and usage errors, 130 for Ctrl-C of a one-shot
+command, 1 for anything else.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from notifactor.edge.listen_cli import add_listen_command, run_listen
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130
 
 log = logging.getLogger("notifactor.cli")
 
@@ -115,11 +117,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"notifactor: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
-        return EXIT_OK
+        return _interrupted(args)
+    except BaseExceptionGroup as group:
+        if not _only_interrupts(group):
+            raise
+        return _interrupted(args)
     except Exception as exc:  # the last line of defence: no traceback reaches a user
         log.debug("command failed", exc_info=True)
         print(f"notifactor: {args.command} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def _only_interrupts(group: BaseExceptionGroup[BaseException]) -> bool:
+    """Whether every leaf of ``group`` is a KeyboardInterrupt (Ctrl-C inside a Trio run)."""
+    rest = group.split(KeyboardInterrupt)[1]
+    return rest is None
+
+
+def _interrupted(args: argparse.Namespace) -> int:
+    """Ctrl-C: one line and exit 130; ``listen`` ends this way normally (exit 0)."""
+    if args.command == "listen":
+        return EXIT_OK
+    note = ""
+    if args.command == "dlq" and args.dlq_command == "replay" and not args.dry_run:
+        note = "; the dead letters re-enqueued so far are audited (dlq.replay)"
+    print(f"notifactor: interrupted{note}", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def _token(args: argparse.Namespace, config: Config) -> int:

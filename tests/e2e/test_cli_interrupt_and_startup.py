@@ -1,0 +1,129 @@
+"""Ctrl-C and start-up checks of the console script: real processes, real servers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import trio
+
+from notifactor.adapters.redis_client import open_redis
+from notifactor.adapters.redis_dlq import DLQ_ENTRY_FIELD, ENVELOPE_FIELD
+from notifactor.domain.dlq_entry import DlqEntry, encode_dlq_entry
+from notifactor.domain.envelope import Envelope, encode_envelope, new_traceparent
+
+SECRET = "s" * 40
+
+
+def _env(extra: dict[str, str]) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFACTOR_")}
+    return {**base, "NOTIFACTOR_JWT_SECRET": SECRET, **extra}
+
+
+def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "notifactor", *args],
+        capture_output=True,
+        text=True,
+        env=_env(env),
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )
+
+
+def _one_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+async def _add_dead_letters(url: str, prefix: str, count: int) -> None:
+    async with open_redis(url) as redis:
+        for _ in range(count):
+            now = datetime.now(UTC)
+            nid = str(uuid.uuid4())
+            envelope = Envelope(
+                id=nid,
+                tenant_id="acme",
+                user_id="user-9",
+                channel="alerts",
+                content="x",
+                accepted_at=now,
+                traceparent=new_traceparent(),
+            )
+            entry = DlqEntry(
+                reason="exhausted",
+                notification_id=nid,
+                tenant_id="acme",
+                user_id="user-9",
+                channel="alerts",
+                attempts=8,
+                last_error="boom",
+                first_attempt_at=now,
+                last_attempt_at=now,
+                trace_id=None,
+                source_stream=f"{prefix}stream:0",
+                source_id="0-1",
+                dead_at=now,
+            )
+            await redis.xadd(
+                f"{prefix}dlq",
+                {
+                    DLQ_ENTRY_FIELD: encode_dlq_entry(entry),
+                    ENVELOPE_FIELD: encode_envelope(envelope),
+                },
+            )
+
+
+async def _replayed_count(url: str, prefix: str) -> int:
+    async with open_redis(url) as redis:
+        keys = [key async for key in redis.scan_iter(match=f"{prefix}dlq-replayed:*")]
+    return len(keys)
+
+
+async def _wait_for_a_replay(url: str, prefix: str, process: subprocess.Popen[str]) -> None:
+    with trio.fail_after(30):
+        while await _replayed_count(url, prefix) == 0:
+            assert process.poll() is None, "replay ended before it was interrupted"
+            await trio.sleep(0.05)
+
+
+def test_ctrl_c_during_dlq_replay_is_one_line_and_exit_130(redis_url: str, tmp_path: Path) -> None:
+    prefix = f"nf-int-{uuid.uuid4().hex[:8]}:"
+    trio.run(_add_dead_letters, redis_url, prefix, 20)
+    env = _env(
+        {
+            "NOTIFACTOR_REDIS_URL": redis_url,
+            "NOTIFACTOR_STORAGE_URL": f"sqlite://{tmp_path / 'n.db'}",
+            "NOTIFACTOR_DATA_DIR": str(tmp_path / "var"),
+        }
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "notifactor", "dlq", "replay", "--rate", "2", "--prefix", prefix],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        trio.run(_wait_for_a_replay, redis_url, prefix, process)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err + out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("notifactor: interrupted")
+    assert "audited" in lines[0]
