@@ -253,3 +253,16 @@ def test_header_errors_are_not_attributed() -> None:
     with pytest.raises(InvalidTokenError) as caught:
         verifier.verify_header(f"Bearer {minted(now_offset=-3600)}")
     assert (caught.value.tenant_id, caught.value.subject) == ("acme", "alice")
+
+
+# --- claims out of range -------------------------------------------------------
+
+
+def test_an_exp_too_large_for_a_float_is_an_invalid_token() -> None:
+    """``--ttl 1`` followed by 400 zeros: refused as invalid, never a crash."""
+    verifier = TokenVerifier(algorithm="HS256", key=SECRET)
+    huge = 10**400
+    for bad in (claims(exp=huge), claims(nbf=huge), claims(iat=huge)):
+        with pytest.raises(InvalidTokenError):
+            verifier.verify(jwt.encode(bad, SECRET))
+    assert len(verifier.cache) == 0

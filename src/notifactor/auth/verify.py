@@ -200,11 +200,10 @@ class TokenVerifier:
             raise InvalidTokenError(f"unusable token ({type(error).__name__})") from None
         try:
             principal = _principal(claims)
+            expires_at = _expiry(claims["exp"])
         except InvalidTokenError as error:
             raise _attributed(str(error), claims) from None
-        exp = claims["exp"]
-        if isinstance(exp, int | float) and not isinstance(exp, bool):
-            self.cache.put(token, principal, float(exp))
+        self.cache.put(token, principal, expires_at)
         return principal
 
     def _key_for(self, token: str) -> Any:
@@ -253,6 +252,17 @@ def _attributed(reason: str, claims: Mapping[str, Any]) -> InvalidTokenError:
     if not isinstance(subject, str) or not USER_ID.fullmatch(subject):
         subject = ""
     return InvalidTokenError(reason, tenant_id=tenant_id, subject=subject)
+
+
+def _expiry(exp: object) -> float:
+    """The ``exp`` claim as a finite float; beyond that range the token is invalid."""
+    try:
+        value = float(exp)  # type: ignore[arg-type]  # PyJWT already read it as a number
+    except (OverflowError, TypeError, ValueError):
+        raise InvalidTokenError("exp claim out of range") from None
+    if not math.isfinite(value):
+        raise InvalidTokenError("exp claim out of range")
+    return value
 
 
 def _principal(claims: Mapping[str, Any]) -> Principal:
