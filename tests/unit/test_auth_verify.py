@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from notifactor.auth.tokens import mint_token
 from notifactor.auth.verify import InvalidTokenError, TokenVerifier, build_verifier
 from notifactor.config import Config
+from notifactor.errors import ConfigError
 
 SECRET = "v" * 40
 
@@ -100,17 +101,17 @@ def test_a_jwks_with_other_key_types_never_crashes_verification(tmp_path: Path) 
 def test_unusable_key_material_is_refused_when_the_verifier_is_built(tmp_path: Path) -> None:
     pem_file = tmp_path / "key.pem"
     pem_file.write_text("-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----\n")
-    with pytest.raises(ValueError, match="jwt_public_key_file: not a usable ES256 public key"):
+    with pytest.raises(ConfigError, match="jwt_public_key_file: not a usable ES256 public key"):
         build_verifier(Config(jwt_algorithm="ES256", jwt_public_key_file=pem_file))
     jwks_file = tmp_path / "jwks.json"
     jwks_file.write_text("{not json")
-    with pytest.raises(ValueError, match="jwt_jwks_file: not a usable key set"):
+    with pytest.raises(ConfigError, match="jwt_jwks_file: not a usable key set"):
         build_verifier(Config(jwt_algorithm="ES256", jwt_jwks_file=jwks_file))
     rsa_only = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
     jwks_file.write_text(
         json.dumps({"keys": [json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(rsa_only))]})
     )
-    with pytest.raises(ValueError, match="no ES256 key"):
+    with pytest.raises(ConfigError, match="no ES256 key"):
         build_verifier(Config(jwt_algorithm="ES256", jwt_jwks_file=jwks_file))
 
 

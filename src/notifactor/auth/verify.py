@@ -1,7 +1,9 @@
 """Verifying bearer tokens (SPEC §3).
 
 Only the configured algorithm is accepted: HS256 with the shared secret, or
-RS256/ES256 with a PEM public key or a JWKS file. Required claims are ``sub``,
+RS256/ES256 with a PEM public key or a JWKS file (when ``jwt_algorithm`` is
+left unset, the key file's type picks it: :func:`infer_algorithm`). A key file
+that cannot be read or used is a :class:`ConfigError` naming its key. Required claims are ``sub``,
 ``tenant_id`` and ``exp``; ``iss``/``aud`` are checked when configured; clocks
 may disagree by :data:`LEEWAY_S`. Failures raise :class:`InvalidTokenError`
 with a short reason that never contains the token itself.
@@ -14,16 +16,22 @@ that passed every check is remembered, never past its own ``exp``.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
 import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from notifactor.config import Config
+from notifactor.config.model import JwtAlgorithm
 from notifactor.domain.identifiers import TENANT_ID, USER_ID
+from notifactor.errors import ConfigError
 
 LEEWAY_S = 30
 REQUIRED_CLAIMS = ("sub", "tenant_id", "exp")
@@ -285,28 +293,113 @@ def build_verifier(config: Config, *, hs256_secret: str | None = None) -> TokenV
             (:func:`notifactor.auth.secret.resolve_jwt_secret`); required for HS256.
 
     Raises:
-        ValueError: the key material is missing or unreadable.
+        ConfigError: the key file is unreadable, malformed or holds no key of
+            the configured algorithm (names ``jwt_public_key_file`` or ``jwt_jwks_file``).
+        ValueError: HS256 without a secret, or RS256/ES256 without a key file.
     """
     common: dict[str, Any] = {"issuer": config.jwt_issuer, "audience": config.jwt_audience}
-    if config.jwt_algorithm == "HS256":
+    algorithm = config.jwt_algorithm
+    if algorithm == "HS256":
         if hs256_secret is None:
             raise ValueError("HS256 needs a secret")
         return TokenVerifier(algorithm="HS256", key=hs256_secret, **common)
     if config.jwt_public_key_file is not None:
-        pem = config.jwt_public_key_file.read_text(encoding="utf-8")
+        pem = read_key_file(PUBLIC_KEY_FILE, config.jwt_public_key_file)
         try:  # bad key material is a configuration error, not a 500 on every request
-            jwt.get_algorithm_by_name(config.jwt_algorithm).prepare_key(pem)
+            jwt.get_algorithm_by_name(algorithm).prepare_key(pem)
         except (jwt.PyJWTError, TypeError, ValueError) as error:
-            raise ValueError(
-                f"jwt_public_key_file: not a usable {config.jwt_algorithm} public key ({error})"
+            raise ConfigError(
+                PUBLIC_KEY_FILE, f"not a usable {algorithm} public key ({error})"
             ) from None
-        return TokenVerifier(algorithm=config.jwt_algorithm, key=pem, **common)
+        return TokenVerifier(algorithm=algorithm, key=pem, **common)
     if config.jwt_jwks_file is not None:
-        try:
-            jwks = jwt.PyJWKSet.from_json(config.jwt_jwks_file.read_text(encoding="utf-8"))
-        except (jwt.PyJWTError, TypeError, ValueError) as error:
-            raise ValueError(f"jwt_jwks_file: not a usable key set ({error})") from None
-        if not any(k.key_type == _KEY_TYPES[config.jwt_algorithm] for k in jwks.keys):
-            raise ValueError(f"jwt_jwks_file: no {config.jwt_algorithm} key in the set")
-        return TokenVerifier(algorithm=config.jwt_algorithm, jwks=jwks, **common)
-    raise ValueError(f"{config.jwt_algorithm} needs jwt_public_key_file or jwt_jwks_file")
+        jwks = load_jwks(config.jwt_jwks_file)
+        if not any(k.key_type == _KEY_TYPES[algorithm] for k in jwks.keys):
+            raise ConfigError(JWKS_FILE, f"no {algorithm} key in the set")
+        return TokenVerifier(algorithm=algorithm, jwks=jwks, **common)
+    raise ValueError(f"{algorithm} needs jwt_public_key_file or jwt_jwks_file")
+
+
+# --- key files -------------------------------------------------------------------
+
+PUBLIC_KEY_FILE = "jwt_public_key_file"
+JWKS_FILE = "jwt_jwks_file"
+
+
+def read_key_file(key: str, path: Path) -> str:
+    """The text of a key file; any failure is a :class:`ConfigError` naming ``key``."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(key, f"{path} is not text (PEM or JSON expected)") from None
+    except OSError as error:
+        raise ConfigError(key, f"cannot read {path}: {error.strerror or error}") from None
+
+
+def load_jwks(path: Path) -> jwt.PyJWKSet:
+    """The key set in a JWKS file: a JSON object whose ``keys`` is a list of JWKs."""
+    text = read_key_file(JWKS_FILE, path)
+    try:
+        document = json.loads(text)
+    except ValueError as error:
+        raise ConfigError(JWKS_FILE, f"not a usable key set (not JSON: {error})") from None
+    keys = document.get("keys") if isinstance(document, dict) else None
+    if not isinstance(keys, list) or not all(isinstance(k, dict) for k in keys):
+        raise ConfigError(
+            JWKS_FILE, 'not a usable key set (expected {"keys": [<JWK object>, ...]})'
+        )
+    try:
+        return jwt.PyJWKSet(keys)
+    except (jwt.PyJWTError, AttributeError, KeyError, TypeError, ValueError) as error:
+        raise ConfigError(JWKS_FILE, f"not a usable key set ({error})") from None
+
+
+def infer_algorithm(*, public_key_file: Path | None, jwks_file: Path | None) -> JwtAlgorithm:
+    """The algorithm a key file implies: RS256 for RSA keys, ES256 for P-256 keys.
+
+    Raises:
+        ConfigError: the file is unreadable or malformed, or its keys do not
+            name a single algorithm (then ``jwt_algorithm`` must be set).
+    """
+    if public_key_file is not None:
+        return _pem_algorithm(read_key_file(PUBLIC_KEY_FILE, public_key_file))
+    if jwks_file is not None:
+        return _jwks_algorithm(load_jwks(jwks_file))
+    raise ValueError("no key file to infer the algorithm from")
+
+
+def _pem_algorithm(pem: str) -> JwtAlgorithm:
+    try:
+        public_key = serialization.load_pem_public_key(pem.encode())
+    except (TypeError, ValueError) as error:
+        raise ConfigError(PUBLIC_KEY_FILE, f"not a PEM public key ({error})") from None
+    algorithm = _key_algorithm(public_key)
+    if algorithm is None:
+        raise ConfigError(
+            PUBLIC_KEY_FILE,
+            "neither an RSA nor a P-256 EC public key: set jwt_algorithm to RS256 or ES256",
+        )
+    return algorithm
+
+
+def _jwks_algorithm(jwks: jwt.PyJWKSet) -> JwtAlgorithm:
+    found = {_key_algorithm(k.key) for k in jwks.keys}
+    if len(found) != 1 or None in found:
+        raise ConfigError(
+            JWKS_FILE,
+            "the keys do not all share one algorithm (RSA or P-256 EC): "
+            "set jwt_algorithm to RS256 or ES256",
+        )
+    (algorithm,) = found
+    assert algorithm is not None
+    return algorithm
+
+
+def _key_algorithm(public_key: object) -> JwtAlgorithm | None:
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return "RS256"
+    if isinstance(public_key, ec.EllipticCurvePublicKey) and isinstance(
+        public_key.curve, ec.SECP256R1
+    ):
+        return "ES256"
+    return None

@@ -24,7 +24,7 @@ from notifactor.config.targets import (
 )
 from notifactor.domain.identifiers import TENANT_ID
 from notifactor.domain.retention import MAX_RETENTION_DAYS
-from notifactor.errors import FieldValueError
+from notifactor.errors import ConfigError, FieldValueError
 from notifactor.supervisors.config import SupervisionConfig
 
 LogFormat = Literal["json", "console"]
@@ -389,14 +389,24 @@ class Config:
             )
         asymmetric = self.jwt_public_key_file is not None or self.jwt_jwks_file is not None
         if asymmetric and self.jwt_algorithm == "HS256":
-            raise FieldValueError(
-                "jwt_algorithm", "must be RS256 or ES256 when a public key or JWKS file is set"
-            )
+            # A key file switches verification to the key's algorithm (SPEC §2).
+            object.__setattr__(self, "jwt_algorithm", self._key_file_algorithm())
         if not asymmetric and self.jwt_algorithm != "HS256":
             raise FieldValueError(
                 "jwt_algorithm",
                 f"{self.jwt_algorithm} needs jwt_public_key_file or jwt_jwks_file",
             )
+
+    def _key_file_algorithm(self) -> JwtAlgorithm:
+        """RS256 or ES256, as the configured public key or JWKS file implies."""
+        from notifactor.auth.verify import infer_algorithm  # the auth layer reads keys
+
+        try:
+            return infer_algorithm(
+                public_key_file=self.jwt_public_key_file, jwks_file=self.jwt_jwks_file
+            )
+        except ConfigError as error:
+            raise FieldValueError(error.key, error.reason) from None
 
     @property
     def storage(self) -> StorageTarget:
