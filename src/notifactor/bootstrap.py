@@ -81,7 +81,12 @@ from notifactor.runtime_tuning import (
     tune_collector,
     tune_redis_client,
 )
-from notifactor.storage_setup import open_store, replication_of, storage_writer_for
+from notifactor.storage_setup import (
+    check_storage_ready,
+    open_store,
+    replication_of,
+    storage_writer_for,
+)
 from notifactor.supervisors import (
     ChildSpec,
     NodeStatistics,
@@ -191,6 +196,7 @@ def _run_tree(config: Config, roles: frozenset[str], *, command: str) -> int:
             key, sep, reason = str(error).partition(": ")
             raise ConfigError(key if sep else "jwt_algorithm", reason if sep else key) from None
     check_can_listen(listen_addresses(config, roles))
+    trio.run(check_storage_ready, config)
     state = ServeState(config=config, verifier=verifier, redis_url=config.redis_url, roles=roles)
     configure_tracing(config)
     tune_collector(config.runtime)

@@ -7,8 +7,11 @@ and batches writes through a writer from :func:`storage_writer_for`.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import trio
 
@@ -18,14 +21,17 @@ from notifactor.actors.storage_writer import (
     kind_and_tenant,
     kind_only,
 )
-from notifactor.adapters.cassandra_schema import Replication
-from notifactor.adapters.cassandra_session import connect_cassandra
+from notifactor.adapters.cassandra_schema import LATEST_VERSION, Replication, current_version
+from notifactor.adapters.cassandra_session import CassandraSession, connect_cassandra
 from notifactor.adapters.cassandra_store import CassandraNotificationStore
 from notifactor.adapters.sqlite_store import SqliteNotificationStore
-from notifactor.config import Config, SqliteTarget
+from notifactor.config import CassandraTarget, Config, SqliteTarget
 from notifactor.domain.batching import BatchPolicy
+from notifactor.errors import ConfigError
 from notifactor.observability.instrumented import InstrumentedStore
 from notifactor.ports.notification_store import NotificationStore
+
+log = logging.getLogger("notifactor.storage")
 
 #: Records per store call on Cassandra: one unlogged batch per partition key.
 CASSANDRA_GROUP_ITEMS = 64
@@ -98,3 +104,78 @@ def replication_of(config: Config) -> Replication:
     return Replication.network_topology(
         dict.fromkeys(cassandra.datacenter_names, cassandra.replication_factor)
     )
+
+
+async def check_storage_ready(config: Config) -> None:
+    """Fail fast, before anything starts, on a store that cannot work.
+
+    SQLite: the path must not be a directory and, when it exists, must be a
+    SQLite database. Cassandra: the keyspace must exist at the schema version
+    of this release (``notifactor migrate``). An unreachable Cassandra is not
+    judged here: the supervision tree retries it.
+
+    Raises:
+        ConfigError: on ``storage_url``, one line naming what to do.
+    """
+    target = config.storage
+    if isinstance(target, SqliteTarget):
+        check_sqlite_path(target.path)
+    else:
+        await _check_cassandra_schema(config, target)
+
+
+def check_sqlite_path(path: Path) -> None:
+    """Raise :class:`ConfigError` when ``path`` cannot hold the SQLite database."""
+    if path.is_dir():
+        raise ConfigError("storage_url", f"{path} is a directory, not a SQLite database file")
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            connection.execute("PRAGMA schema_version").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as error:
+        raise ConfigError(
+            "storage_url", f"{path} cannot be opened as a SQLite database: {error}"
+        ) from None
+
+
+async def _check_cassandra_schema(config: Config, target: CassandraTarget) -> None:
+    try:
+        session = await connect_cassandra(
+            target.contact_points,
+            request_timeout=config.cassandra.request_timeout_s,
+            local_dc=config.cassandra.local_dc,
+            consistency=config.cassandra.consistency,
+        )
+    except Exception as error:  # unreachable now: the tree's restarts retry it
+        log.warning("cannot check the Cassandra schema before start: %s", error)
+        return
+    try:
+        problem = await _schema_problem(session, target.keyspace)
+    finally:
+        await session.close()
+    if problem is not None:
+        raise ConfigError("storage_url", f"{problem}; run `notifactor migrate`")
+
+
+async def _schema_problem(session: CassandraSession, keyspace: str) -> str | None:
+    keyspaces = await session.execute(
+        "SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = %s", (keyspace,)
+    )
+    if not keyspaces:
+        return f"keyspace {keyspace} does not exist"
+    tables = await session.execute(
+        "SELECT table_name FROM system_schema.tables"
+        " WHERE keyspace_name = %s AND table_name = 'schema_version'",
+        (keyspace,),
+    )
+    version = await current_version(session, keyspace) if tables else 0
+    if version < LATEST_VERSION:
+        return (
+            f"keyspace {keyspace} is at schema version {version}, this release needs "
+            f"{LATEST_VERSION}"
+        )
+    return None

@@ -10,8 +10,11 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 import trio
 
+from infra.local.cassandra_server import CassandraContact
+from notifactor.adapters.cassandra_session import connect_cassandra
 from notifactor.adapters.redis_client import open_redis
 from notifactor.adapters.redis_dlq import DLQ_ENTRY_FIELD, ENVELOPE_FIELD
 from notifactor.domain.dlq_entry import DlqEntry, encode_dlq_entry
@@ -127,3 +130,82 @@ def test_ctrl_c_during_dlq_replay_is_one_line_and_exit_130(redis_url: str, tmp_p
     assert len(lines) == 1, err
     assert lines[0].startswith("notifactor: interrupted")
     assert "audited" in lines[0]
+
+
+def _cassandra_url(contact: CassandraContact, keyspace: str) -> str:
+    return f"cassandra://{contact.host}:{contact.port}/{keyspace}"
+
+
+def _start_env(tmp_path: Path, storage_url: str) -> dict[str, str]:
+    return {
+        "NOTIFACTOR_STORAGE_URL": storage_url,
+        "NOTIFACTOR_DATA_DIR": str(tmp_path / "var"),
+        "NOTIFACTOR_HTTP_PORT": "0",
+        "NOTIFACTOR_WS_PORT": "0",
+        "NOTIFACTOR_LOG_FORMAT": "console",
+    }
+
+
+def test_serve_on_a_missing_keyspace_says_run_migrate(
+    cassandra_contact: CassandraContact, tmp_path: Path
+) -> None:
+    keyspace = f"nf_absent_{uuid.uuid4().hex[:12]}"
+    env = _start_env(tmp_path, _cassandra_url(cassandra_contact, keyspace))
+    result = run_cli("serve", env=env, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    line = _one_line(result)
+    assert line.startswith("notifactor: configuration error: storage_url:")
+    assert f"keyspace {keyspace} does not exist" in line
+    assert "notifactor migrate" in line
+
+
+async def _keyspace_without_tables(contact: CassandraContact, keyspace: str) -> None:
+    session = await connect_cassandra([(contact.host, contact.port)])
+    try:
+        await session.execute(
+            f"CREATE KEYSPACE {keyspace} WITH replication = "
+            "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+        )
+    finally:
+        await session.close()
+
+
+async def _drop_keyspace(contact: CassandraContact, keyspace: str) -> None:
+    session = await connect_cassandra([(contact.host, contact.port)])
+    try:
+        await session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+    finally:
+        await session.close()
+
+
+def test_serve_on_an_unmigrated_keyspace_says_run_migrate(
+    cassandra_contact: CassandraContact, tmp_path: Path
+) -> None:
+    keyspace = f"nf_bare_{uuid.uuid4().hex[:12]}"
+    trio.run(_keyspace_without_tables, cassandra_contact, keyspace)
+    try:
+        env = _start_env(tmp_path, _cassandra_url(cassandra_contact, keyspace))
+        result = run_cli(
+            "dispatcher", env={**env, "NOTIFACTOR_REDIS_URL": "redis://127.0.0.1:1/0"}, cwd=tmp_path
+        )
+    finally:
+        trio.run(_drop_keyspace, cassandra_contact, keyspace)
+    assert result.returncode == 2, result.stderr
+    line = _one_line(result)
+    assert f"keyspace {keyspace} is at schema version 0" in line
+    assert "notifactor migrate" in line
+
+
+@pytest.mark.parametrize("kind", ["directory", "not a database"])
+def test_serve_on_an_unusable_sqlite_path_is_one_line(tmp_path: Path, kind: str) -> None:
+    if kind == "directory":
+        path = tmp_path / "a-dir"
+        path.mkdir()
+    else:
+        path = tmp_path / "text.db"
+        path.write_text("root:x:0:0:root:/root:/bin/bash\n" * 20, encoding="utf-8")
+    result = run_cli("serve", env=_start_env(tmp_path, f"sqlite://{path}"), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    line = _one_line(result)
+    assert line.startswith("notifactor: configuration error: storage_url:")
+    assert kind in line

@@ -147,8 +147,9 @@ def record_json(record: DlqRecord) -> dict[str, Any]:
 
 
 async def _run(args: argparse.Namespace, config: Config) -> int:
-    from notifactor.storage_setup import open_store
+    from notifactor.storage_setup import check_storage_ready, open_store
 
+    await check_storage_ready(config)
     async with open_redis(_redis_url(config)) as redis, open_store(config) as store:
         dlq = RedisDeadLetterQueue(
             redis,
