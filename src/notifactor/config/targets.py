@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import attrs
 
@@ -65,9 +66,23 @@ def parse_storage_url(url: str) -> StorageTarget:
 
 
 def _parse_host_port(part: str, url: str) -> tuple[str, int]:
-    host, colon, port_text = part.strip().rpartition(":")
-    if not colon:
-        host, port_text = part.strip(), str(DEFAULT_CASSANDRA_PORT)
+    """``host``, ``host:port``, ``[ipv6]`` or ``[ipv6]:port`` (port 9042 when absent)."""
+    part = part.strip()
+    if part.startswith("["):
+        address, bracket, after = part[1:].partition("]")
+        if not bracket or (after and not after.startswith(":")):
+            raise ValueError(f"bad IPv6 host {part!r} in {url!r}: use [address]:port")
+        host, port_text = address, after[1:] if after else str(DEFAULT_CASSANDRA_PORT)
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"bad IPv6 address {host!r} in {url!r}") from None
+    elif part.count(":") > 1:
+        raise ValueError(f"IPv6 host {part!r} in {url!r} needs brackets: [address]:port")
+    else:
+        host, colon, port_text = part.rpartition(":")
+        if not colon:
+            host, port_text = part, str(DEFAULT_CASSANDRA_PORT)
     if not host:
         raise ValueError(f"empty host in {url!r}")
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
@@ -95,3 +110,14 @@ def check_redis_url(url: str) -> None:
         _ = parts.port
     except ValueError:
         raise ValueError(f"bad port in {url!r}") from None
+    _check_redis_db(parts.scheme, parts.path, parts.query, url)
+
+
+def _check_redis_db(scheme: str, path: str, query: str, url: str) -> None:
+    """The database number, from the path (``/N``, not for unix://) or ``?db=N``."""
+    candidates = parse_qs(query, keep_blank_values=True).get("db", [])
+    if scheme != "unix" and path not in ("", "/"):
+        candidates.append(path[1:])
+    for text in candidates:
+        if not (text.isascii() and text.isdigit()):
+            raise ValueError(f"db must be a database number (/0, /1, ... or ?db=N), got {url!r}")
