@@ -18,7 +18,7 @@ from pathlib import Path
 from notifactor import __version__
 from notifactor.config import Config, ConfigError, load_config
 from notifactor.dispatcher.cli_dlq import add_dlq_commands, run_dlq
-from notifactor.edge.listen_cli import add_listen_command, run_listen
+from notifactor.edge.listen_cli import add_listen_command, run_listen, ttl_problem
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -41,6 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="notifactor", description="Multi-tenant real-time notification platform."
     )
     parser.add_argument("--version", action="version", version=f"notifactor {__version__}")
+    # Also accepted before the subcommand; the subcommand's own --config wins
+    # (a separate dest: a subparser's default would overwrite a shared one).
+    parser.add_argument(
+        "--config",
+        dest="global_config",
+        metavar="CONFIG",
+        type=Path,
+        default=None,
+        help="TOML configuration file (also accepted after the command, where it wins)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     commands.add_parser(
@@ -73,7 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="notifications:write notifications:read deliveries:read",
         help="space-separated scopes (default: %(default)s)",
     )
-    token.add_argument("--ttl", type=int, default=3600, help="seconds until expiry (default: 3600)")
+    token.add_argument(
+        "--ttl",
+        type=int,
+        default=3600,
+        help="seconds until expiry, at most ten years (default: 3600)",
+    )
     tree = commands.add_parser(
         "tree", parents=[common], help="print the live supervision tree of a running instance"
     )
@@ -111,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tree": _tree,
     }
     try:
-        config = load_config(args.config)
+        config = load_config(args.config or args.global_config)
         return handlers[args.command](args, config)
     except ConfigError as exc:
         print(f"notifactor: configuration error: {exc}", file=sys.stderr)
@@ -157,8 +172,9 @@ def _token(args: argparse.Namespace, config: Config) -> int:
         which, reason = problem
         print(f"notifactor: --{which}: {reason}", file=sys.stderr)
         return EXIT_CONFIG
-    if args.ttl <= 0:
-        print("notifactor: --ttl: must be > 0", file=sys.stderr)
+    ttl_reason = ttl_problem(args.ttl)
+    if ttl_reason is not None:
+        print(f"notifactor: --ttl: {ttl_reason}", file=sys.stderr)
         return EXIT_CONFIG
     secret, _ = resolve_jwt_secret(config, create=False)
     print(
@@ -181,6 +197,7 @@ def _tree(args: argparse.Namespace, config: Config) -> int:
 
     from notifactor.observability.tree_client import (
         TreeFetchError,
+        base_url_problem,
         default_url,
         fetch_tree,
         from_jsonable,
@@ -188,6 +205,11 @@ def _tree(args: argparse.Namespace, config: Config) -> int:
     )
     from notifactor.supervisors.statistics import render_tree
 
+    if args.url is not None:
+        problem = base_url_problem(args.url)
+        if problem is not None:
+            print(f"notifactor: --url: {problem}", file=sys.stderr)
+            return EXIT_CONFIG
     try:
         url = args.url or (metrics_url(config) if args.metrics else default_url(config))
         document = fetch_tree(url, args.token)

@@ -25,20 +25,25 @@ class ListenAddress:
     key: str
     host: str
     port: int
+    #: The key that sets ``host`` (named when the host does not resolve).
+    host_key: str
 
 
 def listen_addresses(config: Config, roles: frozenset[str]) -> list[ListenAddress]:
     """The TCP addresses the given roles listen on (port 0: any free port, not checked)."""
     if "gateway" in roles:
         wanted = [
-            ListenAddress("http_port", config.http_host, config.http_port),
-            ListenAddress("ws_port", config.ws_host, config.ws_port),
+            ListenAddress("http_port", config.http_host, config.http_port, "http_host"),
+            ListenAddress("ws_port", config.ws_host, config.ws_port, "ws_host"),
         ]
     else:
         observability = config.observability
         wanted = [
             ListenAddress(
-                "observability.metrics_port", observability.metrics_host, observability.metrics_port
+                "observability.metrics_port",
+                observability.metrics_host,
+                observability.metrics_port,
+                "observability.metrics_host",
             )
         ]
     return [address for address in wanted if address.port != 0]
@@ -53,7 +58,7 @@ def check_can_listen(addresses: Iterable[ListenAddress]) -> None:
             )
         except socket.gaierror as error:
             raise ConfigError(
-                address.key, f"cannot listen on {address.host}:{address.port}: {error.strerror}"
+                address.host_key, f"cannot resolve {address.host!r}: {error.strerror}"
             ) from None
         family, kind, proto, _, sockaddr = infos[0]
         with socket.socket(family, kind, proto) as probe:

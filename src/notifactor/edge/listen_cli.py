@@ -19,6 +19,16 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
+#: The longest token lifetime ``token`` and ``listen`` mint: ten years.
+MAX_TTL_S = 10 * 365 * 86_400
+
+
+def ttl_problem(ttl_s: int) -> str | None:
+    """Why ``--ttl`` is unusable (a verifier could not read its ``exp``), or None."""
+    if not 1 <= ttl_s <= MAX_TTL_S:
+        return f"must be 1..{MAX_TTL_S} seconds (ten years)"
+    return None
+
 
 def add_listen_command(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
@@ -36,7 +46,9 @@ def add_listen_command(
         "--url", default=None, help="WebSocket URL (default: ws://<ws_host>:<ws_port>/ws)"
     )
     listen.add_argument("--since", default=None, help="resume after this cursor first")
-    listen.add_argument("--ttl", type=int, default=3600, help="token lifetime in seconds")
+    listen.add_argument(
+        "--ttl", type=int, default=3600, help="token lifetime in seconds (1 to ten years)"
+    )
 
 
 def run_listen(args: argparse.Namespace, config: Config) -> int:
@@ -52,6 +64,10 @@ def run_listen(args: argparse.Namespace, config: Config) -> int:
     if problem is not None:
         which, reason = problem
         print(f"notifactor: --{which}: {reason}", file=sys.stderr)
+        return EXIT_USAGE
+    ttl_reason = ttl_problem(args.ttl)
+    if ttl_reason is not None:
+        print(f"notifactor: --ttl: {ttl_reason}", file=sys.stderr)
         return EXIT_USAGE
     secret, _ = resolve_jwt_secret(config, create=False)
     jwt = mint_token(

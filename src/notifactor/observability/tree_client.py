@@ -10,6 +10,7 @@ import json
 import urllib.error
 import urllib.request
 from typing import Any
+from urllib.parse import urlsplit
 
 from notifactor.actors.crash import CrashReason
 from notifactor.actors.mailbox import MailboxStatistics
@@ -39,6 +40,18 @@ def _local_url(host: str, port: int) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{port}"
+
+
+def base_url_problem(base_url: str) -> str | None:
+    """Why ``base_url`` cannot name an instance (``http(s)://host[:port]``), or None."""
+    try:
+        parts = urlsplit(base_url)
+        _ = parts.port
+    except ValueError as error:
+        return f"{error}: {base_url!r}"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"expected http://host:port or https://host:port, got {base_url!r}"
+    return None
 
 
 def fetch_tree(base_url: str, token: str | None = None, timeout_s: float = 5.0) -> dict[str, Any]:
