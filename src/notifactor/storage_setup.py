@@ -131,7 +131,9 @@ def check_sqlite_path(path: Path) -> None:
     if not path.exists() or path.stat().st_size == 0:
         return
     try:
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        # A proper file URI: a path given as ``sqlite:////abs/path`` keeps a
+        # leading "//", and special characters must be escaped.
+        connection = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
         try:
             connection.execute("PRAGMA schema_version").fetchone()
         finally:

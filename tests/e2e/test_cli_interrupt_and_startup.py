@@ -209,3 +209,19 @@ def test_serve_on_an_unusable_sqlite_path_is_one_line(tmp_path: Path, kind: str)
     line = _one_line(result)
     assert line.startswith("notifactor: configuration error: storage_url:")
     assert kind in line
+
+
+def test_an_existing_database_named_with_a_leading_double_slash_passes_the_check(
+    tmp_path: Path,
+) -> None:
+    """``sqlite:////abs/path`` parses to a path starting with "//": still the same file."""
+    import sqlite3
+
+    from notifactor.storage_setup import check_sqlite_path
+
+    database = tmp_path / "n.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE t (a)")
+    connection.close()
+    check_sqlite_path(Path("//" + str(database).lstrip("/")))  # raises if refused
+    check_sqlite_path(tmp_path / "not yet created.db")  # a new file is fine too
