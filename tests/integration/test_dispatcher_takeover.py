@@ -14,7 +14,7 @@ import trio
 
 from notifactor.adapters.redis_dispatch import DEFAULT_GROUP
 from notifactor.domain.delivery_state import DeliveryState
-from notifactor.domain.envelope import ENVELOPE_FIELD, encode_envelope
+from notifactor.domain.envelope import ENVELOPE_FIELD, Envelope, encode_envelope
 from notifactor.domain.partitioning import partition_for
 from tests.integration.dispatcher_harness import (
     FAST,
@@ -49,6 +49,41 @@ async def _consumer_pending(redis: coredis.Redis[bytes], streams: list[str], nam
     return total
 
 
+async def _add(
+    redis: coredis.Redis[bytes], streams: list[str], envelopes: list[Envelope]
+) -> list[str]:
+    """XADD ``envelopes`` to their partitions; their entry ids, in order."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for envelope in envelopes:
+            partition = partition_for("tenant-a", envelope.user_id, PARTITIONS)
+            pipe.xadd(streams[partition], {ENVELOPE_FIELD: encode_envelope(envelope)})
+    return [i.decode() if isinstance(i, bytes) else str(i) for i in pipe.results or ()]
+
+
+async def _feed_until_pending(
+    redis: coredis.Redis[bytes],
+    streams: list[str],
+    name: str,
+    added: tuple[list[Envelope], list[str]],
+    users: int,
+) -> None:
+    """Add notifications until the consumer ``name`` holds some it has not acknowledged.
+
+    A fast consumer on a busy host can finish a batch between two looks, so
+    more are added (kept in ``added``: envelopes and entry ids) until one
+    look catches it.
+    """
+    with trio.fail_after(30):
+        while True:
+            batch = [make_envelope("tenant-a", f"user-{i % users}") for i in range(500)]
+            added[1].extend(await _add(redis, streams, batch))
+            added[0].extend(batch)
+            with trio.move_on_after(0.5):
+                while not await _consumer_pending(redis, streams, name):  # noqa: ASYNC110 - Redis is another system
+                    await trio.sleep(0.001)
+                return
+
+
 async def test_sigkilled_dispatcher_entries_are_taken_over(
     redis_client: coredis.Redis[bytes], redis_url: str, redis_prefix: str, tmp_path: Path
 ) -> None:
@@ -77,16 +112,11 @@ async def test_sigkilled_dispatcher_entries_are_taken_over(
             assert (await process.stdout.receive_some(64)).startswith(b"ready")
         streams = [f"{redis_prefix}stream:{p}" for p in range(PARTITIONS)]
         envelopes = [make_envelope("tenant-a", f"user-{i % 50}") for i in range(3000)]
-        async with redis_client.pipeline(transaction=False) as pipe:
-            for envelope in envelopes:
-                partition = partition_for("tenant-a", envelope.user_id, PARTITIONS)
-                pipe.xadd(streams[partition], {ENVELOPE_FIELD: encode_envelope(envelope)})
+        entry_ids = await _add(redis_client, streams, envelopes)
         # Kill it while it holds unacknowledged entries.
-        with trio.fail_after(20):
-            while True:
-                if await _consumer_pending(redis_client, streams, "dispatcher-a"):
-                    break
-                await trio.sleep(0.001)
+        if not await _consumer_pending(redis_client, streams, "dispatcher-a"):
+            added = (envelopes, entry_ids)
+            await _feed_until_pending(redis_client, streams, "dispatcher-a", added, 50)
         process.send_signal(signal.SIGKILL)
         await process.wait()
     finally:
@@ -105,7 +135,7 @@ async def test_sigkilled_dispatcher_entries_are_taken_over(
         ) as h,
     ):
         states = await h.wait_states(envelopes, lambda s: s is DeliveryState.PENDING)
-        assert len(states) == 3000
+        assert len(states) == len(envelopes)
         with trio.fail_after(10):
             while True:
                 names: set[object] = set()
@@ -137,16 +167,10 @@ async def test_sigterm_finishes_acks_and_leaves_the_group(
         assert process.stdout is not None
         with trio.fail_after(20):
             assert (await process.stdout.receive_some(64)).startswith(b"ready")
-        async with redis_client.pipeline(transaction=False) as pipe:
-            for envelope in envelopes:
-                partition = partition_for("tenant-a", envelope.user_id, PARTITIONS)
-                pipe.xadd(streams[partition], {ENVELOPE_FIELD: encode_envelope(envelope)})
-        entry_ids = [i.decode() if isinstance(i, bytes) else str(i) for i in pipe.results or ()]
-        with trio.fail_after(20):
-            while True:
-                if await _consumer_pending(redis_client, streams, "dispatcher-graceful"):
-                    break
-                await trio.sleep(0.001)
+        entry_ids = await _add(redis_client, streams, envelopes)
+        if not await _consumer_pending(redis_client, streams, "dispatcher-graceful"):
+            added = (envelopes, entry_ids)
+            await _feed_until_pending(redis_client, streams, "dispatcher-graceful", added, 20)
         process.send_signal(signal.SIGTERM)
         with trio.fail_after(15):
             assert await process.wait() == 0
