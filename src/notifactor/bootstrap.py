@@ -46,7 +46,6 @@ from notifactor.actors.storage_writer import (
     WriterMessage,
 )
 from notifactor.adapters.cassandra_schema import migrate
-from notifactor.adapters.cassandra_session import connect_cassandra
 from notifactor.adapters.embedded_redis import (
     EmbeddedRedisError,
     lock_workdir,
@@ -83,6 +82,7 @@ from notifactor.runtime_tuning import (
 )
 from notifactor.storage_setup import (
     check_storage_ready,
+    connect_configured_cassandra,
     open_store,
     replication_of,
     storage_writer_for,
@@ -522,12 +522,7 @@ def run_migrate(config: Config) -> int:
 async def _migrate(config: Config) -> int:
     target = config.storage
     if isinstance(target, CassandraTarget):
-        session = await connect_cassandra(
-            target.contact_points,
-            request_timeout=config.cassandra.request_timeout_s,
-            local_dc=config.cassandra.local_dc,
-            consistency=config.cassandra.consistency,
-        )
+        session = await connect_configured_cassandra(config, target)
         try:
             version = await migrate(session, target.keyspace, replication=replication_of(config))
         finally:

@@ -75,12 +75,7 @@ async def open_store(config: Config) -> AsyncIterator[NotificationStore]:
     if isinstance(target, SqliteTarget):
         store = await SqliteNotificationStore.open(target.path, retention_days)
     else:
-        session = await connect_cassandra(
-            target.contact_points,
-            request_timeout=config.cassandra.request_timeout_s,
-            local_dc=config.cassandra.local_dc,
-            consistency=config.cassandra.consistency,
-        )
+        session = await connect_configured_cassandra(config, target)
         store = await CassandraNotificationStore.open(
             session,
             target.keyspace,
@@ -94,6 +89,16 @@ async def open_store(config: Config) -> AsyncIterator[NotificationStore]:
         with trio.CancelScope(shield=True) as scope:
             scope.deadline = trio.current_time() + config.shutdown_grace_s
             await store.aclose()
+
+
+async def connect_configured_cassandra(config: Config, target: CassandraTarget) -> CassandraSession:
+    """A session to ``target``'s contact points, tuned by ``[cassandra]``."""
+    return await connect_cassandra(
+        target.contact_points,
+        request_timeout=config.cassandra.request_timeout_s,
+        local_dc=config.cassandra.local_dc,
+        consistency=config.cassandra.consistency,
+    )
 
 
 def replication_of(config: Config) -> Replication:
@@ -146,12 +151,7 @@ def check_sqlite_path(path: Path) -> None:
 
 async def _check_cassandra_schema(config: Config, target: CassandraTarget) -> None:
     try:
-        session = await connect_cassandra(
-            target.contact_points,
-            request_timeout=config.cassandra.request_timeout_s,
-            local_dc=config.cassandra.local_dc,
-            consistency=config.cassandra.consistency,
-        )
+        session = await connect_configured_cassandra(config, target)
     except Exception as error:  # unreachable now: the tree's restarts retry it
         log.warning("cannot check the Cassandra schema before start: %s", error)
         return
