@@ -188,25 +188,28 @@ class RedisPresence:
         return int(intact)
 
     async def reassert(self, gateway_id: str, counts: Mapping[tuple[str, str], int]) -> None:
-        items = list(counts.items())
-        for start in range(0, len(items), REASSERT_BATCH):
-            chunk = items[start : start + REASSERT_BATCH]
-            await self._reassert(
-                keys=[
-                    self._keys.gateway_alive(gateway_id),
-                    self._keys.gateway_users(gateway_id),
-                    *(self._keys.presence(tenant, user) for (tenant, user), _ in chunk),
-                ],
-                args=[gateway_id, self.ttl_ms, *(count for _, count in chunk)],
-            )
+        leading = [self._keys.gateway_alive(gateway_id), self._keys.gateway_users(gateway_id)]
+        await self._with_counts(self._reassert, leading, gateway_id, counts)
 
     async def settle(self, gateway_id: str, counts: Mapping[tuple[str, str], int]) -> None:
+        leading = [self._keys.gateway_users(gateway_id)]
+        await self._with_counts(self._settle, leading, gateway_id, counts)
+
+    async def _with_counts(
+        self,
+        script: EvalShaScript,
+        leading: list[str],
+        gateway_id: str,
+        counts: Mapping[tuple[str, str], int],
+    ) -> None:
+        """``script`` over ``counts`` in batches: KEYS ``leading`` then the users'
+        presence hashes, ARGV the gateway id, the TTL, then each user's count."""
         items = list(counts.items())
         for start in range(0, len(items), REASSERT_BATCH):
             chunk = items[start : start + REASSERT_BATCH]
-            await self._settle(
+            await script(
                 keys=[
-                    self._keys.gateway_users(gateway_id),
+                    *leading,
                     *(self._keys.presence(tenant, user) for (tenant, user), _ in chunk),
                 ],
                 args=[gateway_id, self.ttl_ms, *(count for _, count in chunk)],
