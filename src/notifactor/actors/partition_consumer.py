@@ -53,7 +53,7 @@ from notifactor.actors.outage import Outage, only_of
 from notifactor.actors.router import Presences, Router
 from notifactor.actors.stop import StopSignal, optional_stop_signal
 from notifactor.actors.storage_writer import StorageItem, StorageWriterClient
-from notifactor.adapters.redis_ingest import UNAVAILABLE
+from notifactor.adapters.redis_client import UNAVAILABLE
 from notifactor.dispatcher.metrics import (
     DISPATCHED,
     DLQ_CAPACITY,

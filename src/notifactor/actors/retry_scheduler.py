@@ -18,7 +18,7 @@ import trio
 
 from notifactor.actors.outage import Outage
 from notifactor.actors.stop import optional_stop_signal
-from notifactor.adapters.redis_ingest import UNAVAILABLE
+from notifactor.adapters.redis_client import UNAVAILABLE
 from notifactor.ports.dispatch import DispatchBus
 
 logger = logging.getLogger(__name__)

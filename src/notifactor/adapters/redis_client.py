@@ -30,6 +30,17 @@ from contextlib import asynccontextmanager
 
 import coredis
 
+#: Errors meaning Redis could not take the call now (down, loading, failing
+#: over), as opposed to a bug or a bad script.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    coredis.exceptions.ConnectionError,
+    coredis.exceptions.BusyLoadingError,
+    coredis.exceptions.ReadOnlyError,
+    coredis.exceptions.TryAgainError,
+    TimeoutError,
+    OSError,
+)
+
 DEFAULT_MAX_CONNECTIONS = 32
 _HEADROOM = 8
 

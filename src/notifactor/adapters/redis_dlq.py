@@ -24,8 +24,8 @@ import coredis
 import msgspec
 import trio
 
+from notifactor.adapters.redis_client import UNAVAILABLE
 from notifactor.adapters.redis_dispatch import RedisKeys
-from notifactor.adapters.redis_ingest import UNAVAILABLE
 from notifactor.adapters.redis_scripts import EvalShaScript
 from notifactor.domain.dlq_entry import DLQ_ENTRY_FIELD, DlqEntry, decode_dlq_entry
 from notifactor.domain.envelope import ENVELOPE_FIELD

@@ -25,6 +25,7 @@ from typing import Any
 import attrs
 import coredis
 
+from notifactor.adapters.redis_client import UNAVAILABLE
 from notifactor.adapters.redis_scripts import EvalShaScript
 from notifactor.domain.envelope import ENVELOPE_FIELD, Envelope, decode_envelope, encode_envelope
 from notifactor.domain.partitioning import STREAM_PREFIX
@@ -182,18 +183,6 @@ def parse_ingest_reply(reply: Any) -> IngestResult:
         tat_us=int(values[1]),
         used_today=int(values[2]),
     )
-
-
-#: Errors meaning Redis could not take the call now (down, loading, failing
-#: over), as opposed to a bug or a bad script.
-UNAVAILABLE: tuple[type[BaseException], ...] = (
-    coredis.exceptions.ConnectionError,
-    coredis.exceptions.BusyLoadingError,
-    coredis.exceptions.ReadOnlyError,
-    coredis.exceptions.TryAgainError,
-    TimeoutError,
-    OSError,
-)
 
 
 def unavailable(error: BaseException) -> IngestUnavailable:

@@ -28,8 +28,8 @@ import trio
 from coredis.exceptions import NoScriptError
 
 from notifactor.actors.stop import optional_stop_signal
+from notifactor.adapters.redis_client import UNAVAILABLE
 from notifactor.adapters.redis_ingest import (
-    UNAVAILABLE,
     RedisIngest,
     parse_ingest_reply,
     unavailable,

@@ -29,8 +29,8 @@ import msgspec
 import trio
 
 from notifactor.actors.outage import Outage
+from notifactor.adapters.redis_client import UNAVAILABLE
 from notifactor.adapters.redis_dispatch import RedisKeys
-from notifactor.adapters.redis_ingest import UNAVAILABLE
 from notifactor.domain.routing import ROUTED_FIELD, ROUTED_SCHEMA_VERSION, decode_routed
 from notifactor.domain.ws_frames import notification_frame
 from notifactor.edge.admission import ConnectionAdmission

@@ -28,8 +28,8 @@ import trio
 
 from notifactor.actors.stop import StopSignal, optional_stop_signal
 from notifactor.actors.storage_writer import StorageWriterClient
+from notifactor.adapters.redis_client import UNAVAILABLE
 from notifactor.adapters.redis_dispatch import RedisKeys
-from notifactor.adapters.redis_ingest import UNAVAILABLE
 from notifactor.adapters.redis_ws_admission import RedisWsAdmission
 from notifactor.auth.verify import TokenVerifier
 from notifactor.config import Config
