@@ -315,7 +315,7 @@ async def test_wait_until_returns_early_on_a_stop_request(
         nursery.start_soon(stop_later)
         await inbox.wait_until(start + 60.0)
     assert trio.current_time() - start == pytest.approx(2.0)
-    assert not stop._scopes  # the wait's scope is not left registered
+    assert stop.registered == 0  # the wait's scope is not left registered
 
 
 async def test_wait_until_after_a_stop_returns_at_once(
@@ -345,7 +345,7 @@ async def test_wait_until_sleeps_to_the_deadline_despite_messages(
         nursery.start_soon(send_later)
         await inbox.wait_until(start + 5.0)
     assert trio.current_time() - start == pytest.approx(5.0)
-    assert not stop._scopes
+    assert stop.registered == 0
     assert inbox.drain_nowait(4) == [1]
 
 

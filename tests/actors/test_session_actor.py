@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,6 +29,7 @@ from notifactor.domain.notification import (
 from notifactor.domain.routing import RoutedMessage
 from notifactor.domain.ws_frames import notification_frame
 from notifactor.edge.context import EdgeContext
+from notifactor.edge.message_handoff import HandoffClosed, MessageHandoff
 from notifactor.edge.registry import Deliver, SessionRegistry
 from notifactor.edge.settings import EdgeSettings
 from notifactor.edge.socket_port import SocketClosed
@@ -44,10 +45,10 @@ BASE = datetime(2026, 11, 3, 12, 0, tzinfo=UTC)
 
 
 class FakeSocket:
-    """A socket whose client side the test drives."""
+    """A socket whose client side the test drives (client frames go through a real handoff)."""
 
     def __init__(self, *, pongs: bool = True) -> None:
-        self.to_server, self._incoming = trio.open_memory_channel[str | bytes](16)
+        self.messages = MessageHandoff()
         self._to_client, self.from_server = trio.open_memory_channel[str](10_000)
         self.pongs = pongs
         self.pings_waiting = 0
@@ -56,10 +57,13 @@ class FakeSocket:
         self.closed_with: tuple[int, str] | None = None
         self.closed = trio.Event()
 
-    async def receive(self) -> str | bytes:
+    def watch(self, ready: Callable[[], None]) -> None:
+        self.messages.watch(ready)
+
+    def receive_nowait(self) -> str | bytes | None:
         try:
-            return await self._incoming.receive()
-        except trio.EndOfChannel:
+            return self.messages.take()
+        except HandoffClosed:
             raise SocketClosed(1000, "client left") from None
 
     async def send(self, text: str) -> None:
@@ -87,7 +91,11 @@ class FakeSocket:
             return value
 
     async def say(self, value: Any) -> None:
-        await self.to_server.send(value if isinstance(value, str) else json.dumps(value))
+        await self.messages.put(value if isinstance(value, str) else json.dumps(value))
+
+    def leave(self) -> None:
+        """The client goes away (its reader sees the end of the connection)."""
+        self.messages.end()
 
 
 @attrs.define
@@ -234,10 +242,13 @@ async def sessions(
         actors.append(actor)
         children.append(actor_spec(ref, lambda a=actor: a, restart="temporary"))  # type: ignore[misc]
     env.supervisor = Supervisor("sessions", children)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(env.supervisor.run)
-        yield actors
-        env.supervisor.request_stop()
+    async with trio.open_nursery() as edge:
+        edge.start_soon(env.context.clock.run)  # the edge runs it for its sessions
+        async with trio.open_nursery() as nursery:
+            await nursery.start(env.supervisor.run)
+            yield actors
+            env.supervisor.request_stop()
+        edge.cancel_scope.cancel()
 
 
 async def test_welcome_ping_errors_and_subscriptions() -> None:
@@ -373,7 +384,7 @@ async def test_client_leaving_ends_the_session() -> None:
     env, socket = make_env(), FakeSocket()
     async with sessions(env, [("t", "u", socket)]):
         await socket.frame()
-        await socket.to_server.aclose()
+        socket.leave()
         with trio.fail_after(5):
             await socket.closed.wait()
         await trio.testing.wait_all_tasks_blocked()
@@ -438,3 +449,42 @@ async def test_a_stopping_gateway_leaves_presence_to_the_edge() -> None:
     assert socket.closed_with == (1001, "server shutting down")
     assert env.presence.registered == [("t", "u", "gw-test")]
     assert env.presence.unregistered == []  # one drop_gateway by the edge instead
+
+
+def tasks_running() -> int:
+    """Every task of this Trio run, from the root down."""
+
+    def count(task: trio.lowlevel.Task) -> int:
+        return 1 + sum(
+            count(child) for nursery in task.child_nurseries for child in nursery.child_tasks
+        )
+
+    return count(trio.lowlevel.current_root_task())
+
+
+async def idle_tasks(env: Env, count: int) -> tuple[int, int]:
+    """Tasks of the run with ``count`` idle sessions, then after each answered a ping."""
+    sockets = [FakeSocket() for _ in range(count)]
+    async with sessions(env, [("t", f"u{i}", socket) for i, socket in enumerate(sockets)]):
+        for socket in sockets:
+            assert (await socket.frame())["type"] == "welcome"
+        await trio.testing.wait_all_tasks_blocked()
+        idle = tasks_running()
+        for socket in sockets:
+            await socket.say({"type": "ping"})
+            assert (await socket.frame())["type"] == "pong"
+        await trio.testing.wait_all_tasks_blocked()
+        after_frames = tasks_running()
+    return idle, after_frames
+
+
+async def test_an_idle_session_keeps_one_task_and_answers_frames_in_passing() -> None:
+    """No task waits for client frames or sleeps until the heartbeat: one per session.
+
+    An idle session is mostly what it keeps, and a gateway holds tens of
+    thousands; the task answering a frame ends once nothing is waiting.
+    """
+    one, one_after = await idle_tasks(make_env(), 1)
+    four, four_after = await idle_tasks(make_env(), 4)
+    assert (four - one) / 3 == 1
+    assert (one_after, four_after) == (one, four)

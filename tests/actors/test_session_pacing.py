@@ -114,7 +114,7 @@ async def test_make_room_returns_when_the_session_ends_quietly(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(consumer)
             await trio.sleep(0.1)
-            await socket.to_server.aclose()  # the client leaves
+            socket.leave()  # the client leaves
             await trio.lowlevel.checkpoint()
             socket.writable.set()  # the write in flight completes
             with trio.move_on_after(30):

@@ -22,7 +22,7 @@ from wsproto.events import (
 )
 
 from notifactor.edge.socket_port import SocketClosed
-from notifactor.edge.trio_socket import TrioWebSocket
+from notifactor.edge.trio_socket import TrioWebSocket, open_server_connection
 
 
 class Client:
@@ -58,11 +58,25 @@ async def upgraded(nursery: trio.Nursery, max_bytes: int = 1024) -> tuple[TrioWe
     server_stream, client_stream = trio.testing.memory_stream_pair()
     client = Client(client_stream)
     await client.send(Request(host="x", target="/ws?token=t"))
-    request = await wrap_server_stream(nursery, server_stream, max_message_size=max_bytes)
+    request, messages = await open_server_connection(
+        nursery, server_stream, max_message_size=max_bytes
+    )
     assert request.path == "/ws?token=t"  # the query is part of the path
-    socket = TrioWebSocket(await request.accept(), server_stream)
+    socket = TrioWebSocket(await request.accept(), server_stream, messages)
     assert isinstance(await client.next_event(), AcceptConnection)
     return socket, client
+
+
+async def receive(socket: TrioWebSocket) -> str | bytes:
+    """Wait for the next client message the way a session does: called back, then take it."""
+    ready = trio.Event()
+    socket.watch(ready.set)
+    with trio.fail_after(5):
+        while (message := socket.receive_nowait()) is None:
+            await ready.wait()
+            ready = trio.Event()
+            socket.watch(ready.set)
+    return message
 
 
 async def test_refusal_is_plain_http_with_a_body(nursery: trio.Nursery) -> None:
@@ -86,8 +100,8 @@ async def test_fragments_pings_and_the_close_handshake(nursery: trio.Nursery) ->
     await client.send(TextMessage(data="lo", message_finished=True))
     await client.send(Ping(payload=b"p"))
     await client.send(TextMessage(data="next"))
-    assert await socket.receive() == "hello"
-    assert await socket.receive() == "next"
+    assert await receive(socket) == "hello"
+    assert await receive(socket) == "next"
     assert await client.next_event() == Pong(payload=b"p")
     await socket.send("out")
     assert (await client.next_event()) == TextMessage(data="out")
@@ -113,7 +127,7 @@ async def test_oversized_message_closes_1009_and_the_tcp_connection(
     socket, client = await upgraded(nursery, max_bytes=8)
     await client.send(TextMessage(data="x" * 9))
     with pytest.raises(SocketClosed) as closed:
-        await socket.receive()
+        await receive(socket)
     assert closed.value.code == 1009
     closing = await client.next_event()
     assert isinstance(closing, CloseConnection)
@@ -126,7 +140,7 @@ async def test_peer_close_is_answered_and_reported(nursery: trio.Nursery) -> Non
     socket, client = await upgraded(nursery)
     await client.send(CloseConnection(code=1000, reason="done"))
     with pytest.raises(SocketClosed) as closed:
-        await socket.receive()
+        await receive(socket)
     assert closed.value.code == 1000
     assert isinstance(await client.next_event(), CloseConnection)
 
@@ -140,3 +154,38 @@ async def test_close_ends_the_tcp_connection_when_the_peer_never_answers(
     closing = await client.next_event()
     assert isinstance(closing, CloseConnection)
     await client.wait_eof()
+
+
+async def test_a_flood_arrives_whole_and_in_order_one_message_at_a_time(
+    nursery: trio.Nursery,
+) -> None:
+    socket, client = await upgraded(nursery)
+    for index in range(200):
+        await client.send(TextMessage(data=f"m{index}"))
+    await trio.testing.wait_all_tasks_blocked()
+    first = socket.receive_nowait()
+    assert first == "m0"
+    # One message is handed over at a time: the reader holds the next one back.
+    assert socket.receive_nowait() is None
+    received = [first] + [await receive(socket) for _ in range(199)]
+    assert received == [f"m{index}" for index in range(200)]
+
+
+async def test_a_protocol_error_ends_the_session_without_a_waiting_reader(
+    nursery: trio.Nursery,
+) -> None:
+    socket, client = await upgraded(nursery)
+    ended = trio.Event()
+    socket.watch(ended.set)
+    await client.stream.send_all(b"\x8f\x00")  # an unknown opcode
+    with trio.fail_after(5):
+        await ended.wait()
+    with pytest.raises(SocketClosed):
+        socket.receive_nowait()
+
+
+async def test_an_open_connection_forgets_its_upgrade_target_and_its_token(
+    nursery: trio.Nursery,
+) -> None:
+    socket, _ = await upgraded(nursery)
+    assert socket._connection.path == "/ws"  # the query, with its token, is gone

@@ -3,17 +3,17 @@
 Routed notifications arrive through the registry
 (:class:`~notifactor.edge.registry.SessionHandle.deliver`), which queues them
 synchronously in the session's bounded :class:`~notifactor.actors.session_outbox.Outbox`:
-no mailbox hop and no task switch per session on the fan-out path. Two tasks
-share the actor's state, because an idle session is mostly the tasks it
-keeps (tens of thousands of them per gateway):
+no mailbox hop and no task switch per session on the fan-out path. An idle
+session keeps one task, because an idle session is mostly the tasks it keeps
+(tens of thousands of them per gateway):
 
 * the **writer** (the actor's own task) drains the outbox to the socket,
   records ``delivered`` once a frame is written, and between frames keeps the
   time: the heartbeat (a ping every ``heartbeat_s``; a session silent for two
   periods is closed, 1008) and the end of the opening hold;
-* the **reader** (:mod:`notifactor.actors.session_requests`) parses client
-  frames (SPEC §5) and answers them; a malformed frame gets an ``error``
-  frame and the session stays open.
+* the **reader** (:mod:`notifactor.actors.session_requests`), a task started
+  only while client frames are waiting, parses them (SPEC §5) and answers
+  them; a malformed frame gets an ``error`` frame and the session stays open.
 
 A live frame that finds the outbox full closes the session with 1013 instead
 of waiting: one client that stops reading never slows the fan-out to others.
@@ -67,6 +67,7 @@ class SessionActor(Actor[Deliver]):
     """
 
     __slots__ = (
+        "_answering",
         "_closing",
         "_ctx",
         "_frames_written",
@@ -78,6 +79,7 @@ class SessionActor(Actor[Deliver]):
         "_sending_since",
         "_socket",
         "_stalled_at",
+        "_tasks",
         "included",
         "outbox",
         "resumption",
@@ -110,6 +112,8 @@ class SessionActor(Actor[Deliver]):
         self.included: set[str] | None = None  # None: every channel
         self.outbox = Outbox(settings.outbox_size)
         self._main: trio.CancelScope | None = None  # the nursery's, once running
+        self._tasks: trio.Nursery | None = None  # the same nursery, while it takes tasks
+        self._answering = False  # a task answers the client's frames
         self._closing: tuple[int, str] | None = None
         self._send_scope: trio.CancelScope | None = None
         self._last_heard = trio.current_time()
@@ -208,18 +212,41 @@ class SessionActor(Actor[Deliver]):
                             heartbeat_s=self._ctx.settings.heartbeat_s,
                         )
                     )
-                    nursery.start_soon(ClientRequests(self).read_loop)
+                    self._tasks = nursery
+                    self._socket.watch(self._client_ready)
                     await self._write_loop(nursery)
                 except SocketClosed:
                     nursery.cancel_scope.cancel()
                 else:
                     self.close(CLOSE_GOING_AWAY, "server shutting down")
+                finally:
+                    self._tasks = None  # the session is ending: frames are not answered
         except BaseException as error:
             if _crashed(error):  # the client must not take a crash for a normal close
                 self.close(CLOSE_INTERNAL, "internal error")
             raise
         finally:
             await self._finish()
+
+    # --- the client's frames ---------------------------------------------------
+
+    def _client_ready(self) -> None:
+        """The socket holds a client frame (or has ended): answer in a task, unless one runs.
+
+        Called by the socket, from whatever task it reads in.
+        """
+        if self._answering or self._tasks is None:
+            return
+        self._answering = True
+        self._tasks.start_soon(self._answer_client)
+
+    async def _answer_client(self) -> None:
+        try:
+            await ClientRequests(self).answer_waiting()
+        finally:
+            # No checkpoint between finding nothing waiting and this: a frame
+            # arriving later finds no task and starts one.
+            self._answering = False
 
     # --- live traffic ------------------------------------------------------
 
@@ -332,42 +359,52 @@ class SessionActor(Actor[Deliver]):
 
         Returns when a graceful stop is requested (the supervisor's stop
         signal; live frames are queued by :meth:`_on_live`, never mailed).
+        While idle it waits with no deadline of its own: the edge's
+        :class:`~notifactor.edge.session_clock.SessionClock` wakes it for
+        the next heartbeat or the end of the opening hold, and a stop
+        request wakes it too.
         """
         stop = optional_stop_signal()
+        if stop is not None:
+            stop.register(self.outbox.wake_writer)
         settings = self._ctx.settings
+        clock = self._ctx.clock
         period = settings.heartbeat_s
         next_beat = trio.current_time() + period
         opening_ends = trio.current_time() + settings.resume_grace_s
-        while True:
-            now = trio.current_time()
-            if self.resumption.opening and now >= opening_ends:
-                self.end_opening()
-            if now >= next_beat:
-                if now - self._last_heard > 2 * period:
-                    self.close(CLOSE_POLICY, "heartbeat timeout")
+        alarm = math.inf  # the earliest alarm this writer has set and not seen ring
+        try:
+            while True:
+                now = trio.current_time()
+                if now >= alarm:
+                    alarm = math.inf
+                if self.resumption.opening and now >= opening_ends:
+                    self.end_opening()
+                if now >= next_beat:
+                    if now - self._last_heard > 2 * period:
+                        self.close(CLOSE_POLICY, "heartbeat timeout")
+                        return
+                    if not self._pinging:  # one ping at a time, however long its pong takes
+                        self._pinging = True
+                        nursery.start_soon(self._ping)
+                    next_beat += period
+                outgoing = self.outbox.take_nowait()
+                if outgoing is not None:
+                    await self._write(outgoing)
+                    if outgoing.then_close is not None:
+                        self.close(*outgoing.then_close)
+                        await trio.lowlevel.checkpoint()  # the session is cancelled now
+                    continue
+                if stop is not None and stop.requested:
                     return
-                if not self._pinging:  # one ping at a time, however long its pong takes
-                    self._pinging = True
-                    nursery.start_soon(self._ping)
-                next_beat += period
-            outgoing = self.outbox.take_nowait()
-            if outgoing is not None:
-                await self._write(outgoing)
-                if outgoing.then_close is not None:
-                    self.close(*outgoing.then_close)
-                    await trio.lowlevel.checkpoint()  # the session is cancelled now
-                continue
-            deadline = min(next_beat, opening_ends if self.resumption.opening else math.inf)
-            with trio.move_on_at(deadline) as idle:
-                if stop is not None:
-                    stop.register(idle)  # a graceful stop ends the wait
-                try:
-                    await self.outbox.wait_queued()
-                finally:
-                    if stop is not None:
-                        stop.unregister(idle)
-            if stop is not None and stop.requested:
-                return
+                deadline = min(next_beat, opening_ends if self.resumption.opening else math.inf)
+                if deadline < alarm:  # an alarm already set rings first; then look again
+                    alarm = deadline
+                    clock.wake_at(deadline, self.outbox.wake_writer)
+                await self.outbox.wait_queued()
+        finally:
+            if stop is not None:
+                stop.unregister(self.outbox.wake_writer)
 
     async def _write(self, outgoing: Outgoing) -> None:
         span = None

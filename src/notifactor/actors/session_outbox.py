@@ -84,13 +84,11 @@ class Outbox:
         if self._items is None:
             self._items = deque()
         self._items.append(outgoing)
-        if self._writer is not None:
-            writer, self._writer = self._writer, None
-            trio.lowlevel.reschedule(writer)
+        self.wake_writer()
         return True
 
     async def wait_queued(self) -> None:
-        """Wait until a frame is queued (the single consumer only; cancellable)."""
+        """Wait until a frame is queued or :meth:`wake_writer` (the single consumer; cancellable)."""
         if self._items:
             await trio.lowlevel.checkpoint()
             return
@@ -116,6 +114,12 @@ class Outbox:
         if self._room is None:
             self._room = trio.Event()
         await self._room.wait()
+
+    def wake_writer(self) -> None:
+        """Make the writer's :meth:`wait_queued` return, frame or not (a deadline, a stop)."""
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            trio.lowlevel.reschedule(writer)
 
     def wake_waiters(self) -> None:
         """Wake the producers waiting for room, to look again (the session ended)."""

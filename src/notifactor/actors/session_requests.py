@@ -1,8 +1,12 @@
 """The reader of a session: client frames (SPEC §5) and their answers.
 
-Runs as the session's second task. Every frame counts as a sign of life for
-the heartbeat. Answers go through the session's outbox, waiting for room
-(a client that floods requests without reading slows only itself).
+Runs in a task of the session's only while client frames are waiting (the
+socket calls the session back when one arrives, see
+:meth:`~notifactor.edge.socket_port.WebSocket.watch`): an idle session keeps
+no task for its client. Every frame counts as a sign of life for the
+heartbeat. Answers go through the session's outbox, waiting for room (a
+client that floods requests without reading slows only itself: the socket
+takes one frame at a time, and TCP holds back the rest).
 
 Only a ``resume`` (or the end of ``resume_grace_s``) ends the opening hold:
 ``subscribe``, ``ping``, ``ack`` and the rest are answered while live frames
@@ -51,12 +55,12 @@ class ClientRequests:
     def __init__(self, session: SessionActor) -> None:
         self._session = session
 
-    async def read_loop(self) -> None:
+    async def answer_waiting(self) -> None:
+        """Answer frames until none is waiting; end the session if the socket has ended."""
         session = self._session
         socket = session.socket
         try:
-            while True:
-                raw = await socket.receive()
+            while (raw := socket.receive_nowait()) is not None:
                 session.heard()
                 await self._on_frame(raw)
         except SocketClosed:

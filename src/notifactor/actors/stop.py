@@ -20,46 +20,67 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import trio
 
+from notifactor.actors.latch import Latch
+
 
 class StopSignal:
-    """A one-way "please stop" flag that also cancels registered waits."""
+    """A one-way "please stop" flag that also cancels registered waits (or calls back)."""
 
-    __slots__ = ("_event", "_scopes")
+    __slots__ = ("_latch", "_waits")
 
     def __init__(self) -> None:
-        self._event = trio.Event()
-        self._scopes: set[trio.CancelScope] = set()
+        self._latch = Latch()
+        # Made for the first registration; a list, as a signal has a handful
+        # at most, and one per supervised child adds up (one per WebSocket).
+        self._waits: list[trio.CancelScope | Callable[[], None]] | None = None
 
     @property
     def requested(self) -> bool:
         """Whether a stop was requested."""
-        return self._event.is_set()
+        return self._latch.is_set()
 
     def request(self) -> None:
         """Request the stop; idempotent. Cancels every registered wait."""
-        self._event.set()
-        for scope in self._scopes:
-            scope.cancel()
-        self._scopes.clear()
+        self._latch.set()
+        waits, self._waits = self._waits, None
+        for wait in waits or ():
+            if isinstance(wait, trio.CancelScope):
+                wait.cancel()
+            else:
+                wait()
+
+    @property
+    def registered(self) -> int:
+        """How many waits and callbacks are registered (and not yet released)."""
+        return len(self._waits or ())
 
     async def wait(self) -> None:
         """Wait until a stop is requested."""
-        await self._event.wait()
+        await self._latch.wait()
 
-    def register(self, scope: trio.CancelScope) -> None:
-        """Cancel ``scope`` when the stop is requested (now, if it already was)."""
+    def register(self, wait: trio.CancelScope | Callable[[], None]) -> None:
+        """Cancel ``wait`` (a scope) or call it when the stop is requested (now, if it was).
+
+        A callback must not wait or raise: it runs in the task requesting the stop.
+        """
         if self.requested:
-            scope.cancel()
+            if isinstance(wait, trio.CancelScope):
+                wait.cancel()
+            else:
+                wait()
+        elif self._waits is None:
+            self._waits = [wait]
         else:
-            self._scopes.add(scope)
+            self._waits.append(wait)
 
-    def unregister(self, scope: trio.CancelScope) -> None:
-        """Forget ``scope`` once the wait it guards is over."""
-        self._scopes.discard(scope)
+    def unregister(self, wait: trio.CancelScope | Callable[[], None]) -> None:
+        """Forget ``wait`` once what it guards is over."""
+        if self._waits is not None and wait in self._waits:
+            self._waits.remove(wait)
 
 
 _current: contextvars.ContextVar[StopSignal] = contextvars.ContextVar("notifactor_stop_signal")

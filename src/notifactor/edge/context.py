@@ -9,6 +9,7 @@ import attrs
 
 from notifactor.domain.notification import DeliveryUpdate
 from notifactor.edge.registry import SessionRegistry
+from notifactor.edge.session_clock import SessionClock
 from notifactor.edge.settings import EdgeSettings
 from notifactor.ports.notification_store import NotificationStore
 from notifactor.ports.presence import Presence
@@ -31,6 +32,8 @@ class EdgeContext:
         store: read side of storage (resume, ack ownership checks).
         recorder: batched delivery-state writes.
         settings: timings and sizes.
+        clock: wakes idle session writers at their deadlines; its
+            :meth:`~SessionClock.run` must run while sessions do.
         gateway_stopping: whether the whole edge is stopping. Its sessions
             then leave their presence entries to the edge, which drops this
             gateway's registrations in one call once they are closed,
@@ -44,3 +47,4 @@ class EdgeContext:
     recorder: DeliveryRecording
     settings: EdgeSettings
     gateway_stopping: Callable[[], bool] = attrs.field(default=lambda: False)
+    clock: SessionClock = attrs.Factory(SessionClock)

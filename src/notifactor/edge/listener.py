@@ -12,7 +12,8 @@ HTTP with an ``application/problem+json`` body:
   cannot answer the admission, or the session pool is full → 503 with
   ``Retry-After``.
 
-Sockets are served with trio-websocket (``wrap_server_stream``). Each TCP
+Sockets are served with trio-websocket (through
+:func:`~notifactor.edge.trio_socket.open_server_connection`). Each TCP
 connection's upgrade runs in a guard, and so does trio-websocket's reader
 task (:class:`_GuardedReader`): garbage bytes, a broken handshake or a peer
 that vanishes mid-upgrade end that connection only, never the listener (which
@@ -20,7 +21,7 @@ is why this is not ``serve_websocket``: its handler and reader tasks run
 unguarded in the server's nursery). The reader runs in the listener's
 connections nursery, not in a nursery of the upgrading task, so that task
 ends once the session runs: an idle session costs trio-websocket's reader and
-the session's own two tasks, and no task or nursery of the listener's (tens
+the session's own task, and no task or nursery of the listener's (tens
 of thousands of idle sessions per gateway). For the same reason connections
 are accepted here rather than with ``trio.serve_listeners``, which closes a
 connection when its handler returns. A graceful stop closes the listening
@@ -40,7 +41,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 import trio
-from trio_websocket import WebSocketRequest, wrap_server_stream
+from trio_websocket import WebSocketRequest
 
 from notifactor.actors.session import CLOSE_INTERNAL, CLOSE_TRY_AGAIN, SessionActor
 from notifactor.actors.stop import StopSignal, optional_stop_signal
@@ -49,8 +50,9 @@ from notifactor.config import Config
 from notifactor.edge import metrics
 from notifactor.edge.admission import ConnectionAdmission, Verdict
 from notifactor.edge.context import EdgeContext
+from notifactor.edge.message_handoff import MessageHandoff
 from notifactor.edge.session_slot import SessionSlot
-from notifactor.edge.trio_socket import TrioWebSocket
+from notifactor.edge.trio_socket import TrioWebSocket, open_server_connection
 from notifactor.supervisors import (
     ChildSpec,
     ChildStartFailed,
@@ -179,21 +181,23 @@ class WsListener:
             with trio.move_on_after(self._ctx.settings.connect_timeout_s) as upgrade:
                 reader = _GuardedReader(connections, stream, upgrade)
                 try:
-                    # trio-websocket only calls ``start_soon`` on its nursery.
-                    request = await wrap_server_stream(
+                    # It only calls ``start_soon`` on its nursery.
+                    request, messages = await open_server_connection(
                         cast("trio.Nursery", reader), stream, max_message_size=max_bytes
                     )
                 finally:
                     reader.upgrade = None
             if upgrade.cancelled_caught:
                 return
-            running = await self._handle(stream, request)
+            running = await self._handle(stream, request, messages)
         finally:
             if not running:
                 with trio.CancelScope(shield=True):
                     await stream.aclose()
 
-    async def _handle(self, stream: trio.SocketStream, request: WebSocketRequest) -> bool:
+    async def _handle(
+        self, stream: trio.SocketStream, request: WebSocketRequest, messages: MessageHandoff
+    ) -> bool:
         """Refuse the request, or start a session on it; ``True`` if a session runs."""
         target = urlsplit(request.path)
         if target.path != WS_PATH:
@@ -232,7 +236,14 @@ class WsListener:
             if len(self._pool) >= self._pool.max_children:
                 await _refuse_for_now(request, 503, "this gateway holds as many sessions as it may")
                 return False
-            return await self._start_session(stream, request, principal, session_id, slot)
+            return await self._start_session(
+                stream,
+                request,
+                messages=messages,
+                principal=principal,
+                session_id=session_id,
+                slot=slot,
+            )
         finally:
             # Once the session has started the slot is given back when it
             # terminates; release() only ever gives it back once.
@@ -243,12 +254,14 @@ class WsListener:
         self,
         stream: trio.SocketStream,
         request: WebSocketRequest,
+        *,
+        messages: MessageHandoff,
         principal: Principal,
         session_id: str,
         slot: SessionSlot,
     ) -> bool:
         """Accept and start the session; ``False`` if it could not start (socket closed)."""
-        socket = TrioWebSocket(await request.accept(), stream)
+        socket = TrioWebSocket(await request.accept(), stream, messages)
         session = SessionActor(
             session_id=session_id,
             tenant_id=principal.tenant_id,
@@ -335,7 +348,7 @@ async def _drop(stream: trio.SocketStream) -> None:
 class _GuardedReader:
     """Where trio-websocket starts one connection's reader task: the listener's nursery.
 
-    ``wrap_server_stream`` wants a nursery for its reader task and only calls
+    ``open_server_connection`` wants a nursery for its reader task and only calls
     ``start_soon`` on it. Started through this object, the reader runs in the
     listener's connections nursery behind a guard: a reader that fails drops
     its own connection (and the upgrade waiting for it, if any), never the

@@ -3,6 +3,7 @@
 ::
 
     ws                  [supervision.gateway] settings, one_for_one
+    ├── ws-clock        wakes idle session writers for their heartbeats
     ├── ws-admission    removes closed sessions from the cluster-wide tenant counts
     ├── ws-recorder     batches delivered/acked updates into the storage writer
     ├── sessions        DynamicSupervisor [supervision.sessions]: one SessionActor per socket
@@ -12,7 +13,7 @@
 Stop order is the reverse: the listener stops accepting and closes every
 session with 1001, the consumer stops, the recorder hands what it holds
 to the storage writer, and the admission removes the closed sessions from
-the tenant connection counts in Redis. Before the subtree starts, :func:`reset_gateway`
+the tenant connection counts in Redis; the clock stops last. Before the subtree starts, :func:`reset_gateway`
 clears presence and the delivery stream left by an earlier run with the same
 instance id.
 """
@@ -159,6 +160,7 @@ class WsEdge:
     def supervisor(self) -> Supervisor:
         """The ``ws`` subtree (see the module docstring)."""
         children = [
+            ChildSpec(id="ws-clock", start=self.context.clock.run),
             ChildSpec(id="ws-admission", start=self.admission.run),
             ChildSpec(id="ws-recorder", start=self.recorder.run),
             self.pool.child_spec(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -21,8 +22,21 @@ class SocketClosed(Exception):
 class WebSocket(Protocol):
     """An accepted server-side WebSocket connection."""
 
-    async def receive(self) -> str | bytes:
-        """The next message; raises :class:`SocketClosed` once closed."""
+    def watch(self, ready: Callable[[], None]) -> None:
+        """Call ``ready()`` whenever :meth:`receive_nowait` has something for the caller.
+
+        That is a client message, or the end of the connection; called at once
+        if there is something already. ``ready`` must not wait. Nobody waits
+        for client messages: an idle session keeps no task for them.
+        """
+        ...
+
+    def receive_nowait(self) -> str | bytes | None:
+        """The next client message, or ``None`` if none has arrived.
+
+        Raises:
+            SocketClosed: the connection is closed and no message is left.
+        """
         ...
 
     async def send(self, text: str) -> None:

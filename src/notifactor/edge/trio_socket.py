@@ -2,9 +2,12 @@
 
 trio-websocket does the protocol: its reader task (in the listener's
 connections nursery) answers pings, completes the close handshake and
-closes with 1009 a message over ``max_message_size``. This adapter only
-translates its ``ConnectionClosed`` into :class:`SocketClosed` and makes
-``close`` keep the port's promise that the TCP connection ends.
+closes with 1009 a message over ``max_message_size``. This adapter
+translates its ``ConnectionClosed`` into :class:`SocketClosed`, makes
+``close`` keep the port's promise that the TCP connection ends, and hands
+client messages over without a waiting task
+(:mod:`~notifactor.edge.message_handoff`, installed by
+:func:`open_server_connection`).
 
 Once a connection is accepted, the adapter also lets wsproto forget the
 HTTP upgrade (:func:`forget_upgrade`): an idle session would otherwise keep
@@ -14,17 +17,42 @@ the socket stays open.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import trio
 import wsproto
-from trio_websocket import ConnectionClosed, WebSocketConnection
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
+from wsproto import ConnectionType, WSConnection
 from wsproto.events import Event
 
+from notifactor.edge.message_handoff import HandoffClosed, MessageHandoff
 from notifactor.edge.socket_port import SocketClosed
 
 CLOSE_REASON_CHARS = 120
 """A close frame's reason is at most 123 bytes; ours are ASCII."""
+
+
+async def open_server_connection(
+    nursery: trio.Nursery, stream: trio.abc.Stream, *, max_message_size: int
+) -> tuple[WebSocketRequest, MessageHandoff]:
+    """Read the upgrade request on ``stream``; the reader task runs in ``nursery``.
+
+    What ``trio_websocket.wrap_server_stream`` does, with one difference:
+    before the reader task starts, client messages are routed to a
+    :class:`MessageHandoff` instead of trio-websocket's message channel (its
+    reader task looks that channel up by attribute, so the handoff stands
+    in for both of its ends). Hand the handoff to :class:`TrioWebSocket`.
+    """
+    connection = WebSocketConnection(
+        stream, WSConnection(ConnectionType.SERVER), max_message_size=max_message_size
+    )
+    handoff = MessageHandoff()
+    channels: Any = connection  # private attributes, see the docstring
+    channels._send_channel = handoff.sender
+    channels._recv_channel = handoff.receiver
+    nursery.start_soon(connection._reader_task)
+    return await connection._get_request(), handoff
 
 
 class TrioWebSocket:
@@ -35,20 +63,30 @@ class TrioWebSocket:
         stream: its transport, closed by :meth:`close` even when trio-websocket
             already considers the connection closed (after a 1009 or the
             peer's close it returns from ``aclose`` at once, stream open).
+        messages: where its client messages arrive (:func:`open_server_connection`).
     """
 
-    __slots__ = ("_connection", "_stream")
+    __slots__ = ("_connection", "_messages", "_stream")
 
-    def __init__(self, connection: WebSocketConnection, stream: trio.abc.Stream) -> None:
+    def __init__(
+        self, connection: WebSocketConnection, stream: trio.abc.Stream, messages: MessageHandoff
+    ) -> None:
         self._connection = connection
         self._stream = stream
+        self._messages = messages
         forget_upgrade(connection)
 
-    async def receive(self) -> str | bytes:
+    def watch(self, ready: Callable[[], None]) -> None:
+        self._messages.watch(ready)
+
+    def receive_nowait(self) -> str | bytes | None:
         try:
-            return await self._connection.get_message()
-        except ConnectionClosed as closed:
-            raise _closed(closed) from None
+            return self._messages.take()
+        except HandoffClosed:
+            reason = self._connection.closed
+            if reason is None:
+                raise SocketClosed() from None
+            raise SocketClosed(reason.code, reason.reason) from None
 
     async def send(self, text: str) -> None:
         try:
@@ -95,14 +133,35 @@ class _UpgradeOver:
 
 _UPGRADE_OVER = _UpgradeOver()
 
+_OPENED = trio.Event()
+"""Stands in for the open-handshake event of every accepted connection: set, and
+nobody waits for it on a server once the connection is accepted."""
+_OPENED.set()
+
+_UNWATCHED = trio.Event()
+"""Stands in for trio-websocket's event that only its own tests wait for."""
+
 
 def forget_upgrade(connection: WebSocketConnection) -> None:
-    """Drop the finished HTTP handshake of an accepted connection (memory only).
+    """Drop what an accepted connection keeps of its finished upgrade (memory only).
 
-    trio-websocket offers no way to do this, hence the look at its wsproto
-    connection; if that is not there (another trio-websocket version), or
-    the upgrade is not over, nothing changes.
+    That is wsproto's HTTP handshake, the request target's query (it may
+    carry the client's token) and two events nobody waits for on an open
+    server connection, about 1 KB per idle session in all. trio-websocket
+    offers no way to do this, hence the look at its private attributes;
+    where one is not as expected (another trio-websocket version, or the
+    upgrade is not over), it is left alone.
     """
     protocol = getattr(connection, "_wsproto", None)
-    if isinstance(protocol, wsproto.WSConnection) and protocol.connection is not None:
-        protocol.handshake = _UPGRADE_OVER  # type: ignore[assignment]
+    if not isinstance(protocol, wsproto.WSConnection) or protocol.connection is None:
+        return
+    protocol.handshake = _UPGRADE_OVER  # type: ignore[assignment]
+    state: Any = connection
+    path = getattr(state, "_path", None)
+    if isinstance(path, str):
+        state._path = path.partition("?")[0]
+    opened = getattr(state, "_open_handshake", None)
+    if isinstance(opened, trio.Event) and opened.is_set():
+        state._open_handshake = _OPENED
+    if isinstance(getattr(state, "_for_testing_peer_closed_connection", None), trio.Event):
+        state._for_testing_peer_closed_connection = _UNWATCHED

@@ -24,6 +24,7 @@ import attrs
 import trio
 
 from notifactor.actors.crash import CrashReason
+from notifactor.actors.latch import Latch
 from notifactor.actors.stop import StopSignal, set_stop_signal
 from notifactor.domain.backoff import Backoff
 from notifactor.supervisors.child_spec import ChildSpec, Shutdown
@@ -52,7 +53,7 @@ class Child:
     held: bool = False  # the current incarnation was handed over to the supervisor
     scope: trio.CancelScope | None = None
     stop_signal: StopSignal = attrs.Factory(StopSignal)
-    done: trio.Event = attrs.Factory(trio.Event)
+    done: Latch = attrs.Factory(Latch)
     pending_restart: trio.CancelScope | None = None
     record: int = attrs.Factory(lambda: next(_records))  # unique per record, for metrics
 
@@ -218,7 +219,7 @@ async def run_incarnation(
     scope = trio.CancelScope()
     readiness = _Readiness(child, scope, task_status, trio.lowlevel.current_task())
     del task_status  # held by ``readiness`` until used (see ``_Readiness``)
-    child.scope, child.stop_signal, child.done = scope, StopSignal(), trio.Event()
+    child.scope, child.stop_signal, child.done = scope, StopSignal(), Latch()
     child.held = False
     child.state = "starting"
     child.started_at = trio.current_time()
