@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
+import pytest
 import trio
 import trio.testing
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -17,6 +18,8 @@ from opentelemetry.trace import StatusCode
 
 from notifactor.actors import ActorRef
 from notifactor.actors.session import SessionActor
+from notifactor.actors.session_requests import ClientRequests
+from notifactor.actors.stop import StopSignal, optional_stop_signal
 from notifactor.config import Config
 from notifactor.domain.cursor import cursor_for
 from notifactor.domain.delivery_state import DeliveryState
@@ -488,3 +491,25 @@ async def test_an_idle_session_keeps_one_task_and_answers_frames_in_passing() ->
     four, four_after = await idle_tasks(make_env(), 4)
     assert (four - one) / 3 == 1
     assert (one_after, four_after) == (one, four)
+
+
+async def test_frames_are_answered_in_the_sessions_own_context(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The frame arrives in the socket reader's task; the answer runs as the session's."""
+    seen: list[StopSignal | None] = []
+    answer = ClientRequests.answer_waiting
+
+    async def spy(self: ClientRequests) -> None:
+        seen.append(optional_stop_signal())
+        await answer(self)
+
+    monkeypatch.setattr(ClientRequests, "answer_waiting", spy)
+    env, socket = make_env(), FakeSocket()
+    async with sessions(env, [("t", "u1", socket)]):
+        assert (await socket.frame())["type"] == "welcome"
+        assert optional_stop_signal() is None  # the test's task: not a supervised child
+        await socket.say({"type": "ping"})
+        assert (await socket.frame())["type"] == "pong"
+    assert len(seen) == 1
+    assert seen[0] is not None  # the session's supervisor child signal, not the caller's

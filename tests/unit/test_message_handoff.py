@@ -162,3 +162,26 @@ def test_the_session_gets_every_message_once_in_order_until_the_end(
         assert taken == messages[:drop_after]
         # The close frees the reader waiting to put the next one, which fails.
         assert put == taken
+
+
+async def test_the_readers_end_closed_from_elsewhere_frees_a_reader_waiting_for_room() -> None:
+    """trio-websocket closes the sender from a writing task when the connection breaks."""
+    handoff = MessageHandoff()
+    await handoff.put("held")
+    outcome: list[str] = []
+
+    async def put_more() -> None:
+        try:
+            await handoff.put("more")
+        except trio.ClosedResourceError:
+            outcome.append("closed")
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(put_more)
+            await trio.testing.wait_all_tasks_blocked()
+            await handoff.sender.aclose()
+    assert outcome == ["closed"]
+    assert handoff.take() == "held"  # what was handed over is still taken
+    with pytest.raises(HandoffClosed):
+        handoff.take()

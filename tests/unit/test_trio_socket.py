@@ -189,3 +189,22 @@ async def test_an_open_connection_forgets_its_upgrade_target_and_its_token(
 ) -> None:
     socket, _ = await upgraded(nursery)
     assert socket._connection.path == "/ws"  # the query, with its token, is gone
+
+
+async def test_a_reader_holding_frames_ends_when_a_write_finds_the_connection_broken() -> None:
+    """Frames nobody takes, then the client vanishes: the reader must not outlive it."""
+    with trio.fail_after(5):
+        async with trio.open_nursery() as reader_nursery:
+            socket, client = await upgraded(reader_nursery)
+            for index in range(3):  # one held, the reader waits to hand over the next
+                await client.send(TextMessage(data=f"m{index}"))
+            await trio.testing.wait_all_tasks_blocked()
+            await client.stream.aclose()  # gone, no close frame
+            with pytest.raises(SocketClosed):
+                await socket.ping()  # the heartbeat's write finds it broken
+            # The session ends without taking the held frame (its answer task
+            # was busy, then cancelled), and closes the socket.
+            await socket.close(1006, "gone")
+        # The nursery is done: trio-websocket's reader task ended.
+    with pytest.raises(SocketClosed):
+        socket.receive_nowait()

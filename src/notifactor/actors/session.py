@@ -25,6 +25,7 @@ stopping) closes with 1001; a session that crashes closes with 1011, never
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import math
 import time
@@ -69,6 +70,7 @@ class SessionActor(Actor[Deliver]):
     __slots__ = (
         "_answering",
         "_closing",
+        "_context",
         "_ctx",
         "_frames_written",
         "_last_heard",
@@ -113,6 +115,7 @@ class SessionActor(Actor[Deliver]):
         self.outbox = Outbox(settings.outbox_size)
         self._main: trio.CancelScope | None = None  # the nursery's, once running
         self._tasks: trio.Nursery | None = None  # the same nursery, while it takes tasks
+        self._context: contextvars.Context | None = None  # the session task's, for its tasks
         self._answering = False  # a task answers the client's frames
         self._closing: tuple[int, str] | None = None
         self._send_scope: trio.CancelScope | None = None
@@ -213,6 +216,7 @@ class SessionActor(Actor[Deliver]):
                         )
                     )
                     self._tasks = nursery
+                    self._context = contextvars.copy_context()
                     self._socket.watch(self._client_ready)
                     await self._write_loop(nursery)
                 except SocketClosed:
@@ -233,12 +237,13 @@ class SessionActor(Actor[Deliver]):
     def _client_ready(self) -> None:
         """The socket holds a client frame (or has ended): answer in a task, unless one runs.
 
-        Called by the socket, from whatever task it reads in.
+        Called by the socket, from whatever task it reads in; the task it
+        starts has the session's context (its stop signal, not the reader's).
         """
-        if self._answering or self._tasks is None:
+        if self._answering or self._tasks is None or self._context is None:
             return
         self._answering = True
-        self._tasks.start_soon(self._answer_client)
+        self._context.run(self._tasks.start_soon, self._answer_client)
 
     async def _answer_client(self) -> None:
         try:

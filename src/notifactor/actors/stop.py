@@ -21,10 +21,13 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Callable, Iterator
+from typing import TypeAlias
 
 import trio
 
 from notifactor.actors.latch import Latch
+
+_Wait: TypeAlias = trio.CancelScope | Callable[[], None]
 
 
 class StopSignal:
@@ -34,53 +37,67 @@ class StopSignal:
 
     def __init__(self) -> None:
         self._latch = Latch()
-        # Made for the first registration; a list, as a signal has a handful
-        # at most, and one per supervised child adds up (one per WebSocket).
-        self._waits: list[trio.CancelScope | Callable[[], None]] | None = None
+        # Nothing, one registration, or a set of them: most signals (one per
+        # supervised child, one per WebSocket) hold one at most, and a set
+        # costs 216 bytes; the process's hurry signal may hold one per session.
+        self._waits: _Wait | set[_Wait] | None = None
 
     @property
     def requested(self) -> bool:
         """Whether a stop was requested."""
         return self._latch.is_set()
 
-    def request(self) -> None:
-        """Request the stop; idempotent. Cancels every registered wait."""
-        self._latch.set()
-        waits, self._waits = self._waits, None
-        for wait in waits or ():
-            if isinstance(wait, trio.CancelScope):
-                wait.cancel()
-            else:
-                wait()
-
     @property
     def registered(self) -> int:
         """How many waits and callbacks are registered (and not yet released)."""
-        return len(self._waits or ())
+        waits = self._waits
+        if waits is None:
+            return 0
+        return len(waits) if isinstance(waits, set) else 1
+
+    def request(self) -> None:
+        """Request the stop; idempotent. Cancels every registered wait, calls every callback."""
+        self._latch.set()
+        waits, self._waits = self._waits, None
+        if isinstance(waits, set):
+            for wait in waits:
+                _release(wait)
+        elif waits is not None:
+            _release(waits)
 
     async def wait(self) -> None:
         """Wait until a stop is requested."""
         await self._latch.wait()
 
-    def register(self, wait: trio.CancelScope | Callable[[], None]) -> None:
+    def register(self, wait: _Wait) -> None:
         """Cancel ``wait`` (a scope) or call it when the stop is requested (now, if it was).
 
         A callback must not wait or raise: it runs in the task requesting the stop.
         """
+        waits = self._waits
         if self.requested:
-            if isinstance(wait, trio.CancelScope):
-                wait.cancel()
-            else:
-                wait()
-        elif self._waits is None:
-            self._waits = [wait]
+            _release(wait)
+        elif waits is None:
+            self._waits = wait
+        elif isinstance(waits, set):
+            waits.add(wait)
         else:
-            self._waits.append(wait)
+            self._waits = {waits, wait}
 
-    def unregister(self, wait: trio.CancelScope | Callable[[], None]) -> None:
+    def unregister(self, wait: _Wait) -> None:
         """Forget ``wait`` once what it guards is over."""
-        if self._waits is not None and wait in self._waits:
-            self._waits.remove(wait)
+        waits = self._waits
+        if isinstance(waits, set):
+            waits.discard(wait)
+        elif waits is not None and waits == wait:
+            self._waits = None
+
+
+def _release(wait: _Wait) -> None:
+    if isinstance(wait, trio.CancelScope):
+        wait.cancel()
+    else:
+        wait()
 
 
 _current: contextvars.ContextVar[StopSignal] = contextvars.ContextVar("notifactor_stop_signal")

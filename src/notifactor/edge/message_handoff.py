@@ -90,10 +90,11 @@ class MessageHandoff:
         Raises:
             trio.BrokenResourceError: the connection was closed locally; the
                 message is dropped (trio-websocket expects this).
-            trio.ClosedResourceError: the reader's end was closed already.
+            trio.ClosedResourceError: the reader's end was closed, before or
+                while this waited for room.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        while self._message is not None and not self._dropped:
+        while self._message is not None and not (self._dropped or self._ended):
             if self._room is None:
                 self._room = trio.Event()
             await self._room.wait()
@@ -106,9 +107,15 @@ class MessageHandoff:
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     def end(self) -> None:
-        """The reader is done: what was handed over is still taken, then the end."""
+        """The reader is done: what was handed over is still taken, then the end.
+
+        A put waiting for room fails (trio-websocket closes this end from
+        another task when a write finds the connection broken, while its
+        reader may be waiting here).
+        """
         if not self._ended:
             self._ended = True
+            self._make_room()
             self._ready()
 
     def drop(self) -> None:

@@ -106,6 +106,10 @@ class TrioWebSocket:
         try:
             await self._connection.aclose(code, reason[:CLOSE_REASON_CHARS])
         finally:
+            # trio-websocket drops what its reader holds only when its close
+            # frame went out: a reader waiting to hand over a message must
+            # not outlive the connection either way.
+            self._messages.drop()
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(self._stream)
 
