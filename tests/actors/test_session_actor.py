@@ -21,7 +21,7 @@ from notifactor.actors.session import SessionActor
 from notifactor.actors.session_requests import ClientRequests
 from notifactor.actors.stop import StopSignal, optional_stop_signal
 from notifactor.config import Config
-from notifactor.domain.cursor import cursor_for
+from notifactor.domain.cursor import Position, cursor_for, inbox_start
 from notifactor.domain.delivery_state import DeliveryState
 from notifactor.domain.notification import (
     DeliveryUpdate,
@@ -117,23 +117,30 @@ class FakePresence:
 class FakeStore:
     notifications: list[Notification] = attrs.Factory(list)
     gate: trio.Event | None = None
+    states: dict[str, DeliveryState] = attrs.Factory(dict)  # by id; pending if absent
 
     async def inbox_after(
         self, tenant_id: str, user_id: str, cursor: str | None, limit: int
     ) -> list[InboxEntry]:
         if self.gate is not None:
             await self.gate.wait()
+        after = inbox_start(cursor)  # what a real store does: by position, exclusive
         mine = sorted(
-            (n for n in self.notifications if (n.tenant_id, n.user_id) == (tenant_id, user_id)),
+            (
+                n
+                for n in self.notifications
+                if (n.tenant_id, n.user_id) == (tenant_id, user_id)
+                and Position(time_us=n.created_at_us, key=n.id) > after
+            ),
             key=lambda n: (n.created_at, n.id),
         )
-        cursors = [cursor_for(n) for n in mine]
-        start = cursors.index(cursor) + 1 if cursor in cursors else 0
         return [
-            InboxEntry(notification=n, cursor=c, state=DeliveryState.PENDING)
-            for n, c in zip(
-                mine[start : start + limit], cursors[start : start + limit], strict=True
+            InboxEntry(
+                notification=n,
+                cursor=cursor_for(n),
+                state=self.states.get(n.id, DeliveryState.PENDING),
             )
+            for n in mine[:limit]
         ]
 
     async def get_notification(
@@ -342,6 +349,7 @@ async def test_silent_client_is_closed_after_two_heartbeats(
 async def test_resume_replays_then_switches_to_live_without_gap_or_duplicate() -> None:
     gate = trio.Event()
     store = FakeStore(notifications=[notification(n) for n in range(1, 11)], gate=gate)
+    store.states = {f"id{n:04d}": DeliveryState.DELIVERED for n in range(1, 5)}  # the client's
     env = make_env(EdgeSettings(outbox_size=64, replay_page=3), store)
     socket = FakeSocket()
     async with sessions(env, [("t", "u", socket)]):
@@ -513,3 +521,30 @@ async def test_frames_are_answered_in_the_sessions_own_context(
         assert (await socket.frame())["type"] == "pong"
     assert len(seen) == 1
     assert seen[0] is not None  # the session's supervisor child signal, not the caller's
+
+
+async def test_resume_also_sends_what_was_never_written_behind_the_cursor() -> None:
+    """A notification routed late keeps its place: it may sit behind a newer cursor.
+
+    The client got 1, 2 and 5 (its cursor is 5's); 3 was routed while its
+    presence was lost (pending), 4 is still being retried, 6 is newer. A
+    resume sends 3 and 4 (never written to a socket) before what follows
+    the cursor; a pending one beyond the look back stays as it is.
+    """
+    store = FakeStore(notifications=[notification(n) for n in range(1, 7)])
+    old = notification(0)  # pending, but two hours before the cursor
+    store.notifications.append(
+        attrs.evolve(old, created_at=notification(5).created_at - timedelta(hours=2))
+    )
+    store.states = {
+        **{f"id{n:04d}": DeliveryState.DELIVERED for n in (1, 2, 5)},
+        "id0004": DeliveryState.RETRYING,
+    }
+    env = make_env(EdgeSettings(outbox_size=64, replay_page=2, resume_lookback_s=3600), store)
+    socket = FakeSocket()
+    async with sessions(env, [("t", "u", socket)]):
+        await socket.frame()
+        await socket.say({"type": "resume", "since": cursor_for(notification(5))})
+        frames = await frames_until(socket, "resumed")
+    assert [f["id"] for f in frames[:-1]] == ["id0003", "id0004", "id0006"]
+    assert frames[-1] == {"type": "resumed", "count": 3}

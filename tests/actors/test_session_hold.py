@@ -44,7 +44,10 @@ async def nothing_queued(socket: FakeSocket) -> None:
 
 @attrs.define
 class PagedStore(FakeStore):
-    """A FakeStore whose reads after the first page wait for ``later``, then maybe fail."""
+    """A FakeStore whose reads after the first page wait for ``later``, then maybe fail.
+
+    Its tests switch the resume's look back off: it would take the first read.
+    """
 
     later: trio.Event = attrs.Factory(trio.Event)
     failure: BaseException | None = None
@@ -131,7 +134,8 @@ async def test_frames_other_than_resume_do_not_end_the_opening_hold() -> None:
 async def test_a_failed_replay_closes_1011_instead_of_going_live() -> None:
     """Defect 3: after resume_failed the session went live and skipped the backlog."""
     store = PagedStore(notifications=[notification(n) for n in range(1, 11)])
-    env = make_env(EdgeSettings(heartbeat_s=10, outbox_size=64, replay_page=3), store)
+    settings = EdgeSettings(heartbeat_s=10, outbox_size=64, replay_page=3, resume_lookback_s=0)
+    env = make_env(settings, store)
     socket = FakeSocket()
     async with sessions(env, [("t", "u", socket)]) as (actor,):
         await socket.frame()
@@ -170,7 +174,9 @@ async def test_a_session_that_crashes_is_closed_1011_not_1000() -> None:
 async def test_a_live_copy_of_an_id_replayed_before_the_window_forgot_it_is_not_sent() -> None:
     """Defect 5: a replay longer than sent_window doubled a redelivered id after ``resumed``."""
     store = PagedStore(notifications=[notification(n) for n in range(1, 11)])
-    settings = EdgeSettings(heartbeat_s=10, outbox_size=64, replay_page=3, sent_window=4)
+    settings = EdgeSettings(
+        heartbeat_s=10, outbox_size=64, replay_page=3, sent_window=4, resume_lookback_s=0
+    )
     env = make_env(settings, store)
     socket = FakeSocket()
     async with sessions(env, [("t", "u", socket)]):

@@ -35,7 +35,7 @@ from notifactor.adapters.cassandra_store import CassandraNotificationStore
 from notifactor.adapters.sqlite_store import SqliteNotificationStore
 from notifactor.domain.audit import AuditEvent
 from notifactor.domain.batching import BatchPolicy, RetryPolicy
-from notifactor.domain.cursor import InvalidCursorError, cursor_for
+from notifactor.domain.cursor import InvalidCursorError, cursor_for, inbox_cursor
 from notifactor.domain.dead_letter import DeadLetter
 from notifactor.domain.delivery_state import DeliveryState, DeliveryStatus, attempts_read, merge
 from notifactor.domain.notification import DeliveryUpdate, Notification
@@ -393,6 +393,14 @@ async def test_inbox_resumes_after_cursor_in_order(store: NotificationStore) -> 
     assert after_third[0].notification == ascending[3]
     assert after_third[0].cursor == cursor_for(ascending[3])
     assert await store.inbox_after(tenant, "me", cursor_for(ascending[-1]), 100) == []
+
+    # A cursor at a bare time (what a resume's look back starts from) is
+    # before every notification at or after that time, across day buckets.
+    one_day_back = to_us(ascending[5].created_at - timedelta(days=1))
+    from_time = await store.inbox_after(tenant, "me", inbox_cursor("", one_day_back), 100)
+    assert [e.notification.id for e in from_time] == [n.id for n in ascending[2:]]
+    at_time = await store.inbox_after(tenant, "me", inbox_cursor("", ascending[4].created_at_us), 2)
+    assert [e.notification.id for e in at_time] == [ascending[4].id, ascending[5].id]
 
 
 async def test_rows_expire_with_tenant_retention(

@@ -133,6 +133,7 @@ class ClientRequests:
                 page=session.context.settings.replay_page,
                 merge=merge,
                 send=self._replay_one,
+                lookback_us=round(session.context.settings.resume_lookback_s * 1_000_000),
             )
         except StoreError as error:
             log.warning("resume of session %s failed: %s", session.session_id, error)

@@ -7,6 +7,13 @@ replay, in order, instead of ahead of older replayed ones; other frames
 frames are held the same way and released afterwards, minus the ids the
 replay sent (:mod:`notifactor.domain.resume`). A replay that fails does not
 release them: the session closes (1011) and the client resumes again.
+
+A replay also looks back: what lies up to ``resume_lookback_s`` behind the
+client's cursor and was never written to a socket (still ``pending`` or
+``retrying``) is sent first. A notification keeps its place in the inbox
+order however late it is routed, so one routed while the user's presence
+was lost, or retried, can sit behind a cursor the client got from a newer
+one; without the look back it would stay pending for good.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from notifactor.actors.session_outbox import Outgoing
-from notifactor.domain.cursor import Position
+from notifactor.domain.cursor import CursorKind, Position, decode_cursor, inbox_cursor
 from notifactor.domain.delivery_state import DeliveryState
 from notifactor.domain.notification import InboxEntry
 from notifactor.domain.resume import Keyed, ReplayMerge
@@ -77,6 +84,9 @@ class Resumption:
         return [] if merge is None else [keyed.item for keyed in merge.release()]
 
 
+_NEVER_WRITTEN = frozenset({DeliveryState.PENDING, DeliveryState.RETRYING})
+
+
 async def replay(
     store: NotificationStore,
     *,
@@ -86,8 +96,13 @@ async def replay(
     page: int,
     merge: ReplayMerge[Deliver],
     send: Callable[[InboxEntry], Awaitable[bool]],
+    lookback_us: int = 0,
 ) -> int:
-    """Read the user's inbox after ``since`` page by page; ``send`` each entry.
+    """Send what the client is missing: the look back, then the inbox after ``since``.
+
+    The look back (``lookback_us`` before the cursor; see the module
+    docstring) sends only what was never written to a socket; after the
+    cursor everything is sent, page by page. ``send`` decides per entry.
 
     Returns:
         How many entries ``send`` accepted (the ``count`` of ``resumed``).
@@ -95,14 +110,55 @@ async def replay(
     Raises:
         StoreError: storage failed; the caller answers ``resume_failed``.
     """
+    count = await _look_back(
+        store,
+        tenant_id=tenant_id,
+        user_id=user_id,
+        since=decode_cursor(CursorKind.INBOX, since),
+        lookback_us=lookback_us,
+        page=page,
+        merge=merge,
+        send=send,
+    )
     cursor = since
-    count = 0
     while True:
         entries = await store.inbox_after(tenant_id, user_id, cursor, page)
         for entry in entries:
             merge.replayed(entry.notification.id)
             if await send(entry):
                 count += 1
+        if len(entries) < page:
+            return count
+        cursor = entries[-1].cursor
+
+
+async def _look_back(
+    store: NotificationStore,
+    *,
+    tenant_id: str,
+    user_id: str,
+    since: Position,
+    lookback_us: int,
+    page: int,
+    merge: ReplayMerge[Deliver],
+    send: Callable[[InboxEntry], Awaitable[bool]],
+) -> int:
+    """Send what lies up to ``lookback_us`` before ``since`` and was never written to a socket."""
+    if lookback_us <= 0:
+        return 0
+    # An empty key sorts before every id at that time.
+    cursor = inbox_cursor("", max(0, since.time_us - lookback_us))
+    count = 0
+    while True:
+        entries = await store.inbox_after(tenant_id, user_id, cursor, page)
+        for entry in entries:
+            notification = entry.notification
+            if Position(time_us=notification.created_at_us, key=notification.id) >= since:
+                return count  # the cursor's own notification, which the client has
+            if entry.state in _NEVER_WRITTEN:
+                merge.replayed(notification.id)
+                if await send(entry):
+                    count += 1
         if len(entries) < page:
             return count
         cursor = entries[-1].cursor

@@ -26,6 +26,9 @@ class EdgeSettings:
         replay_hold_limit: live frames held back during the opening hold or one
             resume (over it: 1013); also the replayed ids a resume remembers to
             drop a live copy of one the window has forgotten.
+        resume_lookback_s: a ``resume`` also sends what lies up to this long
+            before its cursor and was never written to a socket (``pending``
+            or ``retrying``): routed late, it sorts behind a newer cursor.
         resume_grace_s: live frames are held this long after ``welcome`` unless a
             ``resume`` comes first (other frames do not end the hold); the
             ``resume`` then merges them into the replay, in order.
@@ -62,6 +65,7 @@ class EdgeSettings:
     replay_page: int = 200
     replay_hold_limit: int = 4096
     resume_grace_s: float = 0.5
+    resume_lookback_s: float = 3600.0
     send_timeout_s: float = 10.0
     close_timeout_s: float = 2.0
     connect_timeout_s: float = 10.0
