@@ -22,7 +22,7 @@ from wsproto.events import (
 )
 
 from notifactor.edge.socket_port import SocketClosed
-from notifactor.edge.trio_socket import TrioWebSocket, open_server_connection
+from notifactor.edge.trio_socket import EARLY_BYTES_LIMIT, TrioWebSocket, open_server_connection
 
 
 class Client:
@@ -58,11 +58,9 @@ async def upgraded(nursery: trio.Nursery, max_bytes: int = 1024) -> tuple[TrioWe
     server_stream, client_stream = trio.testing.memory_stream_pair()
     client = Client(client_stream)
     await client.send(Request(host="x", target="/ws?token=t"))
-    request, messages = await open_server_connection(
-        nursery, server_stream, max_message_size=max_bytes
-    )
-    assert request.path == "/ws?token=t"  # the query is part of the path
-    socket = TrioWebSocket(await request.accept(), server_stream, messages)
+    upgrade = await open_server_connection(nursery, server_stream, max_message_size=max_bytes)
+    assert upgrade.request.path == "/ws?token=t"  # the query is part of the path
+    socket = TrioWebSocket(await upgrade.request.accept(), upgrade)
     assert isinstance(await client.next_event(), AcceptConnection)
     return socket, client
 
@@ -208,3 +206,22 @@ async def test_a_reader_holding_frames_ends_when_a_write_finds_the_connection_br
         # The nursery is done: trio-websocket's reader task ended.
     with pytest.raises(SocketClosed):
         socket.receive_nowait()
+
+
+async def test_a_client_sending_a_flood_before_its_upgrade_is_answered_is_cut_off(
+    nursery: trio.Nursery,
+) -> None:
+    """Nothing may come before the 101 (RFC 6455 §4.1); the parser would buffer it all."""
+    server_stream, client_stream = trio.testing.memory_stream_pair()
+    client = Client(client_stream)
+    await client.send(Request(host="x", target="/ws?token=t"))
+    with trio.fail_after(5):
+        async with trio.open_nursery() as reader_nursery:
+            upgrade = await open_server_connection(
+                reader_nursery, server_stream, max_message_size=1024
+            )
+            # While the upgrade waits for its answer (a slow Redis), the client floods.
+            for _ in range(EARLY_BYTES_LIMIT // 65536 + 2):
+                await client_stream.send_all(b"\0" * 65536)
+        # The reader gave up on the connection instead of buffering it all.
+    assert upgrade.request.path == "/ws?token=t"

@@ -50,9 +50,8 @@ from notifactor.config import Config
 from notifactor.edge import metrics
 from notifactor.edge.admission import ConnectionAdmission, Verdict
 from notifactor.edge.context import EdgeContext
-from notifactor.edge.message_handoff import MessageHandoff
 from notifactor.edge.session_slot import SessionSlot
-from notifactor.edge.trio_socket import TrioWebSocket, open_server_connection
+from notifactor.edge.trio_socket import TrioWebSocket, Upgrade, open_server_connection
 from notifactor.supervisors import (
     ChildSpec,
     ChildStartFailed,
@@ -104,6 +103,7 @@ class WsListener:
         self._admission = admission
         self._on_listening = on_listening
         self._stop: StopSignal | None = None
+        self._starting = 0  # upgrades past the pool check and not in the pool yet
         self.port: int | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -182,23 +182,22 @@ class WsListener:
                 reader = _GuardedReader(connections, stream, upgrade)
                 try:
                     # It only calls ``start_soon`` on its nursery.
-                    request, messages = await open_server_connection(
+                    opened = await open_server_connection(
                         cast("trio.Nursery", reader), stream, max_message_size=max_bytes
                     )
                 finally:
                     reader.upgrade = None
             if upgrade.cancelled_caught:
                 return
-            running = await self._handle(stream, request, messages)
+            running = await self._handle(opened)
         finally:
             if not running:
                 with trio.CancelScope(shield=True):
                     await stream.aclose()
 
-    async def _handle(
-        self, stream: trio.SocketStream, request: WebSocketRequest, messages: MessageHandoff
-    ) -> bool:
+    async def _handle(self, upgrade: Upgrade) -> bool:
         """Refuse the request, or start a session on it; ``True`` if a session runs."""
+        request = upgrade.request
         target = urlsplit(request.path)
         if target.path != WS_PATH:
             await _refuse(request, 404, "Not Found", f"no WebSocket endpoint at {target.path!r}")
@@ -233,17 +232,22 @@ class WsListener:
             return False
         slot = SessionSlot(self._admission, principal.tenant_id, session_id)
         try:
-            if len(self._pool) >= self._pool.max_children:
+            if self._stop is not None and self._stop.requested:  # stopped while admitting
+                await _refuse_for_now(request, 503, "this gateway is shutting down")
+                return False
+            # Upgrades being accepted count too: the pool only holds a session
+            # once it runs, after the 101 went out, and a full pool must be
+            # refused before it.
+            if len(self._pool) + self._starting >= self._pool.max_children:
                 await _refuse_for_now(request, 503, "this gateway holds as many sessions as it may")
                 return False
-            return await self._start_session(
-                stream,
-                request,
-                messages=messages,
-                principal=principal,
-                session_id=session_id,
-                slot=slot,
-            )
+            self._starting += 1
+            try:
+                return await self._start_session(
+                    upgrade, principal=principal, session_id=session_id, slot=slot
+                )
+            finally:
+                self._starting -= 1
         finally:
             # Once the session has started the slot is given back when it
             # terminates; release() only ever gives it back once.
@@ -252,16 +256,14 @@ class WsListener:
 
     async def _start_session(
         self,
-        stream: trio.SocketStream,
-        request: WebSocketRequest,
+        upgrade: Upgrade,
         *,
-        messages: MessageHandoff,
         principal: Principal,
         session_id: str,
         slot: SessionSlot,
     ) -> bool:
         """Accept and start the session; ``False`` if it could not start (socket closed)."""
-        socket = TrioWebSocket(await request.accept(), stream, messages)
+        socket = TrioWebSocket(await upgrade.request.accept(), upgrade)
         session = SessionActor(
             session_id=session_id,
             tenant_id=principal.tenant_id,
@@ -287,6 +289,10 @@ class WsListener:
             await self._close_unstarted(socket, CLOSE_INTERNAL, "session could not start")
             return False
         slot.started = True
+        if self._stop is not None and self._stop.requested:
+            # The stop began while this session was starting, after the
+            # listener listed the sessions to close: close this one too (1001).
+            await self._pool.stop_child(spec.id)
         return True
 
     async def _close_unstarted(self, socket: TrioWebSocket, code: int, reason: str) -> None:
@@ -376,6 +382,8 @@ class _GuardedReader:
         try:
             await reader()
             ended = True
+            if self.upgrade is not None:  # the client left before its request was whole
+                self.upgrade.cancel()
         except* Exception:
             ended = True
             if self.upgrade is not None:

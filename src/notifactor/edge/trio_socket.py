@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import attrs
 import trio
 import wsproto
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
@@ -33,26 +34,81 @@ CLOSE_REASON_CHARS = 120
 """A close frame's reason is at most 123 bytes; ours are ASCII."""
 
 
+EARLY_BYTES_LIMIT = 256 * 1024
+"""Most bytes a client may send before its upgrade is answered (the request included)."""
+
+
+class UpgradeStream(trio.abc.Stream):
+    """The connection's transport as trio-websocket reads it.
+
+    trio-websocket's reader keeps reading while the upgrade request waits
+    for its answer (the tenant's connection count, up to
+    ``admission_timeout_s`` when Redis is slow), and everything a client
+    sends then piles up in the HTTP parser's buffer. A client may not send
+    before the ``101`` (RFC 6455 §4.1): one that sends more than
+    :data:`EARLY_BYTES_LIMIT` bytes before it is treated as a broken
+    connection instead.
+    """
+
+    __slots__ = ("_early", "_stream")
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self._stream = stream
+        self._early: int | None = 0  # None once the upgrade is answered
+
+    def answered(self) -> None:
+        """The upgrade was accepted: the client may send what it likes from now on."""
+        self._early = None
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        data = await self._stream.receive_some(max_bytes)
+        if self._early is not None:
+            self._early += len(data)
+            if self._early > EARLY_BYTES_LIMIT:
+                raise trio.BrokenResourceError("the client sent too much before its upgrade")
+        return data
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+@attrs.frozen
+class Upgrade:
+    """An upgrade request read by :func:`open_server_connection`, with what accepting it needs."""
+
+    request: WebSocketRequest
+    messages: MessageHandoff
+    transport: UpgradeStream
+
+
 async def open_server_connection(
     nursery: trio.Nursery, stream: trio.abc.Stream, *, max_message_size: int
-) -> tuple[WebSocketRequest, MessageHandoff]:
+) -> Upgrade:
     """Read the upgrade request on ``stream``; the reader task runs in ``nursery``.
 
-    What ``trio_websocket.wrap_server_stream`` does, with one difference:
-    before the reader task starts, client messages are routed to a
+    What ``trio_websocket.wrap_server_stream`` does, with two differences:
+    the stream is read through an :class:`UpgradeStream`, and before the
+    reader task starts, client messages are routed to a
     :class:`MessageHandoff` instead of trio-websocket's message channel (its
     reader task looks that channel up by attribute, so the handoff stands
-    in for both of its ends). Hand the handoff to :class:`TrioWebSocket`.
+    in for both of its ends). Hand both to :class:`TrioWebSocket`.
     """
+    transport = UpgradeStream(stream)
     connection = WebSocketConnection(
-        stream, WSConnection(ConnectionType.SERVER), max_message_size=max_message_size
+        transport, WSConnection(ConnectionType.SERVER), max_message_size=max_message_size
     )
     handoff = MessageHandoff()
     channels: Any = connection  # private attributes, see the docstring
     channels._send_channel = handoff.sender
     channels._recv_channel = handoff.receiver
     nursery.start_soon(connection._reader_task)
-    return await connection._get_request(), handoff
+    return Upgrade(await connection._get_request(), handoff, transport)
 
 
 class TrioWebSocket:
@@ -60,20 +116,19 @@ class TrioWebSocket:
 
     Args:
         connection: the accepted connection.
-        stream: its transport, closed by :meth:`close` even when trio-websocket
+        upgrade: what :func:`open_server_connection` returned for it. Its
+            transport is closed by :meth:`close` even when trio-websocket
             already considers the connection closed (after a 1009 or the
             peer's close it returns from ``aclose`` at once, stream open).
-        messages: where its client messages arrive (:func:`open_server_connection`).
     """
 
     __slots__ = ("_connection", "_messages", "_stream")
 
-    def __init__(
-        self, connection: WebSocketConnection, stream: trio.abc.Stream, messages: MessageHandoff
-    ) -> None:
+    def __init__(self, connection: WebSocketConnection, upgrade: Upgrade) -> None:
         self._connection = connection
-        self._stream = stream
-        self._messages = messages
+        self._stream = upgrade.transport
+        self._messages = upgrade.messages
+        upgrade.transport.answered()
         forget_upgrade(connection)
 
     def watch(self, ready: Callable[[], None]) -> None:

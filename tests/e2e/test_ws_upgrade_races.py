@@ -1,0 +1,126 @@
+"""Upgrades that race the pool's capacity or a graceful stop get an HTTP answer, not a 101 cut short."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from notifactor.edge.admission import Admission
+from notifactor.supervisors import SupervisionConfig
+from notifactor.supervisors.config import SessionsPoolConfig
+from tests.e2e.stores import Storage
+from tests.e2e.ws_support import running_stack, stack_config, token
+
+
+def _handshake(port: int, user: str) -> bytes:
+    return (
+        f"GET /ws?token={token('acme', user)} HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{port}\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+
+
+async def _answer(port: int, user: str, answers: list[bytes]) -> None:
+    """Send an upgrade; keep the status line the server answers with."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(_handshake(port, user))
+    response = b""
+    with trio.fail_after(10):
+        while b"\r\n\r\n" not in response:
+            chunk = await stream.receive_some(4096)
+            if not chunk:
+                break
+            response += chunk
+    answers.append(response)
+    await stream.aclose()
+
+
+async def test_upgrades_racing_for_the_last_session_slot_get_503_not_101(
+    redis_url: str, tmp_path: Path, redis_prefix: str
+) -> None:
+    """Both used to pass the pool check; the loser got a 101, then a 1013 close."""
+    config = stack_config(
+        tmp_path,
+        supervision=SupervisionConfig(partitions=4, sessions=SessionsPoolConfig(max_children=1)),
+    )
+    async with running_stack(
+        redis_url, tmp_path, redis_prefix, config=config, dispatcher=False, http=False
+    ) as s:
+        assert s.edge.port is not None
+        for attempt in range(3):
+            answers: list[bytes] = []
+            async with trio.open_nursery() as nursery:
+                for index in range(2):
+                    nursery.start_soon(_answer, s.edge.port, f"u{attempt}-{index}", answers)
+            statuses = sorted(answer.split(b" ", 2)[1] for answer in answers)
+            assert statuses == [b"101", b"503"], answers
+            refused = next(answer for answer in answers if b" 503 " in answer)
+            assert b"retry-after" in refused.lower()
+            with trio.fail_after(10):  # the one that got in has left: its slot is free again
+                while len(s.edge.pool):  # noqa: ASYNC110
+                    await trio.sleep(0.02)
+
+
+async def test_an_upgrade_admitted_while_the_gateway_starts_stopping_gets_503(
+    redis_url: str,
+    tmp_path: Path,
+    redis_prefix: str,
+    storage: Storage,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The stop used to pass it by: a 101 and a welcome, then cut off without a 1001."""
+    async with running_stack(
+        redis_url, tmp_path, redis_prefix, storage=storage, dispatcher=False, http=False
+    ) as s:
+        assert s.edge.port is not None
+        admitting, go_on = trio.Event(), trio.Event()
+        admit = s.edge.admission.admit
+
+        async def slow_admit(tenant_id: str, session_id: str, limit: int) -> Admission:
+            admitting.set()
+            await go_on.wait()  # Redis is slow to answer
+            return await admit(tenant_id, session_id, limit)
+
+        monkeypatch.setattr(s.edge.admission, "admit", slow_admit)
+        answers: list[bytes] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_answer, s.edge.port, "late", answers)
+            with trio.fail_after(10):
+                await admitting.wait()
+            s.edge_root.request_stop()
+            await trio.sleep(0.2)  # the listener has closed the sessions it holds
+            go_on.set()
+        (answer,) = answers
+        assert answer.startswith(b"HTTP/1.1 503"), answer[:300]
+        assert b"retry-after" in answer.lower()
+
+
+def _tasks_running() -> int:
+    def count(task: trio.lowlevel.Task) -> int:
+        return 1 + sum(
+            count(child) for nursery in task.child_nurseries for child in nursery.child_tasks
+        )
+
+    return count(trio.lowlevel.current_root_task())
+
+
+async def test_a_client_gone_before_its_request_is_whole_leaves_no_task_behind(
+    redis_url: str, tmp_path: Path, redis_prefix: str
+) -> None:
+    """Its upgrade used to wait out ``connect_timeout_s`` (10 s) for a request that never came."""
+    async with running_stack(redis_url, tmp_path, redis_prefix, dispatcher=False, http=False) as s:
+        assert s.edge.port is not None
+        assert s.edge.settings.connect_timeout_s >= 5
+        await trio.testing.wait_all_tasks_blocked(0.05)
+        before = _tasks_running()
+        for index in range(10):
+            stream = await trio.open_tcp_stream("127.0.0.1", s.edge.port)
+            await stream.send_all(_handshake(s.edge.port, f"half-{index}")[:40])
+            await stream.aclose()
+        with trio.fail_after(3):
+            while _tasks_running() > before:  # noqa: ASYNC110
+                await trio.sleep(0.05)
