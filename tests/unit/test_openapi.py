@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
+from types import SimpleNamespace
+from typing import Any
 
+from notifactor.config import Config, LimitsConfig
+from notifactor.gateway import routes_health
 from notifactor.gateway.app import ROUTES, resolve
+from notifactor.gateway.http import Request
 from notifactor.gateway.openapi import openapi_document
+from notifactor.gateway.validation import METADATA_MAX_DEPTH
 
 METHODS = {"get", "post", "put", "patch", "delete"}
 
@@ -79,3 +86,56 @@ def test_every_503_documents_retry_after() -> None:
 def test_batch_item_problems_document_retry_after() -> None:
     problem = openapi_document()["components"]["schemas"]["Problem"]
     assert problem["properties"]["retry_after"]["type"] == "integer"
+
+
+def test_the_document_describes_the_configured_limits() -> None:
+    limits = LimitsConfig(
+        content_max_bytes=1000, metadata_max_bytes=2048, batch_max_items=7, body_max_bytes=4096
+    )
+    doc = openapi_document(limits)
+    schemas = doc["components"]["schemas"]
+    notification = schemas["NotificationIn"]["properties"]
+    assert schemas["Batch"]["properties"]["notifications"]["maxItems"] == 7
+    assert "1..1000 UTF-8 bytes" in notification["content"]["description"]
+    assert "2048 bytes" in notification["metadata"]["description"]
+    assert f"{METADATA_MAX_DEPTH} levels" in notification["metadata"]["description"]
+    batch = doc["paths"]["/v1/notifications:batch"]["post"]
+    assert "up to 7 notifications" in batch["summary"]
+    for text in ("500", "8192", "4 KiB"):
+        assert text not in repr(schemas["NotificationIn"]) + repr(schemas["Batch"]), text
+    default = openapi_document()["components"]["schemas"]["Batch"]
+    assert default["properties"]["notifications"]["maxItems"] == LimitsConfig().batch_max_items
+
+
+def test_metadata_is_an_object_never_null() -> None:
+    """A ``null`` metadata is refused (422) like any other non-object, as the schema says."""
+    metadata = openapi_document()["components"]["schemas"]["NotificationIn"]["properties"][
+        "metadata"
+    ]
+    assert metadata["type"] == "object"
+
+
+def test_the_idempotency_key_describes_batch_items_as_they_are() -> None:
+    operations = openapi_document()["paths"]
+    for template in ("/v1/notifications", "/v1/notifications:batch"):
+        (idem,) = [
+            p for p in operations[template]["post"]["parameters"] if p["name"] == "Idempotency-Key"
+        ]
+        description = idem["description"]
+        assert "#<i>" not in description
+        assert "never" in description  # a batch item never matches a single request's key
+
+
+async def test_the_served_document_follows_the_gateway_config() -> None:
+    config = Config(limits=LimitsConfig(batch_max_items=7))
+    gateway: Any = SimpleNamespace(config=config)
+
+    async def no_body() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    request = Request(
+        scope={"type": "http", "method": "GET", "path": "/openapi.json"}, receive=no_body
+    )
+    response = await routes_health.openapi(gateway, request)
+    served = json.loads(response.body)
+    assert served["components"]["schemas"]["Batch"]["properties"]["notifications"]["maxItems"] == 7

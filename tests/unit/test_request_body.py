@@ -113,3 +113,24 @@ def test_a_closing_response_says_so_and_keeps_its_headers() -> None:
     closing = response.closing()
     assert closing.headers == (("www-authenticate", "Bearer"), ("connection", "close"))
     assert (closing.status, closing.body) == (response.status, response.body)
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b'{"content": "caf\xe9"}', "UTF-8"),
+        (b'{"a": "\xed\xa0\x80"}', "UTF-8"),
+        (b'{"\xe9": 1}', "UTF-8"),
+        (b"[" * 5000 + b"]" * 5000, "deep"),
+        (b'{"a":' * 5000 + b"1" + b"}" * 5000, "deep"),
+    ],
+    ids=["latin-1", "encoded-surrogate", "latin-1-key", "deep-array", "deep-object"],
+)
+async def test_a_body_not_utf8_or_too_deep_is_malformed_json(body: bytes, says: str) -> None:
+    receive = Body(chunk(body, False))
+    req = request(receive, content_type="application/json")
+    with pytest.raises(ProblemError) as raised:
+        await req.read_json(1_000_000)
+    problem = raised.value.problem
+    assert (problem.status, problem.kind) == (400, "malformed-json")
+    assert says in problem.detail

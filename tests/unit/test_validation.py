@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 from notifactor.config import LimitsConfig
 from notifactor.gateway.validation import (
+    METADATA_MAX_DEPTH,
     NotificationInput,
     check_idempotency_key,
     validate_notification,
@@ -70,3 +73,36 @@ def test_batch_prefix_and_non_object() -> None:
 def test_idempotency_key_rule(key: str) -> None:
     ok = check_idempotency_key(key) is None
     assert ok == (len(key) <= 255 and key.isascii() and key.isprintable())
+
+
+def nested_metadata(depth: int) -> dict[str, Any]:
+    """A metadata object ``depth`` levels deep (the object itself is level 1)."""
+    value: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        value = {"k": value}
+    return value
+
+
+def test_metadata_nesting_is_bounded() -> None:
+    at_bound = validate_notification(
+        {**GOOD, "metadata": nested_metadata(METADATA_MAX_DEPTH)}, LIMITS
+    )
+    assert isinstance(at_bound, NotificationInput)
+    too_deep = {**GOOD, "metadata": nested_metadata(METADATA_MAX_DEPTH + 1)}
+    assert fields(validate_notification(too_deep, LIMITS)) == {"metadata"}
+
+
+def test_metadata_deep_enough_to_exhaust_the_stack_is_refused_not_raised() -> None:
+    """About 990 levels fit in 2 KB yet cannot be encoded deep inside a request handler."""
+    deep: Any = []
+    for _ in range(990):
+        deep = [deep]
+    result = validate_notification({**GOOD, "metadata": {"a": deep}}, LIMITS, prefix="n[1].")
+    assert fields(result) == {"n[1].metadata"}
+    assert isinstance(result, list)
+    assert "nest" in result[0].message
+
+
+def test_null_metadata_is_not_an_object() -> None:
+    result = validate_notification({**GOOD, "metadata": None}, LIMITS)
+    assert fields(result) == {"metadata"}

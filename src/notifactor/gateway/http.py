@@ -124,11 +124,25 @@ class Request:
     async def read_json(self, limit: int) -> object:
         """The body decoded as JSON, after the 415 and 413 checks (400 if not JSON)."""
         require_json_content_type(self.headers.get("content-type"))
-        body = await self.read_body(limit)
-        try:
-            return msgspec.json.decode(body)
-        except msgspec.DecodeError as error:
-            raise ProblemError(problems.not_json(str(error))) from None
+        return decode_json(await self.read_body(limit))
+
+
+def decode_json(body: bytes) -> object:
+    """``body`` decoded as JSON; a 400 ``malformed-json`` problem when it cannot be.
+
+    Besides malformed JSON, msgspec refuses two things with other exceptions:
+    bytes that are not UTF-8 (``UnicodeDecodeError``) and nesting deeper than
+    the interpreter's recursion limit allows (``RecursionError``). Both are
+    the client's fault, so both are a 400 too, never a 500.
+    """
+    try:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError as error:
+        raise ProblemError(problems.not_json(str(error))) from None
+    except UnicodeDecodeError:
+        raise ProblemError(problems.not_json("The body is not valid UTF-8.")) from None
+    except RecursionError:
+        raise ProblemError(problems.not_json("The JSON is nested too deep to decode.")) from None
 
 
 class ClientGone(Exception):

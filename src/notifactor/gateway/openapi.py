@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from notifactor.config import LimitsConfig
 from notifactor.domain.delivery_state import DeliveryState
 from notifactor.gateway.openapi_admin import admin_paths, admin_schemas
 from notifactor.gateway.openapi_parts import (
@@ -21,15 +22,51 @@ from notifactor.gateway.openapi_parts import (
     problem,
     query,
 )
-from notifactor.gateway.validation import PRIORITIES
+from notifactor.gateway.validation import METADATA_MAX_DEPTH, PRIORITIES
 
 _ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
 _CHANNEL_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
+#: What the document describes when not given a gateway's configured limits.
+_DEFAULT_LIMITS = LimitsConfig()
+
+
+def _duration(seconds: int) -> str:
+    """``seconds`` for people: whole hours as ``24 h``, anything else in seconds."""
+    return f"{seconds // 3600} h" if seconds % 3600 == 0 else f"{seconds} s"
+
+
+def _idempotency_key(limits: LimitsConfig) -> dict[str, Any]:
+    """The ``Idempotency-Key`` header, as the gateway really keys single requests and batches.
+
+    A batch's item ``i`` is recorded under the batch's key and ``i`` joined by
+    a separator no header can hold
+    (:func:`~notifactor.gateway.validation.batch_item_key`), so it never
+    matches a single request's key, nor an item of another index.
+    """
+    ttl = _duration(limits.idempotency_ttl_s)
+    return {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+        "description": "1..255 printable ASCII characters. Same key, same tenant, within "
+        f"{ttl}: same id, no second delivery. A batch's key covers its items one by one: "
+        "item i is remembered under the batch's key and its index, so the same batch "
+        "retried with the same key answers the same id at the same position. A batch "
+        "item never matches a single request's key (`order-7#0` sent alone is another "
+        "request than item 0 of a batch keyed `order-7`), nor an item at another "
+        "index. A request or item refused by validation, a rate limit or quota, or load "
+        "shedding is not remembered: retried, it is judged afresh.",
+    }
 
 
 @cache
-def openapi_document() -> dict[str, Any]:
-    """The document (built once)."""
+def openapi_document(limits: LimitsConfig = _DEFAULT_LIMITS) -> dict[str, Any]:
+    """The document for the gateway's configured ``limits`` (built once per limits).
+
+    The size and count limits come from configuration (``[limits]``), so the
+    document states the ones this gateway enforces, not the defaults.
+    """
     notification_in: dict[str, Any] = {
         "type": "object",
         "additionalProperties": False,
@@ -41,21 +78,20 @@ def openapi_document() -> dict[str, Any]:
             "content": {
                 "type": "string",
                 "minLength": 1,
-                "description": "1..8192 UTF-8 bytes (configurable)",
+                "description": f"1..{limits.content_max_bytes} UTF-8 bytes.",
             },
             "priority": {"type": "string", "enum": list(PRIORITIES), "default": "normal"},
-            "metadata": {"type": "object", "description": "At most 4 KiB encoded."},
+            "metadata": {
+                "type": "object",
+                "description": "Optional; when present an object (`null` is refused, 422). "
+                f"At most {limits.metadata_max_bytes} bytes encoded as JSON, and objects "
+                f"and arrays nested at most {METADATA_MAX_DEPTH} levels deep (the "
+                "metadata object itself is level 1).",
+            },
         },
     }
     states = [s.value for s in DeliveryState]
-    idem = {
-        "name": "Idempotency-Key",
-        "in": "header",
-        "required": False,
-        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-        "description": "Same key, same tenant, within 24 h: same id, no second delivery. "
-        "In a batch, item i uses `<key>#<i>`.",
-    }
+    idem = _idempotency_key(limits)
     return {
         "openapi": "3.1.0",
         "info": {"title": "notifactor", "version": "1.0.0"},
@@ -99,7 +135,7 @@ def openapi_document() -> dict[str, Any]:
                         "notifications": {
                             "type": "array",
                             "minItems": 1,
-                            "maxItems": 500,
+                            "maxItems": limits.batch_max_items,
                             "items": {"$ref": "#/components/schemas/NotificationIn"},
                         }
                     },
@@ -175,12 +211,14 @@ def openapi_document() -> dict[str, Any]:
                         },
                         **COMMON,
                         **SINGLE_WRITE_ERRORS,
+                        "413": problem(f"Body over {limits.body_max_bytes} bytes."),
                     },
                 }
             },
             "/v1/notifications:batch": {
                 "post": {
-                    "summary": "Accept up to 500 notifications; per-item results in request order",
+                    "summary": f"Accept up to {limits.batch_max_items} notifications; "
+                    "per-item results in request order",
                     "security": BEARER,
                     "parameters": [idem],
                     "requestBody": json_body("Batch"),
@@ -195,6 +233,7 @@ def openapi_document() -> dict[str, Any]:
                         },
                         **COMMON,
                         **BATCH_WRITE_ERRORS,
+                        "413": problem(f"Body over {limits.batch_body_max_bytes} bytes."),
                     },
                 }
             },

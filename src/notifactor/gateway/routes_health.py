@@ -71,4 +71,4 @@ async def metrics(gateway: Gateway, request: Request) -> Response:
 
 
 async def openapi(gateway: Gateway, request: Request) -> Response:
-    return json_response(200, openapi_document())
+    return json_response(200, openapi_document(gateway.config.limits))

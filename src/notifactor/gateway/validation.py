@@ -6,6 +6,7 @@ lists *every* failing field, not just the first one the decoder met.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Final
 
 import attrs
@@ -21,6 +22,11 @@ NOTIFICATION_FIELDS: Final = frozenset(
 )
 REQUIRED_FIELDS: Final = ("tenant_id", "user_id", "channel", "content")
 IDEMPOTENCY_KEY_MAX = 255
+#: Deepest nesting of ``metadata`` (the object itself is level 1). A few KiB
+#: of ``[[[...]]]`` nest about a thousand levels, past the interpreter's
+#: recursion limit, and every later encode of the envelope (the size check,
+#: the Redis stream entry, storage, the WebSocket frame) would fail on it.
+METADATA_MAX_DEPTH: Final = 32
 
 
 @attrs.frozen(kw_only=True)
@@ -81,16 +87,8 @@ def validate_notification(
     if priority not in PRIORITIES or not isinstance(priority, str):
         fail("priority", f"must be one of {', '.join(PRIORITIES)}")
     metadata = body.get("metadata", {})
-    if metadata is None:
-        metadata = {}
-    if not isinstance(metadata, dict):
-        fail("metadata", "must be a JSON object")
-    else:
-        size = len(msgspec.json.encode(metadata))
-        if size > limits.metadata_max_bytes:
-            fail(
-                "metadata", f"must encode to at most {limits.metadata_max_bytes} bytes, got {size}"
-            )
+    if (reason := check_metadata(metadata, limits)) is not None:
+        fail("metadata", reason)
     if errors:
         return errors
     return NotificationInput(
@@ -101,6 +99,47 @@ def validate_notification(
         priority=priority,
         metadata=metadata,
     )
+
+
+def check_metadata(metadata: object, limits: LimitsConfig) -> str | None:
+    """None when ``metadata`` is a usable metadata value, else the reason.
+
+    An object (``null`` is refused like any other non-object: the field is
+    optional, so a client leaves it out), at most :data:`METADATA_MAX_DEPTH`
+    levels deep, encoding to at most ``metadata_max_bytes``. The depth is
+    checked first, without recursion, so that the size check's encode never
+    meets a value too deep for it.
+    """
+    if not isinstance(metadata, dict):
+        return "must be a JSON object"
+    if nests_deeper_than(metadata, METADATA_MAX_DEPTH):
+        return f"must nest at most {METADATA_MAX_DEPTH} levels of objects and arrays"
+    size = len(msgspec.json.encode(metadata))
+    if size > limits.metadata_max_bytes:
+        return f"must encode to at most {limits.metadata_max_bytes} bytes, got {size}"
+    return None
+
+
+def nests_deeper_than(value: object, max_depth: int) -> bool:
+    """Whether decoded JSON ``value`` nests objects and arrays more than ``max_depth`` levels.
+
+    ``value`` itself, when an object or array, is level 1. Walks with an
+    explicit stack, never recursion, so any depth the decoder produced is
+    measured safely; stops at the first container past the bound.
+    """
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        current, depth = pending.pop()
+        if isinstance(current, dict):
+            children: Iterable[object] = current.values()
+        elif isinstance(current, list):
+            children = current
+        else:
+            continue
+        if depth > max_depth:
+            return True
+        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 #: Separates a batch's key from an item's index in the item's own idempotency
