@@ -450,6 +450,7 @@ def _gateway_tree(
             ),
             store,
             partitions=config.supervision.partitions,
+            retention_days=lambda tenant: config.tenant_policy(tenant).retention_days,
         ),
     )
     http = _http_spec(state, GatewayApp(gateway))

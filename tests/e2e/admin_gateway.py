@@ -64,7 +64,12 @@ async def serve_admin_gateway(
             ingest=RedisIngest(redis, settings),
             store=store,
             audit=audit,
-            dlq=ReplayService(dlq, store, partitions=config.supervision.partitions),
+            dlq=ReplayService(
+                dlq,
+                store,
+                partitions=config.supervision.partitions,
+                retention_days=lambda tenant: config.tenant_policy(tenant).retention_days,
+            ),
         )
         async with trio.open_nursery() as nursery:
             port = await nursery.start(run_http_server, GatewayApp(gateway), config)

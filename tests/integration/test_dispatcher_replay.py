@@ -6,18 +6,22 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
 import attrs
 import coredis
+import msgspec
 import trio
 
 from notifactor.actors import ActorRef
 from notifactor.actors.audit_trail import AuditTrail
 from notifactor.adapters.redis_dispatch import RedisKeys
 from notifactor.adapters.redis_dlq import DlqFilter, RedisDeadLetterQueue
+from notifactor.adapters.sqlite_store import SqliteNotificationStore
 from notifactor.dispatcher.replay import ReplayAction, ReplayService
 from notifactor.domain.delivery_state import DeliveryState
 from notifactor.domain.dlq_entry import DLQ_ENTRY_FIELD, DlqEntry, encode_dlq_entry
@@ -32,6 +36,10 @@ from tests.integration.dispatcher_harness import (
 from tests.integration.test_dispatcher_failures import FlakyPresence
 
 CONFIG = dispatcher_config(max_attempts=2, base_ms=5, cap_ms=10)
+
+
+def _retention(tenant_id: str) -> int:
+    return CONFIG.tenant_policy(tenant_id).retention_days
 
 
 def _always_failing(deps: Any) -> Any:
@@ -66,7 +74,10 @@ async def test_replay_is_dry_runnable_idempotent_and_audited(
     ):
         await h.presence.register("tenant-a", "ua", "gw-1")
         service = ReplayService(
-            RedisDeadLetterQueue(redis_client, keys=h.keys), store, partitions=h.partitions
+            RedisDeadLetterQueue(redis_client, keys=h.keys),
+            store,
+            partitions=h.partitions,
+            retention_days=_retention,
         )
         records, cursor = await service.list(DlqFilter(), limit=10)
         assert cursor is None
@@ -224,6 +235,7 @@ async def test_admin_dlq_endpoints_list_and_replay_own_tenant_only(
                 RedisDeadLetterQueue(redis_client, keys=RedisKeys(prefix=redis_prefix)),
                 store,
                 partitions=CONFIG.supervision.partitions,
+                retention_days=_retention,
             ),
         )
         listed = await routes_admin.list_dlq(
@@ -303,7 +315,10 @@ async def test_an_interrupted_paced_replay_loses_nothing_and_is_audited(
         await redis_client.xadd(keys.dlq, fields)
     store = _RecordingStore()
     service = ReplayService(
-        RedisDeadLetterQueue(redis_client, keys=keys), cast(Any, store), partitions=1
+        RedisDeadLetterQueue(redis_client, keys=keys),
+        cast(Any, store),
+        partitions=1,
+        retention_days=_retention,
     )
     with trio.move_on_after(1.5):  # an operator's Ctrl-C during a --rate 1 replay
         await service.replay(DlqFilter(), dry_run=False, rate_per_s=1)
@@ -315,3 +330,103 @@ async def test_an_interrupted_paced_replay_loses_nothing_and_is_audited(
     counts = report.to_jsonable()["counts"]
     assert counts == {"replayed": 1, "skipped_already_replayed": 2}
     assert await redis_client.xlen(keys.stream(0)) == 3  # each dead letter exactly once
+
+
+SHORT_RETENTION_DAYS = 2
+SHORT_CONFIG = attrs.evolve(
+    CONFIG,
+    tenants={
+        "default": attrs.evolve(CONFIG.tenants["default"], retention_days=SHORT_RETENTION_DAYS)
+    },
+)
+
+
+def _short_retention(tenant_id: str) -> int:
+    return SHORT_CONFIG.tenant_policy(tenant_id).retention_days
+
+
+@asynccontextmanager
+async def _short_store(path: Path) -> AsyncIterator[SqliteNotificationStore]:
+    """The store as ``SHORT_CONFIG`` opens it (the harness's keeps 30 days)."""
+    store = await SqliteNotificationStore.open(path, _short_retention)
+    try:
+        yield store
+    finally:
+        await store.aclose()
+
+
+async def test_a_dead_letter_past_retention_is_skipped_not_replayed(
+    redis_client: coredis.Redis[bytes], redis_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    """Accepted 5 days ago under a 2-day retention: reported ``skipped_expired``, never routed.
+
+    Both ``notifactor dlq replay`` and the service (behind the admin endpoint)
+    skip it, dry run or not; a dead letter still within retention replays.
+    """
+    db = tmp_path / "n.db"
+    old = msgspec.structs.replace(
+        make_envelope("tenant-a", "ua", content="past retention"),
+        accepted_at=datetime.now(UTC) - timedelta(days=5),
+    )
+    fresh = make_envelope("tenant-a", "ua", content="within retention")
+    async with (
+        _short_store(db) as store,
+        running_dispatcher(
+            redis_client, store, redis_prefix, config=SHORT_CONFIG, wrap=_always_failing
+        ) as h,
+    ):
+        await h.publish(old)
+        await h.publish(fresh)
+        await h.wait_dlq_entries(2)  # dead-lettered by the real dispatcher
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFACTOR_")}
+    env.update(
+        NOTIFACTOR_REDIS_URL=redis_url,
+        NOTIFACTOR_STORAGE_URL=f"sqlite:///{db}",
+        NOTIFACTOR_DATA_DIR=str(tmp_path),
+        NOTIFACTOR_TENANTS__DEFAULT__RETENTION_DAYS=str(SHORT_RETENTION_DAYS),
+    )
+
+    async def replay_command(*argv: str) -> dict[str, Any]:
+        done = await trio.run_process(
+            [sys.executable, "-m", "notifactor", "dlq", "replay", *argv, "--prefix", redis_prefix],
+            env=env,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return cast(dict[str, Any], json.loads(done.stdout))
+
+    dry = await replay_command("--dry-run", "--tenant", "tenant-a")
+    assert dry["counts"] == {"skipped_expired": 1, "would_replay": 1}
+    expired_item = next(i for i in dry["items"] if i["notification_id"] == old.id)
+    assert expired_item["action"] == "skipped_expired"
+    assert expired_item["reason"] == "exhausted"  # the dead letter's reason, unchanged
+    by_cli = await replay_command("--id", old.id)
+    assert by_cli["counts"] == {"skipped_expired": 1}
+
+    async with (
+        _short_store(db) as store,
+        running_dispatcher(redis_client, store, redis_prefix, config=SHORT_CONFIG) as h,
+    ):
+        await h.presence.register("tenant-a", "ua", "gw-1")
+        service = ReplayService(
+            RedisDeadLetterQueue(redis_client, keys=h.keys),
+            store,
+            partitions=h.partitions,
+            retention_days=_short_retention,
+        )
+        report = await service.replay(DlqFilter(tenant_id="tenant-a"), dry_run=False)
+        assert report.to_jsonable()["counts"] == {"skipped_expired": 1, "replayed": 1}
+        assert report.count(ReplayAction.EXPIRED) == 1
+        await h.wait_states([fresh], lambda s: s is DeliveryState.DELIVERED)
+        await trio.sleep(0.5)
+        messages = await h.gateway_messages("gw-1")
+        assert [decode_routed(m).id for m in messages] == [fresh.id]
+        assert not any(b"past retention" in m for m in messages)
+        assert await store.get_notification("tenant-a", old.id) is None
+        audit = await store.list_audit("tenant-a")
+        replay_event = next(e for e in audit.items if e.event_type == "dlq.replay")
+        assert replay_event.metadata["replayed"] == [fresh.id]
+        assert replay_event.metadata["skipped"] == 1

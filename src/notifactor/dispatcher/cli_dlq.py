@@ -156,7 +156,12 @@ async def _run(args: argparse.Namespace, config: Config) -> int:
             keys=RedisKeys(prefix=args.prefix),
             append_slack_ms=append_slack_ms(config.dispatcher.dead_letter_timeout_s),
         )
-        service = ReplayService(dlq, store, partitions=config.supervision.partitions)
+        service = ReplayService(
+            dlq,
+            store,
+            partitions=config.supervision.partitions,
+            retention_days=lambda tenant: config.tenant_policy(tenant).retention_days,
+        )
         where = _filter(args)
         if args.dlq_command == "list":
             records, cursor = await service.list(where, limit=args.limit, cursor=args.cursor)

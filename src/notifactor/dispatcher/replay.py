@@ -3,6 +3,12 @@
 For every matching dead letter, in DLQ order (newest first):
 
 * a malformed entry (no valid envelope) is skipped: there is nothing to deliver;
+* a notification past its tenant's retention (accepted at or before now less
+  the tenant's ``retention_days`` in force now: the rule storage applies, see
+  :func:`notifactor.domain.retention.is_expired`) is skipped as
+  ``skipped_expired``: storage no longer serves it, and its content must not
+  reach a live session. The DLQ stream keeps whole envelopes, bounded only by
+  count, so this check is the only thing between an old one and a gateway;
 * a notification storage already reports ``delivered``/``acked`` is skipped —
   replaying it would deliver it twice;
 * a dead letter already replayed (a marker set atomically, kept 7 days) is
@@ -21,6 +27,7 @@ from __future__ import annotations
 import enum
 import logging
 import math
+import time
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -32,9 +39,11 @@ import trio
 from notifactor.adapters.redis_dlq import DlqFilter, DlqRecord, RedisDeadLetterQueue
 from notifactor.domain.audit import AuditEvent
 from notifactor.domain.delivery_state import DeliveryState
-from notifactor.domain.envelope import decode_envelope
+from notifactor.domain.envelope import Envelope, decode_envelope
 from notifactor.domain.partitioning import partition_for
-from notifactor.ports.notification_store import NotificationStore
+from notifactor.domain.retention import is_expired
+from notifactor.domain.timestamps import to_us
+from notifactor.ports.notification_store import NotificationStore, RetentionPolicy
 
 _DELIVERED = frozenset({DeliveryState.DELIVERED, DeliveryState.ACKED})
 
@@ -47,6 +56,7 @@ class ReplayAction(enum.StrEnum):
     ALREADY_DELIVERED = "skipped_already_delivered"
     ALREADY_REPLAYED = "skipped_already_replayed"
     MALFORMED = "skipped_malformed"
+    EXPIRED = "skipped_expired"
 
 
 @attrs.frozen(kw_only=True)
@@ -99,14 +109,22 @@ class ReplayService:
         dlq: the DLQ stream adapter.
         store: storage (state checks and the audit log).
         partitions: the configured partition count.
+        retention_days: the tenant policy's ``retention_days`` lookup (the one
+            the store is given): a dead letter past it is not replayed.
     """
 
     def __init__(
-        self, dlq: RedisDeadLetterQueue, store: NotificationStore, *, partitions: int
+        self,
+        dlq: RedisDeadLetterQueue,
+        store: NotificationStore,
+        *,
+        partitions: int,
+        retention_days: RetentionPolicy,
     ) -> None:
         self._dlq = dlq
         self._store = store
         self._partitions = partitions
+        self._retention_days = retention_days
 
     async def list(
         self, where: DlqFilter, *, limit: int = 50, cursor: str | None = None
@@ -173,6 +191,10 @@ class ReplayService:
             envelope = decode_envelope(record.envelope)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return ReplayAction.MALFORMED
+        if envelope.accepted_at.tzinfo is None:
+            return ReplayAction.MALFORMED  # no time storage (or a retention check) accepts
+        if self._expired(envelope):
+            return ReplayAction.EXPIRED
         view = await self._store.get_notification(envelope.tenant_id, envelope.id)
         if view is not None and view.status in _DELIVERED:
             return ReplayAction.ALREADY_DELIVERED
@@ -185,6 +207,16 @@ class ReplayService:
         if not await self._dlq.replay_once(record.stream_id, partition, record.envelope):
             return ReplayAction.ALREADY_REPLAYED
         return ReplayAction.REPLAYED
+
+    def _expired(self, envelope: Envelope) -> bool:
+        """Whether ``envelope``'s notification is past its tenant's retention now.
+
+        Checked before storage: storage hides an expired notification, which
+        would read as "not delivered yet" and let it be replayed.
+        """
+        now_us = time.time_ns() // 1000
+        retention = self._retention_days(envelope.tenant_id)
+        return is_expired(to_us(envelope.accepted_at), retention, now_us)
 
     async def _audit(self, report: ReplayReport, where: DlqFilter, actor: str) -> None:
         by_tenant: dict[str, list[ReplayOutcome]] = defaultdict(list)

@@ -22,6 +22,25 @@ def expires_at_us(record_time_us: int, retention_days: int) -> int:
     return record_time_us + retention_days * SECONDS_PER_DAY * MICROS_PER_SECOND
 
 
+def retention_cutoff_us(retention_days: int, now_us: int) -> int:
+    """The newest record time already past ``retention_days`` at ``now_us``.
+
+    A record made at or before the cutoff is expired: reads do not serve it,
+    writes skip it, a purge deletes it. It is the rule :func:`ttl_seconds`
+    applies at write time, restated for any later moment with the policy in
+    force then, so that lowering a tenant's retention takes effect on rows
+    already written (their stored expiry or TTL only ever ends them sooner).
+    """
+    if retention_days <= 0:
+        raise ValueError(f"retention_days must be > 0, got {retention_days}")
+    return now_us - retention_days * SECONDS_PER_DAY * MICROS_PER_SECOND
+
+
+def is_expired(record_time_us: int, retention_days: int, now_us: int) -> bool:
+    """Whether a record made at ``record_time_us`` is past ``retention_days`` at ``now_us``."""
+    return record_time_us <= retention_cutoff_us(retention_days, now_us)
+
+
 def ttl_seconds(record_time_us: int, retention_days: int, now_us: int) -> int | None:
     """Seconds left to keep a record, counted from its own time; ``None`` once it expired.
 
