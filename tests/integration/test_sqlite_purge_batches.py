@@ -120,3 +120,50 @@ async def test_a_purge_counts_every_row_it_removes_across_batches(tmp_path: Path
         assert len(page.items) == len(keep)
     finally:
         await store.aclose()
+
+
+@pytest.mark.usefixtures("small_batches")
+async def test_a_lowered_retention_is_purged_in_batches_with_the_statuses(
+    tmp_path: Path,
+) -> None:
+    """Written under 30 days, reopened under 1: the purge takes them all, batch by batch.
+
+    Their stored expiry is 30 days away; the tenant's retention now decides.
+    Each notification leaves with its status, and writes still go on between
+    batches.
+    """
+    path = tmp_path / "lowered.db"
+    notes = [notification("shrunk", i, NOW - timedelta(days=2)) for i in range(EXPIRED)]
+    keep = [notification("shrunk", EXPIRED + i, NOW) for i in range(BATCH + 1)]
+    store = await SqliteNotificationStore.open(path, lambda _tenant: 30)
+    try:
+        await store.save_notifications(notes + keep)
+        await store.apply_delivery_updates([delivered(n) for n in notes + keep])
+    finally:
+        await store.aclose()
+    store = await SqliteNotificationStore.open(path, lambda _tenant: 1)
+    try:
+        live = notification("live", 0, NOW)
+        order: list[str] = []
+        removed: list[int] = []
+
+        async def purge() -> None:
+            removed.append(await store.purge_expired())
+            order.append("purge")
+
+        async def write() -> None:
+            await store.save_notifications([live])
+            order.append("write")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(purge)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(write)
+        assert order == ["write", "purge"]
+        assert removed == [2 * EXPIRED]  # every old notification and its status
+        page = await store.list_deliveries("shrunk", limit=500)
+        assert len(page.items) == len(keep)
+        assert all(r.state is DeliveryState.DELIVERED for r in page.items)
+        assert await store.purge_expired() == 0
+    finally:
+        await store.aclose()

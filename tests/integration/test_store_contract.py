@@ -50,7 +50,14 @@ SHORT_RETENTION_DAYS = 2
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
+#: Retention a test sets for its own tenant while the store is open: an
+#: operator changing ``retention_days`` (the store asks the policy every call).
+RETENTION_CHANGES: dict[str, int] = {}
+
+
 def retention(tenant_id: str) -> int:
+    if tenant_id in RETENTION_CHANGES:
+        return RETENTION_CHANGES[tenant_id]
     return SHORT_RETENTION_DAYS if tenant_id.startswith("short-") else RETENTION_DAYS
 
 
@@ -435,6 +442,103 @@ async def test_rows_expire_with_tenant_retention(
         assert await store.purge_expired(expiry) == 2
         assert await store.get_notification(tenant, n.id) is None
         assert (await store.list_audit(tenant)).items != ()
+
+
+async def test_lowered_retention_hides_older_rows_from_every_read(
+    store: NotificationStore,
+) -> None:
+    """The tenant's current retention wins: rows older than it are gone for every read.
+
+    Written under 30 days, read after the tenant's retention dropped to 2:
+    a 3-day-old notification (its status, audit event and dead letter too) is
+    no longer served, and a status write for it changes nothing, whatever
+    expiry or TTL the rows were written with. A recent one is untouched.
+    """
+    tenant = new_tenant()
+    old = make_notification(tenant, "u", NOW - timedelta(days=3), content="old")
+    recent = make_notification(tenant, "u", NOW - timedelta(hours=1), content="recent")
+    await store.save_notifications([old, recent])
+    await store.apply_delivery_updates([update(old, DeliveryState.RETRYING, NOW, attempts=1)])
+    await store.append_audit([audit_event(tenant, "old", old.created_at)])
+    await store.append_audit([audit_event(tenant, "recent", recent.created_at)])
+    await store.record_dead_letters([dead_letter(tenant, old, "expired", old.created_at)])
+    await store.record_dead_letters([dead_letter(tenant, recent, "expired", recent.created_at)])
+    assert await store.get_notification(tenant, old.id) is not None
+    assert len(await store.inbox_after(tenant, "u", None, 10)) == 2
+
+    RETENTION_CHANGES[tenant] = SHORT_RETENTION_DAYS
+    try:
+        assert await store.get_notification(tenant, old.id) is None
+        assert [e.notification.id for e in await store.inbox_after(tenant, "u", None, 10)] == [
+            recent.id
+        ]
+        assert [r.notification_id for r in (await store.list_deliveries(tenant)).items] == [
+            recent.id
+        ]
+        by_user = await store.list_deliveries(tenant, user_id="u")
+        assert [r.notification_id for r in by_user.items] == [recent.id]
+        retrying = await store.list_deliveries(tenant, state=DeliveryState.RETRYING)
+        assert retrying.items == ()
+        assert [e.event_type for e in (await store.list_audit(tenant)).items] == ["recent"]
+        letters = await store.list_dead_letters(tenant)
+        assert [d.notification_id for d in letters.items] == [recent.id]
+
+        for state in (DeliveryState.DELIVERED, DeliveryState.ACKED):
+            await store.apply_delivery_updates([update(old, state, NOW, attempts=1)])
+            await store.apply_delivery_updates([update(recent, state, NOW, attempts=1)])
+            assert await store.get_notification(tenant, old.id) is None
+            view = await store.get_notification(tenant, recent.id)
+            assert view is not None
+            assert view.status is state
+        assert [e.notification.id for e in await store.inbox_after(tenant, "u", None, 10)] == [
+            recent.id
+        ]
+    finally:
+        del RETENTION_CHANGES[tenant]
+
+
+async def test_lowered_retention_is_purged_and_raised_retention_keeps_stored_expiry(
+    tmp_path: Path,
+) -> None:
+    """SQLite's purge applies the current retention; a raise keeps the stored expiry.
+
+    Lowered from 30 to 2 days, a 3-day-old notification, its status, audit
+    event and dead letter are deleted by the next purge (not 27 days later,
+    when their stored ``expires_us`` passes). Raised from 2 to 30 days, a
+    notification written under 2 still leaves when its stored expiry passes.
+    """
+    store = await SqliteNotificationStore.open(tmp_path / "retention.db", retention)
+    try:
+        lowered, raised = new_tenant(), new_tenant()
+        old = make_notification(lowered, "u", NOW - timedelta(days=3))
+        recent = make_notification(lowered, "u", NOW - timedelta(hours=1))
+        await store.save_notifications([old, recent])
+        await store.apply_delivery_updates([update(old, DeliveryState.RETRYING, NOW)])
+        await store.append_audit([audit_event(lowered, "old", old.created_at)])
+        await store.record_dead_letters([dead_letter(lowered, old, "expired", old.created_at)])
+        RETENTION_CHANGES[raised] = SHORT_RETENTION_DAYS
+        kept = make_notification(raised, "u", NOW - timedelta(days=1))
+        await store.save_notifications([kept])
+        assert await store.purge_expired() == 0
+
+        RETENTION_CHANGES[lowered] = SHORT_RETENTION_DAYS
+        RETENTION_CHANGES[raised] = RETENTION_DAYS
+        assert await store.purge_expired() == 4  # notification, status, audit, dead letter
+        RETENTION_CHANGES[lowered] = RETENTION_DAYS  # raised back: deleted stays deleted
+        assert await store.get_notification(lowered, old.id) is None
+        assert (await store.list_audit(lowered)).items == ()
+        assert (await store.list_dead_letters(lowered)).items == ()
+        assert await store.get_notification(lowered, recent.id) is not None
+
+        assert await store.get_notification(raised, kept.id) is not None
+        stored_expiry = kept.created_at + timedelta(days=SHORT_RETENTION_DAYS, seconds=1)
+        assert await store.purge_expired(stored_expiry - timedelta(minutes=1)) == 0
+        assert await store.purge_expired(stored_expiry) == 1
+        assert await store.get_notification(raised, kept.id) is None
+    finally:
+        for tenant in list(RETENTION_CHANGES):
+            del RETENTION_CHANGES[tenant]
+        await store.aclose()
 
 
 def audit_event(tenant: str, kind: str, at: datetime) -> AuditEvent:

@@ -13,6 +13,9 @@ Guarantees every implementation gives:
 * Listings are keyset-paged with opaque cursors; following ``next_cursor``
   visits every row exactly once.
 * Rows expire after the tenant's retention, counted from the record's own time.
+  The retention in force now wins: reads and writes treat a record older than
+  it as expired whatever expiry it was written with (a raise does not extend
+  rows already written).
 * Errors a retry may cure are raised as :class:`TransientStoreError`; every
   other failure as :class:`StoreError` (or a subclass).
 """

@@ -9,6 +9,10 @@ Filters (a delivery state, a dead-letter reason) run here, not in CQL, so a
 filter that matches little could read a whole retention window for one page.
 A scan therefore stops after :data:`SCAN_BUDGET` rows and returns a short (even
 empty) page whose cursor resumes after the last row read.
+
+Rows made at or before the tenant's retention cutoff (its ``retention_days``
+now) are past retention, whatever TTL they were written with: a scan stops
+there as it stops at ``since``.
 """
 
 from __future__ import annotations
@@ -68,8 +72,12 @@ async def page_newest_first(
     until: datetime | None,
     limit: int,
     cursor: str | None,
+    cutoff_us: int,
 ) -> Page[T]:
     """One page of ``listing``: ``since`` inclusive, ``until`` exclusive, after ``cursor``.
+
+    Rows made at or before ``cutoff_us`` (past the tenant's retention) are
+    never reached.
 
     Raises:
         InvalidCursorError: ``cursor`` is not a cursor of ``listing.kind``.
@@ -77,7 +85,7 @@ async def page_newest_first(
     """
     check_limit(limit)
     upper = newest_first_start(listing.kind, cursor, until)
-    since_us = to_us(since) if since is not None else 0
+    since_us = max(to_us(since) if since is not None else 0, cutoff_us + 1)
     buckets = await days_newest_first(
         runner,
         tenant_id,

@@ -5,6 +5,12 @@ Statuses are written without reading first, so a status row may exist before
 (or without) its notification row: such rows are read as "not stored (yet)"
 and skipped, and a notification without a status is
 :data:`~notifactor.domain.delivery_state.STORED_STATE` (``pending``).
+
+Rows carry the TTL their tenant's ``retention_days`` gave them when written;
+reads also hide every row made at or before ``cutoff_us`` (the tenant's
+retention now: :func:`~notifactor.domain.retention.retention_cutoff_us`), the
+rule writes apply, so a lowered retention hides older rows at once although
+their cells stay on disk until their TTL ends.
 """
 
 from __future__ import annotations
@@ -37,11 +43,14 @@ from notifactor.ports.notification_store import check_limit
 
 
 async def get_notification(
-    runner: StatementRunner, tenant_id: str, notification_id: str
+    runner: StatementRunner, tenant_id: str, notification_id: str, cutoff_us: int
 ) -> NotificationView | None:
-    """The notification with its status; ``None`` if it is not stored for this tenant."""
+    """The notification with its status; ``None`` if it is not stored for this tenant.
+
+    Also ``None`` when it was made at or before ``cutoff_us`` (past retention).
+    """
     rows = await runner.query("select_notification", (tenant_id, notification_id))
-    if not rows:
+    if not rows or rows[0].created_us <= cutoff_us:
         return None
     row = rows[0]
     notification = Notification(
@@ -76,11 +85,25 @@ async def get_notification(
 
 
 async def inbox_after(
-    runner: StatementRunner, tenant_id: str, user_id: str, cursor: str | None, limit: int
+    runner: StatementRunner,
+    tenant_id: str,
+    user_id: str,
+    cursor: str | None,
+    limit: int,
+    *,
+    cutoff_us: int,
 ) -> list[InboxEntry]:
-    """Up to ``limit`` of the user's stored notifications after ``cursor``, oldest first."""
+    """Up to ``limit`` of the user's stored notifications after ``cursor``, oldest first.
+
+    Only those made after ``cutoff_us``: the scan starts there at the earliest.
+    """
     check_limit(limit)
-    after = inbox_start(cursor)
+    # Every id is non-empty, so after (cutoff + 1, "") means "made after cutoff".
+    after = max(
+        inbox_start(cursor),
+        Position(time_us=cutoff_us + 1, key=""),
+        key=lambda p: (p.time_us, p.key),
+    )
     days = await days_oldest_first(
         runner, tenant_id, inbox_scope(user_id), day_bucket(max(after.time_us, 0))
     )

@@ -6,6 +6,12 @@ batches (:mod:`~notifactor.adapters.cassandra_store.batches`) and sent through
 one limiter (:mod:`~notifactor.adapters.cassandra_store.execution`); reads and
 listings come from :mod:`~notifactor.adapters.cassandra_store.reads` and
 :mod:`~notifactor.adapters.cassandra_store.paging`.
+
+Retention: rows are written with a TTL from their tenant's ``retention_days``
+then, and a record already past it is not written. Reads hide whatever is
+past the tenant's retention now, the rule writes apply, so a lowered
+retention hides older rows at once (their cells stay on disk until their TTL
+ends) and a raised one leaves rows already written with their TTL.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from notifactor.domain.notification import (
     NotificationView,
 )
 from notifactor.domain.page import Page
+from notifactor.domain.retention import retention_cutoff_us
 from notifactor.ports.notification_store import RetentionPolicy
 
 
@@ -65,6 +72,7 @@ class CassandraNotificationStore:
         self._keyspace = keyspace
         self._runner = StatementRunner(session, prepared, max_in_flight=max_in_flight)
         self._rows = RowWriteBuilder(self._runner, retention_days)
+        self._retention_days = retention_days
         self._owns_session = owns_session
 
     @classmethod
@@ -126,10 +134,16 @@ class CassandraNotificationStore:
 
     # -- reads ----------------------------------------------------------------
 
+    def _cutoff_us(self, tenant_id: str) -> int:
+        """The tenant's retention cutoff now: rows made at or before it are not read."""
+        return retention_cutoff_us(self._retention_days(tenant_id), _now_us())
+
     async def get_notification(
         self, tenant_id: str, notification_id: str
     ) -> NotificationView | None:
-        return await reads.get_notification(self._runner, tenant_id, notification_id)
+        return await reads.get_notification(
+            self._runner, tenant_id, notification_id, self._cutoff_us(tenant_id)
+        )
 
     async def list_deliveries(
         self,
@@ -144,13 +158,22 @@ class CassandraNotificationStore:
     ) -> Page[DeliveryRecord]:
         listing = reads.deliveries_listing(self._runner, tenant_id, user_id, state)
         return await page_newest_first(
-            self._runner, tenant_id, listing, since=since, until=until, limit=limit, cursor=cursor
+            self._runner,
+            tenant_id,
+            listing,
+            since=since,
+            until=until,
+            limit=limit,
+            cursor=cursor,
+            cutoff_us=self._cutoff_us(tenant_id),
         )
 
     async def inbox_after(
         self, tenant_id: str, user_id: str, cursor: str | None, limit: int
     ) -> list[InboxEntry]:
-        return await reads.inbox_after(self._runner, tenant_id, user_id, cursor, limit)
+        return await reads.inbox_after(
+            self._runner, tenant_id, user_id, cursor, limit, cutoff_us=self._cutoff_us(tenant_id)
+        )
 
     async def list_audit(
         self,
@@ -163,7 +186,14 @@ class CassandraNotificationStore:
     ) -> Page[AuditEvent]:
         listing = reads.audit_listing(self._runner, tenant_id)
         return await page_newest_first(
-            self._runner, tenant_id, listing, since=since, until=until, limit=limit, cursor=cursor
+            self._runner,
+            tenant_id,
+            listing,
+            since=since,
+            until=until,
+            limit=limit,
+            cursor=cursor,
+            cutoff_us=self._cutoff_us(tenant_id),
         )
 
     async def list_dead_letters(
@@ -178,7 +208,14 @@ class CassandraNotificationStore:
     ) -> Page[DeadLetter]:
         listing = reads.dead_letter_listing(self._runner, tenant_id, reason)
         return await page_newest_first(
-            self._runner, tenant_id, listing, since=since, until=until, limit=limit, cursor=cursor
+            self._runner,
+            tenant_id,
+            listing,
+            since=since,
+            until=until,
+            limit=limit,
+            cursor=cursor,
+            cutoff_us=self._cutoff_us(tenant_id),
         )
 
     # -- lifecycle ------------------------------------------------------------

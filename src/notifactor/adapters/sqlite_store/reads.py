@@ -4,8 +4,14 @@ Each read builds its parameterised query, runs it through the
 :class:`~notifactor.adapters.sqlite_store.execution.ConnectionRunner`, and
 makes the rows domain objects. Statuses live in their own table, joined to
 each notification; a notification without a status row is
-:data:`~notifactor.domain.delivery_state.STORED_STATE` (``pending``). A
-row past its expiry is never read, whether or not a sweep has deleted it yet.
+:data:`~notifactor.domain.delivery_state.STORED_STATE` (``pending``).
+
+A row past its expiry is never read, whether or not a sweep has deleted it
+yet. Expired means either bound: its stored ``expires_us`` (retention when it
+was written) is at or before ``now_us``, or its record time is at or before
+``cutoff_us`` (:func:`~notifactor.domain.retention.retention_cutoff_us`, the
+tenant's retention now). So a lowered retention hides older rows at once,
+exactly as status writes (which use the retention now) skip them.
 """
 
 from __future__ import annotations
@@ -63,14 +69,14 @@ def notification_from_row(row: Sequence[Any]) -> Notification:
 
 
 async def get_notification(
-    runner: ConnectionRunner, tenant_id: str, notification_id: str, now_us: int
+    runner: ConnectionRunner, tenant_id: str, notification_id: str, now_us: int, cutoff_us: int
 ) -> NotificationView | None:
     sql = (
         f"SELECT {_NOTIFICATION_COLUMNS}, d.state, d.attempts, d.last_error, d.event_us"
         f" FROM notifications n {_STATUS_JOIN}"
-        " WHERE n.tenant_id = ? AND n.id = ? AND n.expires_us > ?"
+        " WHERE n.tenant_id = ? AND n.id = ? AND n.expires_us > ? AND n.created_us > ?"
     )
-    params = (tenant_id, notification_id, now_us)
+    params = (tenant_id, notification_id, now_us, cutoff_us)
     row = await runner.run(lambda db: db.execute(sql, params).fetchone())
     if row is None:
         return None
@@ -90,6 +96,7 @@ async def list_deliveries(
     tenant_id: str,
     *,
     now_us: int,
+    cutoff_us: int,
     user_id: str | None,
     state: DeliveryState | None,
     since: datetime | None,
@@ -99,8 +106,13 @@ async def list_deliveries(
 ) -> Page[DeliveryRecord]:
     check_limit(limit)
     upper = newest_first_start(CursorKind.DELIVERIES, cursor, until)
-    where = ["n.tenant_id = ?", "(n.created_us, n.id, n.user_id) < (?, ?, ?)", "n.expires_us > ?"]
-    params: list[Any] = [tenant_id, *upper.as_tuple(), now_us]
+    where = [
+        "n.tenant_id = ?",
+        "(n.created_us, n.id, n.user_id) < (?, ?, ?)",
+        "n.expires_us > ?",
+        "n.created_us > ?",
+    ]
+    params: list[Any] = [tenant_id, *upper.as_tuple(), now_us, cutoff_us]
     if user_id is not None:
         where.append("n.user_id = ?")
         params.append(user_id)
@@ -149,15 +161,16 @@ async def inbox_after(
     limit: int,
     *,
     now_us: int,
+    cutoff_us: int,
 ) -> list[InboxEntry]:
     check_limit(limit)
     after = inbox_start(cursor)
     sql = (
         f"SELECT {_NOTIFICATION_COLUMNS}, d.state FROM notifications n {_STATUS_JOIN}"
         " WHERE n.tenant_id = ? AND n.user_id = ? AND (n.created_us, n.id) > (?, ?)"
-        " AND n.expires_us > ? ORDER BY n.created_us, n.id LIMIT ?"
+        " AND n.created_us > ? AND n.expires_us > ? ORDER BY n.created_us, n.id LIMIT ?"
     )
-    params = (tenant_id, user_id, after.time_us, after.key, now_us, limit)
+    params = (tenant_id, user_id, after.time_us, after.key, cutoff_us, now_us, limit)
     rows = await runner.run(lambda db: db.execute(sql, params).fetchall())
     entries = []
     for row in rows:
@@ -177,6 +190,7 @@ async def list_audit(
     tenant_id: str,
     *,
     now_us: int,
+    cutoff_us: int,
     since: datetime | None,
     until: datetime | None,
     limit: int,
@@ -187,9 +201,17 @@ async def list_audit(
     sql = (
         "SELECT event_id, event_us, event_type, metadata FROM tenant_audit_log"
         " WHERE tenant_id = ? AND (event_us, event_id) < (?, ?) AND event_us >= ?"
-        " AND expires_us > ? ORDER BY event_us DESC, event_id DESC LIMIT ?"
+        " AND event_us > ? AND expires_us > ? ORDER BY event_us DESC, event_id DESC LIMIT ?"
     )
-    params = (tenant_id, upper.time_us, upper.key, lower_bound(since), now_us, limit + 1)
+    params = (
+        tenant_id,
+        upper.time_us,
+        upper.key,
+        lower_bound(since),
+        cutoff_us,
+        now_us,
+        limit + 1,
+    )
     rows = await runner.run(lambda db: db.execute(sql, params).fetchall())
     items = tuple(
         AuditEvent(
@@ -214,6 +236,7 @@ async def list_dead_letters(
     tenant_id: str,
     *,
     now_us: int,
+    cutoff_us: int,
     reason: str | None,
     since: datetime | None,
     until: datetime | None,
@@ -223,9 +246,17 @@ async def list_dead_letters(
     check_limit(limit)
     upper = newest_first_start(CursorKind.DLQ, cursor, until)
     where = (
-        "tenant_id = ? AND (dead_us, notification_id) < (?, ?) AND dead_us >= ? AND expires_us > ?"
+        "tenant_id = ? AND (dead_us, notification_id) < (?, ?) AND dead_us >= ?"
+        " AND dead_us > ? AND expires_us > ?"
     )
-    params: list[Any] = [tenant_id, upper.time_us, upper.key, lower_bound(since), now_us]
+    params: list[Any] = [
+        tenant_id,
+        upper.time_us,
+        upper.key,
+        lower_bound(since),
+        cutoff_us,
+        now_us,
+    ]
     if reason is not None:
         where += " AND reason = ?"
         params.append(reason)

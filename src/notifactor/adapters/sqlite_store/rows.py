@@ -3,7 +3,11 @@
 Each statement's column list and the tuples built for it stand side by side,
 so the two orders can be checked at a glance. Every row carries its expiry,
 counted from the record's own time by the tenant's ``retention_days``; a
-record already past it (a late replay) gives no row, as on Cassandra.
+record already past it (a late replay, or a status of an older notification
+after the tenant's retention was lowered) gives no row, as on Cassandra. It
+is the rule reads apply with the retention in force when they run
+(:func:`~notifactor.domain.retention.is_expired`), so no write is dropped for
+a row a read still serves.
 
 Delivery statuses merge with a conditional upsert that mirrors
 :func:`notifactor.domain.delivery_state.merge`: the stored state is replaced

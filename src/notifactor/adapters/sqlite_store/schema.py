@@ -61,3 +61,13 @@ EXPIRING_TABLES: Final = {
     "tenant_audit_log": ("tenant_id", "event_id"),
     "dlq": ("tenant_id", "dead_us", "notification_id"),
 }
+
+#: The tables whose rows carry their record time (the time retention counts
+#: from), each with that column; indexed after ``tenant_id``, so the purge
+#: finds a tenant's rows past its current retention by an index range. A
+#: status has no time of its own: it goes with its notification.
+RECORD_TIMES: Final = {
+    "notifications": "created_us",
+    "tenant_audit_log": "event_us",
+    "dlq": "dead_us",
+}

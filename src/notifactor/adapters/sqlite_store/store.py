@@ -6,6 +6,12 @@ It composes the package's parts: the connection is opened by
 become rows (:mod:`~notifactor.adapters.sqlite_store.rows`) written by
 :mod:`~notifactor.adapters.sqlite_store.writes`; reads and listings come from
 :mod:`~notifactor.adapters.sqlite_store.reads`.
+
+Retention: every row stores the expiry its tenant's ``retention_days`` gave
+it when written, and the tenant's retention now also bounds it. Reads, status
+writes and the purge all treat a row as expired once either has passed, so a
+lowered retention takes effect on older rows at once, and a raised one leaves
+rows already written with their stored expiry.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from notifactor.domain.notification import (
     NotificationView,
 )
 from notifactor.domain.page import Page
+from notifactor.domain.retention import retention_cutoff_us
 from notifactor.domain.timestamps import to_us
 from notifactor.ports.notification_store import RetentionPolicy
 
@@ -102,10 +109,18 @@ class SqliteNotificationStore:
 
     # -- reads ----------------------------------------------------------------
 
+    def _read_bounds(self, tenant_id: str) -> tuple[int, int]:
+        """(now, the tenant's retention cutoff now): a row must be within both to be read."""
+        now_us = _now_us()
+        return now_us, retention_cutoff_us(self._retention_days(tenant_id), now_us)
+
     async def get_notification(
         self, tenant_id: str, notification_id: str
     ) -> NotificationView | None:
-        return await reads.get_notification(self._runner, tenant_id, notification_id, _now_us())
+        now_us, cutoff_us = self._read_bounds(tenant_id)
+        return await reads.get_notification(
+            self._runner, tenant_id, notification_id, now_us, cutoff_us
+        )
 
     async def list_deliveries(
         self,
@@ -118,10 +133,12 @@ class SqliteNotificationStore:
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page[DeliveryRecord]:
+        now_us, cutoff_us = self._read_bounds(tenant_id)
         return await reads.list_deliveries(
             self._runner,
             tenant_id,
-            now_us=_now_us(),
+            now_us=now_us,
+            cutoff_us=cutoff_us,
             user_id=user_id,
             state=state,
             since=since,
@@ -133,8 +150,9 @@ class SqliteNotificationStore:
     async def inbox_after(
         self, tenant_id: str, user_id: str, cursor: str | None, limit: int
     ) -> list[InboxEntry]:
+        now_us, cutoff_us = self._read_bounds(tenant_id)
         return await reads.inbox_after(
-            self._runner, tenant_id, user_id, cursor, limit, now_us=_now_us()
+            self._runner, tenant_id, user_id, cursor, limit, now_us=now_us, cutoff_us=cutoff_us
         )
 
     async def list_audit(
@@ -146,10 +164,12 @@ class SqliteNotificationStore:
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page[AuditEvent]:
+        now_us, cutoff_us = self._read_bounds(tenant_id)
         return await reads.list_audit(
             self._runner,
             tenant_id,
-            now_us=_now_us(),
+            now_us=now_us,
+            cutoff_us=cutoff_us,
             since=since,
             until=until,
             limit=limit,
@@ -166,10 +186,12 @@ class SqliteNotificationStore:
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page[DeadLetter]:
+        now_us, cutoff_us = self._read_bounds(tenant_id)
         return await reads.list_dead_letters(
             self._runner,
             tenant_id,
-            now_us=_now_us(),
+            now_us=now_us,
+            cutoff_us=cutoff_us,
             reason=reason,
             since=since,
             until=until,
@@ -181,7 +203,7 @@ class SqliteNotificationStore:
 
     async def purge_expired(self, now: datetime | None = None) -> int:
         now_us = to_us(now) if now is not None else _now_us()
-        return await delete_expired(self._runner, now_us)
+        return await delete_expired(self._runner, now_us, self._retention_days)
 
     async def ping(self) -> None:
         await self._runner.run(lambda db: db.execute("SELECT 1").fetchone())
