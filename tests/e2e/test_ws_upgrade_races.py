@@ -124,3 +124,79 @@ async def test_a_client_gone_before_its_request_is_whole_leaves_no_task_behind(
         with trio.fail_after(3):
             while _tasks_running() > before:  # noqa: ASYNC110
                 await trio.sleep(0.05)
+
+
+async def test_a_session_still_starting_is_counted_once_against_the_pool(
+    redis_url: str, tmp_path: Path, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool reserves a starting session's slot; counting it as 'being accepted' too
+    refused upgrades while the pool had room."""
+    config = stack_config(
+        tmp_path,
+        supervision=SupervisionConfig(partitions=4, sessions=SessionsPoolConfig(max_children=2)),
+    )
+    async with running_stack(
+        redis_url, tmp_path, redis_prefix, config=config, dispatcher=False, http=False
+    ) as s:
+        assert s.edge.port is not None
+        presence = s.edge.context.presence
+        register = presence.register
+        registering, go_on = trio.Event(), trio.Event()
+
+        async def slow_register(tenant_id: str, user_id: str, gateway_id: str) -> None:
+            registering.set()
+            await go_on.wait()  # Redis is slow to take the first session's presence
+            await register(tenant_id, user_id, gateway_id)
+
+        monkeypatch.setattr(presence, "register", slow_register)
+        first: list[bytes] = []
+        second: list[bytes] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_answer, s.edge.port, "first", first)
+            with trio.fail_after(10):
+                await registering.wait()
+            monkeypatch.setattr(presence, "register", register)
+            await _answer(s.edge.port, "second", second)  # one of two slots is taken
+            go_on.set()
+        assert second[0].startswith(b"HTTP/1.1 101"), second[0][:300]
+
+
+async def test_a_flood_while_the_upgrade_waits_for_admission_gets_no_101(
+    redis_url: str, tmp_path: Path, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_stack(redis_url, tmp_path, redis_prefix, dispatcher=False, http=False) as s:
+        assert s.edge.port is not None
+        admitting, go_on = trio.Event(), trio.Event()
+        admit = s.edge.admission.admit
+
+        async def slow_admit(tenant_id: str, session_id: str, limit: int) -> Admission:
+            admitting.set()
+            await go_on.wait()
+            return await admit(tenant_id, session_id, limit)
+
+        monkeypatch.setattr(s.edge.admission, "admit", slow_admit)
+        stream = await trio.open_tcp_stream("127.0.0.1", s.edge.port)
+        await stream.send_all(_handshake(s.edge.port, "flood"))
+        with trio.fail_after(10):
+            await admitting.wait()
+        # RFC 6455 §4.1: nothing before the 101. The server stops reading and
+        # closes; the client's writes fail or stall.
+        with trio.move_on_after(2):
+            try:
+                while True:
+                    await stream.send_all(b"x" * 65536)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+        go_on.set()
+        received = b""
+        with trio.fail_after(5):
+            try:
+                while chunk := await stream.receive_some(4096):
+                    received += chunk
+            except trio.BrokenResourceError:  # reset: the server closed with our data unread
+                pass
+        await stream.aclose()
+        assert b"101" not in received.split(b"\r\n", 1)[0], received[:300]
+        with trio.fail_after(5):
+            while len(s.edge.pool) or s.edge.registry.connections("acme"):  # noqa: ASYNC110
+                await trio.sleep(0.05)

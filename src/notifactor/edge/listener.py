@@ -241,13 +241,10 @@ class WsListener:
             if len(self._pool) + self._starting >= self._pool.max_children:
                 await _refuse_for_now(request, 503, "this gateway holds as many sessions as it may")
                 return False
-            self._starting += 1
-            try:
-                return await self._start_session(
-                    upgrade, principal=principal, session_id=session_id, slot=slot
-                )
-            finally:
-                self._starting -= 1
+            self._starting += 1  # given back by _start_session once the pool counts it
+            return await self._start_session(
+                upgrade, principal=principal, session_id=session_id, slot=slot
+            )
         finally:
             # Once the session has started the slot is given back when it
             # terminates; release() only ever gives it back once.
@@ -262,23 +259,32 @@ class WsListener:
         session_id: str,
         slot: SessionSlot,
     ) -> bool:
-        """Accept and start the session; ``False`` if it could not start (socket closed)."""
-        socket = TrioWebSocket(await upgrade.request.accept(), upgrade)
-        session = SessionActor(
-            session_id=session_id,
-            tenant_id=principal.tenant_id,
-            user_id=principal.subject,
-            socket=socket,
-            context=self._ctx,
-        )
-        spec = ChildSpec(
-            id=slot.child_id,
-            start=session.serve,
-            restart="temporary",
-            kind="actor",
-            introspect=slot.statistics,
-            on_terminated=slot.terminated,
-        )
+        """Accept and start the session; ``False`` if it could not start (socket closed).
+
+        Counted in ``_starting`` until the pool holds it: ``start_child``
+        takes its slot before its first wait.
+        """
+        try:
+            if upgrade.transport.overflowed:  # sent too much while waiting: dropped
+                return False
+            socket = TrioWebSocket(await upgrade.request.accept(), upgrade)
+            session = SessionActor(
+                session_id=session_id,
+                tenant_id=principal.tenant_id,
+                user_id=principal.subject,
+                socket=socket,
+                context=self._ctx,
+            )
+            spec = ChildSpec(
+                id=slot.child_id,
+                start=session.serve,
+                restart="temporary",
+                kind="actor",
+                introspect=slot.statistics,
+                on_terminated=slot.terminated,
+            )
+        finally:
+            self._starting -= 1
         try:
             await self._pool.start_child(spec)
         except PoolFull:

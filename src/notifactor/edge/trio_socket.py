@@ -56,6 +56,11 @@ class UpgradeStream(trio.abc.Stream):
         self._stream = stream
         self._early: int | None = 0  # None once the upgrade is answered
 
+    @property
+    def overflowed(self) -> bool:
+        """Whether the client sent too much before its answer (the connection is closed)."""
+        return self._early is not None and self._early > EARLY_BYTES_LIMIT
+
     def answered(self) -> None:
         """The upgrade was accepted: the client may send what it likes from now on."""
         self._early = None
@@ -65,6 +70,9 @@ class UpgradeStream(trio.abc.Stream):
         if self._early is not None:
             self._early += len(data)
             if self._early > EARLY_BYTES_LIMIT:
+                # Closed at once: trio-websocket's reader takes this for a
+                # broken connection and ends; the upgrade is not answered.
+                await self._stream.aclose()
                 raise trio.BrokenResourceError("the client sent too much before its upgrade")
         return data
 
