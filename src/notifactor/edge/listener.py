@@ -386,15 +386,13 @@ class _GuardedReader:
     async def _run(self, reader: Callable[[], Awaitable[object]]) -> None:
         ended = False
         try:
-            await reader()
+            try:
+                await reader()
+            except* Exception:
+                await _drop(self._stream)
             ended = True
-            if self.upgrade is not None:  # the client left before its request was whole
-                self.upgrade.cancel()
-        except* Exception:
-            ended = True
-            if self.upgrade is not None:
-                self.upgrade.cancel()
-            await _drop(self._stream)
         finally:
             if not ended:  # cancelled with the listener's connections
                 await trio.aclose_forcefully(self._stream)
+            elif self.upgrade is not None:  # the connection ended before its request was whole
+                self.upgrade.cancel()

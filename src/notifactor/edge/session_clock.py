@@ -22,6 +22,7 @@ from collections.abc import Callable
 import trio
 
 from notifactor.actors.stop import optional_stop_signal
+from notifactor.edge.stopping import until_stop_requested
 
 
 class SessionClock:
@@ -65,15 +66,11 @@ class SessionClock:
         stop = optional_stop_signal()
         task_status.started()
         while stop is None or not stop.requested:
-            due = self._alarms[0][0] if self._alarms else math.inf
-            with trio.CancelScope(deadline=due) as sleep:
+            with until_stop_requested() as sleep:
+                sleep.deadline = self._alarms[0][0] if self._alarms else math.inf
                 self._sleep = sleep
-                if stop is not None:
-                    stop.register(sleep)
                 try:
                     await trio.sleep_forever()
                 finally:
                     self._sleep = None
-                    if stop is not None:
-                        stop.unregister(sleep)
             self.ring(trio.current_time())
