@@ -27,7 +27,6 @@ from __future__ import annotations
 import enum
 import logging
 import math
-import time
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -42,7 +41,7 @@ from notifactor.domain.delivery_state import DeliveryState
 from notifactor.domain.envelope import Envelope, decode_envelope
 from notifactor.domain.partitioning import partition_for
 from notifactor.domain.retention import is_expired
-from notifactor.domain.timestamps import to_us
+from notifactor.domain.timestamps import to_us, wall_clock_us
 from notifactor.ports.notification_store import NotificationStore, RetentionPolicy
 
 _DELIVERED = frozenset({DeliveryState.DELIVERED, DeliveryState.ACKED})
@@ -214,9 +213,8 @@ class ReplayService:
         Checked before storage: storage hides an expired notification, which
         would read as "not delivered yet" and let it be replayed.
         """
-        now_us = time.time_ns() // 1000
         retention = self._retention_days(envelope.tenant_id)
-        return is_expired(to_us(envelope.accepted_at), retention, now_us)
+        return is_expired(to_us(envelope.accepted_at), retention, wall_clock_us())
 
     async def _audit(self, report: ReplayReport, where: DlqFilter, actor: str) -> None:
         by_tenant: dict[str, list[ReplayOutcome]] = defaultdict(list)

@@ -6,6 +6,7 @@ no loss through Cassandra's millisecond ``timestamp`` type.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -18,6 +19,11 @@ def to_us(moment: datetime) -> int:
         raise ValueError("naive datetime: storage times must be timezone-aware")
     delta = moment - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def wall_clock_us() -> int:
+    """The wall clock now, in microseconds since the epoch."""
+    return time.time_ns() // 1000
 
 
 def from_us(micros: int) -> datetime:

@@ -16,7 +16,6 @@ ends) and a raised one leaves rows already written with their TTL.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -43,11 +42,8 @@ from notifactor.domain.notification import (
 )
 from notifactor.domain.page import Page
 from notifactor.domain.retention import retention_cutoff_us
+from notifactor.domain.timestamps import wall_clock_us
 from notifactor.ports.notification_store import RetentionPolicy
-
-
-def _now_us() -> int:
-    return time.time_ns() // 1000
 
 
 class CassandraNotificationStore:
@@ -108,22 +104,22 @@ class CassandraNotificationStore:
         await self._runner.execute_all(batch_statements(writes))
 
     async def save_notifications(self, notifications: Sequence[Notification]) -> None:
-        await self._write(self._rows.notifications(notifications, _now_us()))
+        await self._write(self._rows.notifications(notifications, wall_clock_us()))
 
     async def apply_delivery_updates(self, updates: Sequence[DeliveryUpdate]) -> None:
-        await self._write(self._rows.delivery_updates(updates, _now_us()))
+        await self._write(self._rows.delivery_updates(updates, wall_clock_us()))
 
     async def append_audit(self, events: Sequence[AuditEvent]) -> None:
-        await self._write(self._rows.audit_events(events, _now_us()))
+        await self._write(self._rows.audit_events(events, wall_clock_us()))
 
     async def record_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
-        await self._write(self._rows.dead_letters(letters, _now_us()))
+        await self._write(self._rows.dead_letters(letters, wall_clock_us()))
 
     def row_statements(
         self, notifications: Sequence[Notification], updates: Sequence[DeliveryUpdate]
     ) -> list[BoundStatement]:
         """The single-row statements the records turn into, ungrouped (for benchmarks)."""
-        now_us = _now_us()
+        now_us = wall_clock_us()
         writes = self._rows.notifications(notifications, now_us)
         writes += self._rows.delivery_updates(updates, now_us)
         return [write.statement for write in writes]
@@ -136,7 +132,7 @@ class CassandraNotificationStore:
 
     def _cutoff_us(self, tenant_id: str) -> int:
         """The tenant's retention cutoff now: rows made at or before it are not read."""
-        return retention_cutoff_us(self._retention_days(tenant_id), _now_us())
+        return retention_cutoff_us(self._retention_days(tenant_id), wall_clock_us())
 
     async def get_notification(
         self, tenant_id: str, notification_id: str

@@ -17,7 +17,6 @@ rows already written with their stored expiry.
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -48,12 +47,8 @@ from notifactor.domain.notification import (
 )
 from notifactor.domain.page import Page
 from notifactor.domain.retention import retention_cutoff_us
-from notifactor.domain.timestamps import to_us
+from notifactor.domain.timestamps import to_us, wall_clock_us
 from notifactor.ports.notification_store import RetentionPolicy
-
-
-def _now_us() -> int:
-    return time.time_ns() // 1000
 
 
 class SqliteNotificationStore:
@@ -92,26 +87,26 @@ class SqliteNotificationStore:
     # -- writes ---------------------------------------------------------------
 
     async def save_notifications(self, notifications: Sequence[Notification]) -> None:
-        rows = notification_rows(notifications, self._retention_days, _now_us())
+        rows = notification_rows(notifications, self._retention_days, wall_clock_us())
         await write_rows(self._runner, INSERT_NOTIFICATION, rows)
 
     async def apply_delivery_updates(self, updates: Sequence[DeliveryUpdate]) -> None:
-        rows = status_rows(updates, self._retention_days, _now_us())
+        rows = status_rows(updates, self._retention_days, wall_clock_us())
         await write_rows(self._runner, UPSERT_STATUS, rows)
 
     async def append_audit(self, events: Sequence[AuditEvent]) -> None:
-        rows = audit_rows(events, self._retention_days, _now_us())
+        rows = audit_rows(events, self._retention_days, wall_clock_us())
         await write_rows(self._runner, INSERT_AUDIT, rows)
 
     async def record_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
-        rows = dead_letter_rows(letters, self._retention_days, _now_us())
+        rows = dead_letter_rows(letters, self._retention_days, wall_clock_us())
         await write_rows(self._runner, INSERT_DLQ, rows)
 
     # -- reads ----------------------------------------------------------------
 
     def _read_bounds(self, tenant_id: str) -> tuple[int, int]:
         """(now, the tenant's retention cutoff now): a row must be within both to be read."""
-        now_us = _now_us()
+        now_us = wall_clock_us()
         return now_us, retention_cutoff_us(self._retention_days(tenant_id), now_us)
 
     async def get_notification(
@@ -202,7 +197,7 @@ class SqliteNotificationStore:
     # -- lifecycle ------------------------------------------------------------
 
     async def purge_expired(self, now: datetime | None = None) -> int:
-        now_us = to_us(now) if now is not None else _now_us()
+        now_us = to_us(now) if now is not None else wall_clock_us()
         return await delete_expired(self._runner, now_us, self._retention_days)
 
     async def ping(self) -> None:
