@@ -43,6 +43,7 @@ from notifactor.observability.tracing import (
     use_tracer_provider,
 )
 from notifactor.supervisors import Supervisor, actor_spec
+from tests.trio_tasks import tasks_running
 
 BASE = datetime(2026, 11, 3, 12, 0, tzinfo=UTC)
 
@@ -460,17 +461,6 @@ async def test_a_stopping_gateway_leaves_presence_to_the_edge() -> None:
     assert socket.closed_with == (1001, "server shutting down")
     assert env.presence.registered == [("t", "u", "gw-test")]
     assert env.presence.unregistered == []  # one drop_gateway by the edge instead
-
-
-def tasks_running() -> int:
-    """Every task of this Trio run, from the root down."""
-
-    def count(task: trio.lowlevel.Task) -> int:
-        return 1 + sum(
-            count(child) for nursery in task.child_nurseries for child in nursery.child_tasks
-        )
-
-    return count(trio.lowlevel.current_root_task())
 
 
 async def idle_tasks(env: Env, count: int) -> tuple[int, int]:

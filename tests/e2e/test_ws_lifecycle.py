@@ -31,7 +31,14 @@ from notifactor.config import Config
 from notifactor.domain.routing import ROUTED_FIELD
 from notifactor.edge.settings import EdgeSettings
 from tests.e2e.stores import Storage
-from tests.e2e.ws_support import Stack, WsClient, running_stack, stack_config, token
+from tests.e2e.ws_support import (
+    Stack,
+    WsClient,
+    raw_upgrade,
+    read_http_head,
+    running_stack,
+    stack_config,
+)
 
 from .test_serve import ServeProcess, serve
 
@@ -122,25 +129,14 @@ async def test_an_upgrade_finished_during_a_graceful_stop_is_refused_with_503(
         alice = await s.connect("acme", "alice")
         assert s.edge.port is not None
         stream = await trio.open_tcp_stream("127.0.0.1", s.edge.port)
-        handshake = (
-            f"GET /ws?token={token('acme', 'late')} HTTP/1.1\r\n"
-            f"Host: 127.0.0.1:{s.edge.port}\r\n"
-            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-        ).encode()
-        await stream.send_all(handshake)  # not finished: no blank line yet
+        # not finished: no blank line yet
+        await stream.send_all(raw_upgrade(s.edge.port, "acme", "late", complete=False))
         s.edge_root.request_stop()
         with pytest.raises(ConnectionClosed):
             await alice.recv_json()
         assert alice.close_code == 1001  # the stop is under way
         await stream.send_all(b"\r\n")
-        response = b""
-        with trio.fail_after(5):
-            while b"\r\n\r\n" not in response:
-                chunk = await stream.receive_some(4096)
-                if not chunk:
-                    break
-                response += chunk
+        response = await read_http_head(stream)
         await stream.aclose()
         status_line = response.split(b"\r\n", 1)[0]
         assert status_line.startswith(b"HTTP/1.1 503"), response[:300]

@@ -8,45 +8,51 @@ import pytest
 import trio
 import trio.testing
 
+from notifactor.config import Config
 from notifactor.edge.admission import Admission
 from notifactor.supervisors import SupervisionConfig
 from notifactor.supervisors.config import SessionsPoolConfig
 from tests.e2e.stores import Storage
-from tests.e2e.ws_support import running_stack, stack_config, token
-
-
-def _handshake(port: int, user: str) -> bytes:
-    return (
-        f"GET /ws?token={token('acme', user)} HTTP/1.1\r\n"
-        f"Host: 127.0.0.1:{port}\r\n"
-        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    ).encode()
+from tests.e2e.ws_support import Stack, raw_upgrade, read_http_head, running_stack, stack_config
+from tests.trio_tasks import tasks_running
 
 
 async def _answer(port: int, user: str, answers: list[bytes]) -> None:
-    """Send an upgrade; keep the status line the server answers with."""
+    """Send an upgrade; keep the head of what the server answers."""
     stream = await trio.open_tcp_stream("127.0.0.1", port)
-    await stream.send_all(_handshake(port, user))
-    response = b""
-    with trio.fail_after(10):
-        while b"\r\n\r\n" not in response:
-            chunk = await stream.receive_some(4096)
-            if not chunk:
-                break
-            response += chunk
-    answers.append(response)
+    await stream.send_all(raw_upgrade(port, "acme", user))
+    answers.append(await read_http_head(stream, within_s=10))
     await stream.aclose()
+
+
+def _with_pool_of(tmp_path: Path, sessions: int) -> Config:
+    return stack_config(
+        tmp_path,
+        supervision=SupervisionConfig(
+            partitions=4, sessions=SessionsPoolConfig(max_children=sessions)
+        ),
+    )
+
+
+def _hold_admission(s: Stack, monkeypatch: pytest.MonkeyPatch) -> tuple[trio.Event, trio.Event]:
+    """Make the tenant's connection count slow: (an upgrade is waiting for it, let it answer)."""
+    admitting, go_on = trio.Event(), trio.Event()
+    admit = s.edge.admission.admit
+
+    async def slow_admit(tenant_id: str, session_id: str, limit: int) -> Admission:
+        admitting.set()
+        await go_on.wait()  # Redis is slow to answer
+        return await admit(tenant_id, session_id, limit)
+
+    monkeypatch.setattr(s.edge.admission, "admit", slow_admit)
+    return admitting, go_on
 
 
 async def test_upgrades_racing_for_the_last_session_slot_get_503_not_101(
     redis_url: str, tmp_path: Path, redis_prefix: str
 ) -> None:
     """Both used to pass the pool check; the loser got a 101, then a 1013 close."""
-    config = stack_config(
-        tmp_path,
-        supervision=SupervisionConfig(partitions=4, sessions=SessionsPoolConfig(max_children=1)),
-    )
+    config = _with_pool_of(tmp_path, 1)
     async with running_stack(
         redis_url, tmp_path, redis_prefix, config=config, dispatcher=False, http=False
     ) as s:
@@ -77,15 +83,7 @@ async def test_an_upgrade_admitted_while_the_gateway_starts_stopping_gets_503(
         redis_url, tmp_path, redis_prefix, storage=storage, dispatcher=False, http=False
     ) as s:
         assert s.edge.port is not None
-        admitting, go_on = trio.Event(), trio.Event()
-        admit = s.edge.admission.admit
-
-        async def slow_admit(tenant_id: str, session_id: str, limit: int) -> Admission:
-            admitting.set()
-            await go_on.wait()  # Redis is slow to answer
-            return await admit(tenant_id, session_id, limit)
-
-        monkeypatch.setattr(s.edge.admission, "admit", slow_admit)
+        admitting, go_on = _hold_admission(s, monkeypatch)
         answers: list[bytes] = []
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_answer, s.edge.port, "late", answers)
@@ -99,15 +97,6 @@ async def test_an_upgrade_admitted_while_the_gateway_starts_stopping_gets_503(
         assert b"retry-after" in answer.lower()
 
 
-def _tasks_running() -> int:
-    def count(task: trio.lowlevel.Task) -> int:
-        return 1 + sum(
-            count(child) for nursery in task.child_nurseries for child in nursery.child_tasks
-        )
-
-    return count(trio.lowlevel.current_root_task())
-
-
 async def test_a_client_gone_before_its_request_is_whole_leaves_no_task_behind(
     redis_url: str, tmp_path: Path, redis_prefix: str
 ) -> None:
@@ -116,13 +105,13 @@ async def test_a_client_gone_before_its_request_is_whole_leaves_no_task_behind(
         assert s.edge.port is not None
         assert s.edge.settings.connect_timeout_s >= 5
         await trio.testing.wait_all_tasks_blocked(0.05)
-        before = _tasks_running()
+        before = tasks_running()
         for index in range(10):
             stream = await trio.open_tcp_stream("127.0.0.1", s.edge.port)
-            await stream.send_all(_handshake(s.edge.port, f"half-{index}")[:40])
+            await stream.send_all(raw_upgrade(s.edge.port, "acme", f"half-{index}")[:40])
             await stream.aclose()
         with trio.fail_after(3):
-            while _tasks_running() > before:  # noqa: ASYNC110
+            while tasks_running() > before:  # noqa: ASYNC110
                 await trio.sleep(0.05)
 
 
@@ -131,10 +120,7 @@ async def test_a_session_still_starting_is_counted_once_against_the_pool(
 ) -> None:
     """The pool reserves a starting session's slot; counting it as 'being accepted' too
     refused upgrades while the pool had room."""
-    config = stack_config(
-        tmp_path,
-        supervision=SupervisionConfig(partitions=4, sessions=SessionsPoolConfig(max_children=2)),
-    )
+    config = _with_pool_of(tmp_path, 2)
     async with running_stack(
         redis_url, tmp_path, redis_prefix, config=config, dispatcher=False, http=False
     ) as s:
@@ -166,17 +152,9 @@ async def test_a_flood_while_the_upgrade_waits_for_admission_gets_no_101(
 ) -> None:
     async with running_stack(redis_url, tmp_path, redis_prefix, dispatcher=False, http=False) as s:
         assert s.edge.port is not None
-        admitting, go_on = trio.Event(), trio.Event()
-        admit = s.edge.admission.admit
-
-        async def slow_admit(tenant_id: str, session_id: str, limit: int) -> Admission:
-            admitting.set()
-            await go_on.wait()
-            return await admit(tenant_id, session_id, limit)
-
-        monkeypatch.setattr(s.edge.admission, "admit", slow_admit)
+        admitting, go_on = _hold_admission(s, monkeypatch)
         stream = await trio.open_tcp_stream("127.0.0.1", s.edge.port)
-        await stream.send_all(_handshake(s.edge.port, "flood"))
+        await stream.send_all(raw_upgrade(s.edge.port, "acme", "flood"))
         with trio.fail_after(10):
             await admitting.wait()
         # RFC 6455 §4.1: nothing before the 101. The server stops reading and

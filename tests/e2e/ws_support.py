@@ -166,6 +166,29 @@ class WsClient:
         return self.connection.close_code
 
 
+def raw_upgrade(port: int, tenant_id: str, user: str, *, complete: bool = True) -> bytes:
+    """A WebSocket upgrade request as a client sends it (``complete=False``: no blank line yet)."""
+    return (
+        f"GET /ws?token={token(tenant_id, user)} HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{port}\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        + ("\r\n" if complete else "")
+    ).encode()
+
+
+async def read_http_head(stream: trio.SocketStream, within_s: float = 5) -> bytes:
+    """What the server answers an upgrade with, up to the end of its head (or EOF)."""
+    response = b""
+    with trio.fail_after(within_s):
+        while b"\r\n\r\n" not in response:
+            chunk = await stream.receive_some(4096)
+            if not chunk:
+                break
+            response += chunk
+    return response
+
+
 def stack_config(tmp_path: Path, **overrides: Any) -> Config:
     values: dict[str, Any] = {
         "jwt_secret": SECRET,
