@@ -11,18 +11,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import attrs
 import msgspec
 import pytest
 
 from notifactor.adapters.redis_dispatch import RedisKeys
-from notifactor.domain.dlq_entry import DLQ_ENTRY_FIELD, DlqEntry, encode_dlq_entry
-from notifactor.domain.envelope import ENVELOPE_FIELD, Envelope, encode_envelope
+from notifactor.domain.envelope import ENVELOPE_FIELD, Envelope
 from tests.e2e.admin_gateway import serve_admin_gateway
 from tests.e2e.conftest import GENEROUS, RunningGateway
-from tests.integration.dispatcher_harness import make_envelope
+from tests.integration.dispatcher_harness import append_dead_letter, make_envelope
 
 RETENTION_DAYS = 2
 
@@ -47,27 +45,9 @@ async def _dead_letter(
         make_envelope(tenant, "user-1", content=f"accepted {accepted_at.isoformat()}"),
         accepted_at=accepted_at,
     )
-    now = datetime.now(UTC)
-    entry = DlqEntry(
-        reason="exhausted",
-        notification_id=envelope.id,
-        tenant_id=tenant,
-        user_id="user-1",
-        channel="alerts",
-        attempts=3,
-        last_error="unreachable",
-        first_attempt_at=accepted_at,
-        last_attempt_at=now,
-        trace_id=None,
-        source_stream="s",
-        source_id="1-0",
-        dead_at=now,
+    await append_dead_letter(
+        gateway.redis, RedisKeys(prefix=redis_prefix).dlq, envelope, first_attempt_at=accepted_at
     )
-    fields: dict[str | bytes, Any] = {
-        DLQ_ENTRY_FIELD: encode_dlq_entry(entry),
-        ENVELOPE_FIELD: encode_envelope(envelope),
-    }
-    await gateway.redis.xadd(RedisKeys(prefix=redis_prefix).dlq, fields)
     return envelope
 
 

@@ -6,21 +6,18 @@ Every case goes over a real socket to a listening gateway on a real Redis.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from notifactor.adapters.redis_dispatch import RedisKeys
-from notifactor.domain.dlq_entry import DLQ_ENTRY_FIELD, DlqEntry, encode_dlq_entry
-from notifactor.domain.envelope import ENVELOPE_FIELD, encode_envelope
 from notifactor.gateway.rfc3339 import format_rfc3339
 from tests.e2e.admin_gateway import serve_admin_gateway
 from tests.e2e.conftest import RunningGateway
 from tests.e2e.test_gateway_ingest import assert_problem
-from tests.integration.dispatcher_harness import make_envelope
+from tests.integration.dispatcher_harness import append_dead_letter, make_envelope
 
 ADMIN_SCOPES = ("admin", "deliveries:read", "notifications:read")
 
@@ -139,27 +136,9 @@ async def _dead_letter(
 ) -> str:
     """Append one dead letter of ``tenant`` (dead ``at``, now by default); its notification id."""
     envelope = make_envelope(tenant, "user-1")
-    now = at or datetime.now(UTC)
-    entry = DlqEntry(
-        reason="exhausted",
-        notification_id=envelope.id,
-        tenant_id=tenant,
-        user_id="user-1",
-        channel="alerts",
-        attempts=3,
-        last_error="unreachable",
-        first_attempt_at=now,
-        last_attempt_at=now,
-        trace_id=None,
-        source_stream="s",
-        source_id="1-0",
-        dead_at=now,
+    await append_dead_letter(
+        gateway.redis, RedisKeys(prefix=redis_prefix).dlq, envelope, dead_at=at
     )
-    fields: dict[str | bytes, Any] = {
-        DLQ_ENTRY_FIELD: encode_dlq_entry(entry),
-        ENVELOPE_FIELD: encode_envelope(envelope),
-    }
-    await gateway.redis.xadd(RedisKeys(prefix=redis_prefix).dlq, fields)
     return envelope.id
 
 

@@ -28,6 +28,7 @@ from notifactor.config import Config, TenantPolicy
 from notifactor.dispatcher.runner import DispatcherDeps, build_dispatcher, redis_deps
 from notifactor.dispatcher.settings import DispatcherSettings
 from notifactor.domain.delivery_state import DeliveryState
+from notifactor.domain.dlq_entry import DLQ_ENTRY_FIELD, DlqEntry, encode_dlq_entry
 from notifactor.domain.envelope import ENVELOPE_FIELD, Envelope, encode_envelope, new_traceparent
 from notifactor.domain.ids import new_notification_id
 from notifactor.domain.partitioning import partition_for
@@ -62,6 +63,43 @@ def dispatcher_config(
         tenants={"default": policy},
         supervision=SupervisionConfig(partitions=partitions),
     )
+
+
+async def append_dead_letter(
+    redis: coredis.Redis[bytes],
+    dlq_key: str,
+    envelope: Envelope,
+    *,
+    dead_at: datetime | None = None,
+    first_attempt_at: datetime | None = None,
+    last_error: str = "unreachable",
+) -> None:
+    """Append ``envelope`` to the DLQ stream as an ``exhausted`` dead letter (3 attempts).
+
+    It died at ``dead_at`` (now by default), first tried at ``first_attempt_at``
+    (``dead_at`` by default).
+    """
+    now = dead_at or datetime.now(UTC)
+    entry = DlqEntry(
+        reason="exhausted",
+        notification_id=envelope.id,
+        tenant_id=envelope.tenant_id,
+        user_id=envelope.user_id,
+        channel=envelope.channel,
+        attempts=3,
+        last_error=last_error,
+        first_attempt_at=first_attempt_at or now,
+        last_attempt_at=now,
+        trace_id=None,
+        source_stream="s",
+        source_id="1-0",
+        dead_at=now,
+    )
+    fields: dict[str | bytes, Any] = {
+        DLQ_ENTRY_FIELD: encode_dlq_entry(entry),
+        ENVELOPE_FIELD: encode_envelope(envelope),
+    }
+    await redis.xadd(dlq_key, fields)
 
 
 def make_envelope(tenant_id: str = "tenant-a", user_id: str = "user-1", **kw: Any) -> Envelope:

@@ -24,10 +24,9 @@ from notifactor.adapters.redis_dlq import DlqFilter, RedisDeadLetterQueue
 from notifactor.adapters.sqlite_store import SqliteNotificationStore
 from notifactor.dispatcher.replay import ReplayAction, ReplayService
 from notifactor.domain.delivery_state import DeliveryState
-from notifactor.domain.dlq_entry import DLQ_ENTRY_FIELD, DlqEntry, encode_dlq_entry
-from notifactor.domain.envelope import ENVELOPE_FIELD, encode_envelope
 from notifactor.domain.routing import decode_routed
 from tests.integration.dispatcher_harness import (
+    append_dead_letter,
     dispatcher_config,
     make_envelope,
     open_store,
@@ -293,26 +292,7 @@ async def test_an_interrupted_paced_replay_loses_nothing_and_is_audited(
     now = datetime.now(UTC)
     envelopes = [make_envelope("tenant-a", f"user-{i}") for i in range(3)]
     for envelope in envelopes:
-        entry = DlqEntry(
-            reason="exhausted",
-            notification_id=envelope.id,
-            tenant_id=envelope.tenant_id,
-            user_id=envelope.user_id,
-            channel=envelope.channel,
-            attempts=3,
-            last_error="x",
-            first_attempt_at=now,
-            last_attempt_at=now,
-            trace_id=None,
-            source_stream="s",
-            source_id="1-0",
-            dead_at=now,
-        )
-        fields = {
-            DLQ_ENTRY_FIELD: encode_dlq_entry(entry),
-            ENVELOPE_FIELD: encode_envelope(envelope),
-        }
-        await redis_client.xadd(keys.dlq, fields)
+        await append_dead_letter(redis_client, keys.dlq, envelope, dead_at=now, last_error="x")
     store = _RecordingStore()
     service = ReplayService(
         RedisDeadLetterQueue(redis_client, keys=keys),
