@@ -6,7 +6,7 @@ import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 
-from notifactor.actors.dispatch_entry import AttemptHistory
+from notifactor.actors.dispatch_entry import HISTORY_FIELDS, AttemptHistory
 from notifactor.adapters.redis_dispatch import (
     ATTEMPTS_FIELD,
     DEFERRALS_FIELD,
@@ -61,3 +61,22 @@ def test_damaged_gateway_lists_and_sums_read_as_empty() -> None:
     assert AttemptHistory.of(fields) == AttemptHistory(attempts=3)
     assert AttemptHistory.of({ROUTED_TO_FIELD: b'["gw-1", 2]'}).routed_to == frozenset()
     assert AttemptHistory.of({ROUTED_TO_FIELD: b'["gw-1","gw-2"]'}).routed_to == {"gw-1", "gw-2"}
+
+
+@given(histories(), st.sets(st.sampled_from(sorted(HISTORY_FIELDS))))
+def test_any_subset_of_the_history_fields_reads_like_the_full_parse(
+    history: AttemptHistory, kept: set[str]
+) -> None:
+    """With some history fields gone, each missing one takes its default alone."""
+    written = history.fields()
+    fields = {name: value for name, value in written.items() if name in kept}
+    fields["envelope"] = b"{}"
+    read = AttemptHistory.of(fields)
+    expected = AttemptHistory.of({**fields, ATTEMPTS_FIELD: fields.get(ATTEMPTS_FIELD, b"0")})
+    assert read == expected
+    if not kept & written.keys():
+        assert read == AttemptHistory()
+
+
+def test_an_entry_fresh_from_the_gateway_has_no_history() -> None:
+    assert AttemptHistory.of({"envelope": b"{}", "other": b"x"}) == AttemptHistory()

@@ -88,7 +88,13 @@ class AttemptHistory:
 
     @classmethod
     def of(cls, fields: Mapping[str, bytes]) -> AttemptHistory:
-        """The history in ``fields``; a field that does not parse takes its default alone."""
+        """The history in ``fields``; a field that does not parse takes its default alone.
+
+        An entry fresh from the gateway carries no history field (the common
+        case, once per notification): it gets the shared :data:`NO_HISTORY`.
+        """
+        if fields.keys().isdisjoint(HISTORY_FIELDS):
+            return NO_HISTORY
         first = _count(fields, FIRST_ATTEMPT_FIELD, 0)
         dead = fields.get(DEAD_REASON_FIELD)
         try:
@@ -133,10 +139,29 @@ def _gateways(raw: bytes | None) -> frozenset[str]:
         return frozenset()
 
 
+#: Every field :meth:`AttemptHistory.fields` may write.
+HISTORY_FIELDS = frozenset(
+    {
+        ATTEMPTS_FIELD,
+        LAST_ERROR_FIELD,
+        FIRST_ATTEMPT_FIELD,
+        DEFERRALS_FIELD,
+        DEFERRED_MS_FIELD,
+        ROUTED_TO_FIELD,
+        DEAD_REASON_FIELD,
+    }
+)
+#: The history of an entry no attempt has been made on.
+NO_HISTORY = AttemptHistory()
+
+
 def _count(fields: Mapping[str, bytes], name: str, default: int) -> int:
     """A non-negative integer field; ``default`` when missing or not one."""
+    raw = fields.get(name)
+    if raw is None:
+        return default
     try:
-        return max(0, int(fields.get(name, b"")))
+        return max(0, int(raw))
     except ValueError:
         return default
 

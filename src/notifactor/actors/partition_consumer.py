@@ -75,6 +75,9 @@ from notifactor.observability.tracing import child_item_spans, end_item_span, st
 from notifactor.ports.dispatch import DispatchBus, StreamEntry
 
 logger = logging.getLogger(__name__)
+# The two outcomes of a finished entry, looked up once.
+_DISPATCHED_ROUTED = DISPATCHED.labels(outcome="delivered")
+_DISPATCHED_PENDING = DISPATCHED.labels(outcome="pending")
 
 _MAX_ERROR_CHARS = 500
 
@@ -280,8 +283,9 @@ class PartitionConsumer:
         """
         items: list[DecodedEntry] = []
         for entry in entries:
-            decoded = await self._decode(entry)
-            if decoded is None:
+            decoded = _decoded(entry)
+            if isinstance(decoded, str):
+                await self._dead_letters.malformed(entry, decoded)
                 continue
             if decoded.history.dead_reason is not None:
                 # Decided earlier; only recording it failed (storage was down).
@@ -307,7 +311,7 @@ class PartitionConsumer:
         spans = start_item_spans(
             "dispatch.consume",
             [item.envelope.traceparent for item in items],
-            [
+            (  # a generator: built only when spans are recorded
                 {
                     "notifactor.partition": self.partition,
                     "notifactor.tenant_id": item.envelope.tenant_id,
@@ -315,7 +319,7 @@ class PartitionConsumer:
                     "notifactor.attempt": item.attempt,
                 }
                 for item in items
-            ],
+            ),
         )
         errors: list[str | None] = [None] * len(items)
         try:
@@ -404,24 +408,25 @@ class PartitionConsumer:
             spans[index].set_attribute(
                 "notifactor.outcome", "routed" if result.routed else "pending"
             )
-            DISPATCHED.labels(outcome="delivered" if result.routed else "pending").inc()
+            (_DISPATCHED_ROUTED if result.routed else _DISPATCHED_PENDING).inc()
         await self._bus.ack(self.partition, done)
-
-    async def _decode(self, entry: StreamEntry) -> DecodedEntry | None:
-        raw = entry.fields.get(ENVELOPE_FIELD)
-        try:
-            if raw is None:
-                raise ValueError(f"the entry has no {ENVELOPE_FIELD!r} field")
-            envelope = decode_envelope(raw)
-            if envelope.schema_version != SCHEMA_VERSION:
-                raise ValueError(f"unknown schema_version {envelope.schema_version}")
-        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as error:
-            await self._dead_letters.malformed(entry, error_text(error))
-            return None
-        return DecodedEntry(entry=entry, envelope=envelope, history=AttemptHistory.of(entry.fields))
 
     @property
     def _stream_name(self) -> str:
         keys = getattr(self._bus, "keys", None)
         stream = getattr(keys, "stream", None)
         return str(stream(self.partition)) if callable(stream) else f"partition:{self.partition}"
+
+
+def _decoded(entry: StreamEntry) -> DecodedEntry | str:
+    """``entry`` decoded, or why it is malformed (it then goes to the dead letters)."""
+    raw = entry.fields.get(ENVELOPE_FIELD)
+    try:
+        if raw is None:
+            raise ValueError(f"the entry has no {ENVELOPE_FIELD!r} field")
+        envelope = decode_envelope(raw)
+        if envelope.schema_version != SCHEMA_VERSION:
+            raise ValueError(f"unknown schema_version {envelope.schema_version}")
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as error:
+        return error_text(error)
+    return DecodedEntry(entry=entry, envelope=envelope, history=AttemptHistory.of(entry.fields))

@@ -48,6 +48,10 @@ class RouteResult:
 Presences = dict[tuple[str, str], frozenset[str]]
 """Live gateways by ``(tenant_id, user_id)``."""
 
+_NONE: frozenset[str] = frozenset()
+#: The result of a recipient with no live gateway (shared: results are immutable).
+_OFFLINE = RouteResult(gateways=_NONE)
+
 
 class Router:
     """Routes notifications to the gateways of their recipients."""
@@ -88,31 +92,39 @@ class Router:
         ``already[i]``: gateways that took item ``i`` on an earlier attempt;
         it is not handed to them again.
         """
-        before = already if already is not None else [frozenset()] * len(items)
         deliveries: list[tuple[str, bytes]] = []
         owners: list[int] = []
         for index, (envelope, attempt) in enumerate(items):
-            wanted = present.get((envelope.tenant_id, envelope.user_id), frozenset())
-            gateways = wanted - before[index]
+            gateways = present.get((envelope.tenant_id, envelope.user_id))
             if not gateways:
                 continue
+            if already is not None and already[index]:
+                gateways = gateways - already[index]
+                if not gateways:
+                    continue
             message = encode_routed(routed_message(envelope, attempt))
             for gateway in sorted(gateways):
                 deliveries.append((gateway, message))
                 owners.append(index)
-        taken: list[set[str]] = [set() for _ in items]
-        full: list[set[str]] = [set() for _ in items]
+        # Only items handed to some gateway have an entry here.
+        taken: dict[int, set[str]] = {}
+        full: dict[int, set[str]] = {}
         if deliveries:
             answers = await self._bus.route(deliveries)
             for (gateway, _), owner, answer in zip(deliveries, owners, answers, strict=True):
                 if answer is Handoff.TAKEN:
-                    taken[owner].add(gateway)
+                    taken.setdefault(owner, set()).add(gateway)
                 elif answer is Handoff.FULL:
-                    full[owner].add(gateway)
+                    full.setdefault(owner, set()).add(gateway)
         results: list[RouteResult] = []
-        for (envelope, _), took, refused, had in zip(items, taken, full, before, strict=True):
-            wanted = present.get((envelope.tenant_id, envelope.user_id), frozenset())
-            have = frozenset(took) | (had & wanted)
+        for index, (envelope, _) in enumerate(items):
+            wanted = present.get((envelope.tenant_id, envelope.user_id), _NONE)
+            had = already[index] if already is not None else _NONE
+            if not wanted and not had:
+                results.append(_OFFLINE)  # nothing to hand it to, nothing held before
+                continue
+            have = frozenset(taken.get(index, ())) | (had & wanted)
+            refused = full.get(index)
             error = None
             if refused:
                 error = f"delivery stream full on {', '.join(sorted(refused))}"

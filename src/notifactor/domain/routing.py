@@ -21,8 +21,9 @@ from typing import Annotated, Any
 
 import msgspec
 
-from notifactor.domain.cursor import cursor_for
+from notifactor.domain.cursor import inbox_cursor
 from notifactor.domain.envelope import Envelope
+from notifactor.domain.timestamps import to_us
 
 ROUTED_SCHEMA_VERSION = 1
 ROUTED_FIELD = "message"
@@ -66,7 +67,7 @@ def routed_message(envelope: Envelope, attempt: int) -> RoutedMessage:
         priority=envelope.priority,
         metadata=dict(envelope.metadata),
         created_at=envelope.accepted_at,
-        cursor=cursor_for(envelope.to_notification()),
+        cursor=inbox_cursor(envelope.id, to_us(envelope.accepted_at)),
         attempt=attempt,
         traceparent=envelope.traceparent,
     )

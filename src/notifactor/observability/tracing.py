@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import attrs
@@ -315,7 +315,7 @@ def mark_error(span: Span, description: str) -> None:
 def start_item_spans(
     name: str,
     traceparents: Sequence[str | None],
-    attributes: Sequence[Attributes | None],
+    attributes: Iterable[Attributes | None],
     *,
     kind: SpanKind = SpanKind.CONSUMER,
 ) -> list[Span]:
@@ -323,7 +323,8 @@ def start_item_spans(
 
     A batch is processed together, but every notification keeps a trace of
     its own; the caller ends each span with :func:`end_item_span`. With
-    tracing off these are the shared invalid span, at no cost per item.
+    tracing off these are the shared invalid span, at no cost per item, and
+    ``attributes`` (one per item; a generator is fine) is never read.
     """
     if _recording_off():
         return [trace.INVALID_SPAN] * len(traceparents)
