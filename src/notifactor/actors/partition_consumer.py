@@ -376,13 +376,14 @@ class PartitionConsumer:
                 phase = "storage"
                 # Offline recipients are already ``pending``; a failed route
                 # is recorded as ``retrying`` by the retry path.
-                delivered: list[StorageItem] = [
-                    delivery_update(item.envelope, DeliveryState.DELIVERED, item.attempt)
-                    for item, result in zip(items, results, strict=True)
-                    if result.routed
-                ]
-                if delivered and self._settings.mark_delivered_on_route:
-                    await self._writer.write(delivered)
+                if self._settings.mark_delivered_on_route:
+                    delivered: list[StorageItem] = [
+                        delivery_update(item.envelope, DeliveryState.DELIVERED, item.attempt)
+                        for item, result in zip(items, results, strict=True)
+                        if result.routed
+                    ]
+                    if delivered:
+                        await self._writer.write(delivered)
         except Exception as error:  # every failed attempt is retried (Cancelled is not caught)
             text = error_text(error)
             for index, item in enumerate(items):
