@@ -21,6 +21,13 @@ Frames released from a hold (the opening hold, a resume's) are exempt: they
 are bounded by ``replay_hold_limit`` already. A graceful stop (the pool is
 stopping) closes with 1001; a session that crashes closes with 1011, never
 1000. ``resume`` is in :mod:`notifactor.actors.session_resume`.
+
+The session starts once its presence registration (Redis) is done, after
+the ``101``. It waits for it at most ``admission_timeout_s``, the bound of
+the upgrade's other Redis call: past it, or when Redis cannot be reached,
+the session does not start (:class:`PresenceUnavailable`) and the listener
+closes the socket with 1013, instead of leaving a client with a ``101`` and
+no ``welcome`` for as long as Redis stalls.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from notifactor.actors.session_outbox import Outbox, Outgoing
 from notifactor.actors.session_requests import ClientRequests
 from notifactor.actors.session_resume import Resumption
 from notifactor.actors.stop import optional_stop_signal
+from notifactor.adapters.redis_client import UNAVAILABLE
 from notifactor.domain.delivery_state import DeliveryState
 from notifactor.domain.notification import DeliveryUpdate
 from notifactor.domain.resume import ReplayOverflow, SentWindow
@@ -56,6 +64,14 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_INTERNAL = 1011
 CLOSE_TRY_AGAIN = 1013
+
+
+class PresenceUnavailable(Exception):
+    """The presence registry did not take a starting session in time, or could not be reached.
+
+    Transient (Redis stalled, down or failing over): the listener closes the
+    socket with 1013 (try again later), not 1011.
+    """
 
 
 class SessionActor(Actor[Deliver]):
@@ -169,15 +185,38 @@ class SessionActor(Actor[Deliver]):
         self._last_heard = trio.current_time()
 
     async def on_start(self) -> None:
-        self._ctx.registry.add(self.session_handle, registering=True)
+        """Register the session's presence; it is reachable by fan-out meanwhile.
+
+        Raises:
+            PresenceUnavailable: the registry did not answer within
+                ``admission_timeout_s``, or could not be reached.
+        """
+        registry = self._ctx.registry
+        registry.add(self.session_handle, registering=True)
         try:
-            await self._ctx.presence.register(self.tenant_id, self.user_id, self._ctx.gateway_id)
+            await self._register()
         except BaseException:
-            self._ctx.registry.remove(self.session_handle)
+            registry.remove(self.session_handle)
+            # The registration may have landed all the same (a reply lost or
+            # late): the presence heartbeat writes this user's exact count.
+            registry.unregister_unsure(self.tenant_id, self.user_id)
             raise
         finally:
-            self._ctx.registry.registration_done(self.session_handle)
+            registry.registration_done(self.session_handle)
         metrics.WEBSOCKET_ACTIVE_SESSIONS.inc()
+
+    async def _register(self) -> None:
+        """``presence.register`` within ``admission_timeout_s``; an outage is PresenceUnavailable."""
+        bound_s = self._ctx.settings.admission_timeout_s
+        try:
+            with trio.fail_after(bound_s):
+                await self._ctx.presence.register(
+                    self.tenant_id, self.user_id, self._ctx.gateway_id
+                )
+        except trio.TooSlowError:
+            raise PresenceUnavailable(f"no answer within {bound_s:g} s") from None
+        except UNAVAILABLE as error:
+            raise PresenceUnavailable(f"{type(error).__name__}: {error}") from error
 
     async def handle(self, message: Deliver) -> None:
         self._on_live(message)

@@ -12,6 +12,11 @@ HTTP with an ``application/problem+json`` body:
   cannot answer the admission, or the session pool is full → 503 with
   ``Retry-After``.
 
+After the ``101`` the session registers its presence (Redis); when that does
+not happen within ``admission_timeout_s`` (or Redis cannot be reached) the
+session does not start and the socket is closed with 1013 (try again
+later); any other failure to start closes it with 1011.
+
 Sockets are served with trio-websocket (through
 :func:`~notifactor.edge.trio_socket.open_server_connection`). Each TCP
 connection's upgrade runs in a guard, and so does trio-websocket's reader
@@ -43,7 +48,12 @@ import msgspec
 import trio
 from trio_websocket import WebSocketRequest
 
-from notifactor.actors.session import CLOSE_INTERNAL, CLOSE_TRY_AGAIN, SessionActor
+from notifactor.actors.session import (
+    CLOSE_INTERNAL,
+    CLOSE_TRY_AGAIN,
+    PresenceUnavailable,
+    SessionActor,
+)
 from notifactor.actors.stop import StopSignal, optional_stop_signal
 from notifactor.auth.verify import InvalidTokenError, Principal, TokenVerifier
 from notifactor.config import Config
@@ -291,8 +301,7 @@ class WsListener:
             await self._close_unstarted(socket, CLOSE_TRY_AGAIN, "server at capacity")
             return False
         except (ChildStartFailed, SupervisorNotRunning) as error:
-            log.warning("session %s could not start: %s", session_id, error)
-            await self._close_unstarted(socket, CLOSE_INTERNAL, "session could not start")
+            await self._close_unstarted(socket, *_start_failure(session_id, error))
             return False
         slot.started = True
         if self._stop is not None and self._stop.requested:
@@ -308,6 +317,27 @@ class WsListener:
         """
         with trio.move_on_after(self._ctx.settings.close_timeout_s):
             await socket.close(code, reason)
+
+
+def _start_failure(
+    session_id: str, error: ChildStartFailed | SupervisorNotRunning
+) -> tuple[int, str]:
+    """Log why a session did not start (one line) and choose its close code and reason.
+
+    Redis not taking the presence registration in time is transient: 1013,
+    try again later. Anything else is an internal error: 1011.
+    """
+    if isinstance(error, ChildStartFailed) and isinstance(
+        error.reason.exception, PresenceUnavailable
+    ):
+        log.warning(
+            "session %s refused, presence registry unavailable: %s",
+            session_id,
+            error.reason.message,
+        )
+        return CLOSE_TRY_AGAIN, "try again later"
+    log.warning("session %s could not start: %s", session_id, error)
+    return CLOSE_INTERNAL, "session could not start"
 
 
 def _token_of(headers: list[tuple[bytes, bytes]], query: str) -> str:
