@@ -40,7 +40,9 @@ class EdgeSettings:
             (a third of the presence TTL); it also refreshes the gateway's
             members of the cluster-wide tenant connection counts.
         admission_timeout_s: longest an upgrade waits for the cluster-wide
-            connection count (Redis) before it is refused with 503.
+            connection count (Redis) before it is refused with 503; also the
+            bound on a new session's presence registration after the 101
+            (past it the session closes with 1013).
         consumer_count: entries per XREAD of the gateway delivery stream.
         writer_stall_s: while a session's outbox is half full, the delivery
             consumer waits for its writer before queueing more, so a burst
