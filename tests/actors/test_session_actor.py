@@ -518,8 +518,10 @@ async def test_resume_also_sends_what_was_never_written_behind_the_cursor() -> N
 
     The client got 1, 2 and 5 (its cursor is 5's); 3 was routed while its
     presence was lost (pending), 4 is still being retried, 6 is newer. A
-    resume sends 3 and 4 (never written to a socket) before what follows
-    the cursor; a pending one beyond the look back stays as it is.
+    resume replays what follows the cursor (6) and counts just that in
+    ``resumed`` (SPEC §5), then sends 3 and 4 (never written to a socket),
+    in order, as late live deliveries; a pending one beyond the look back
+    stays as it is.
     """
     store = FakeStore(notifications=[notification(n) for n in range(1, 7)])
     old = notification(0)  # pending, but two hours before the cursor
@@ -536,5 +538,32 @@ async def test_resume_also_sends_what_was_never_written_behind_the_cursor() -> N
         await socket.frame()
         await socket.say({"type": "resume", "since": cursor_for(notification(5))})
         frames = await frames_until(socket, "resumed")
-    assert [f["id"] for f in frames[:-1]] == ["id0003", "id0004", "id0006"]
+        after = [await socket.frame(), await socket.frame()]
+        await socket.say({"type": "ping"})
+        assert (await socket.frame())["type"] == "pong"  # nothing else came
+    assert [f["id"] for f in frames[:-1]] == ["id0006"]
+    assert frames[-1] == {"type": "resumed", "count": 1}
+    assert [f["id"] for f in after] == ["id0003", "id0004"]
+
+
+async def test_a_resume_in_the_same_session_skips_what_the_sent_window_remembers() -> None:
+    """The replay's own sends do not push out ids it has not reached yet.
+
+    The session was sent 1..12 live and remembers the last 8 (5..12). A
+    resume from 1's cursor re-sends only what the window forgot (2..4), not
+    everything after the cursor.
+    """
+    store = FakeStore(notifications=[notification(n) for n in range(1, 13)])
+    store.states = {f"id{n:04d}": DeliveryState.DELIVERED for n in range(1, 13)}
+    env = make_env(EdgeSettings(outbox_size=64, replay_page=3, sent_window=8), store)
+    socket = FakeSocket()
+    async with sessions(env, [("t", "u", socket)]):
+        await socket.frame()
+        for n in range(1, 13):
+            env.registry.fan_out(deliver(n))
+        live = [await socket.frame() for _ in range(12)]
+        assert [f["id"] for f in live] == [f"id{n:04d}" for n in range(1, 13)]
+        await socket.say({"type": "resume", "since": cursor_for(notification(1))})
+        frames = await frames_until(socket, "resumed")
+    assert [f["id"] for f in frames[:-1]] == ["id0002", "id0003", "id0004"]
     assert frames[-1] == {"type": "resumed", "count": 3}

@@ -20,7 +20,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from notifactor.actors.session_outbox import Outgoing
-from notifactor.actors.session_resume import replay, replayed_frame
+from notifactor.actors.session_resume import look_back, replay, replayed_frame
 from notifactor.domain.delivery_state import DeliveryState
 from notifactor.domain.notification import InboxEntry
 from notifactor.domain.resume import ReplayMerge
@@ -50,10 +50,12 @@ log = logging.getLogger("notifactor.session")
 class ClientRequests:
     """Reads and answers the frames of ``session``'s client."""
 
-    __slots__ = ("_session",)
+    __slots__ = ("_sent_before", "_session")
 
     def __init__(self, session: SessionActor) -> None:
         self._session = session
+        # During a resume: the ids the session was sent before it began.
+        self._sent_before: frozenset[str] = frozenset()
 
     async def answer_waiting(self) -> None:
         """Answer frames until none is waiting; end the session if the socket has ended."""
@@ -124,18 +126,22 @@ class ClientRequests:
             if merge is None:
                 await self._problem("resume_in_progress", "a resume is already running")
                 return
+        settings = session.context.settings
+        # What the session was sent before this resume: the replay's own sends
+        # must not push these out of the sent window before it reaches them.
+        self._sent_before = session.sent.ids()
         try:
             count = await replay(
                 session.context.store,
                 tenant_id=session.tenant_id,
                 user_id=session.user_id,
                 since=frame.since,
-                page=session.context.settings.replay_page,
+                page=settings.replay_page,
                 merge=merge,
                 send=self._replay_one,
-                lookback_us=round(session.context.settings.resume_lookback_s * 1_000_000),
             )
         except StoreError as error:
+            self._sent_before = frozenset()
             log.warning("resume of session %s failed: %s", session.session_id, error)
             # Going live would skip what was not replayed: the client reconnects
             # and resumes from its cursor again. What was held stays pending.
@@ -146,6 +152,21 @@ class ClientRequests:
             await session.fail_after(error_frame(problem), "resume failed")
             return
         await self._emit(resumed_frame(count))
+        try:
+            await look_back(
+                session.context.store,
+                tenant_id=session.tenant_id,
+                user_id=session.user_id,
+                since=frame.since,
+                lookback_us=round(settings.resume_lookback_s * 1_000_000),
+                page=settings.replay_page,
+                merge=merge,
+                send=self._replay_one,
+            )
+        except StoreError as error:  # the look back is a second chance; live traffic goes on
+            log.warning("look back of session %s failed: %s", session.session_id, error)
+        finally:
+            self._sent_before = frozenset()
         # No checkpoint from here on: live frames go behind the released ones.
         session.release(session.resumption.finish())
 
@@ -153,6 +174,8 @@ class ClientRequests:
         session = self._session
         notification = entry.notification
         if not session.wants(notification.channel):
+            return False
+        if notification.id in self._sent_before:
             return False
         if not session.sent.add(notification.id, notification.created_at):
             return False

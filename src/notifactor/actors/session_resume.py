@@ -8,12 +8,14 @@ frames are held the same way and released afterwards, minus the ids the
 replay sent (:mod:`notifactor.domain.resume`). A replay that fails does not
 release them: the session closes (1011) and the client resumes again.
 
-A replay also looks back: what lies up to ``resume_lookback_s`` behind the
+A resume then looks back: what lies up to ``resume_lookback_s`` behind the
 client's cursor and was never written to a socket (still ``pending`` or
-``retrying``) is sent first. A notification keeps its place in the inbox
-order however late it is routed, so one routed while the user's presence
-was lost, or retried, can sit behind a cursor the client got from a newer
-one; without the look back it would stay pending for good.
+``retrying``) is sent after ``resumed``, like a late live delivery. A
+notification keeps its place in the inbox order however late it is routed,
+so one routed while the user's presence was lost, or retried, can sit
+behind a cursor the client got from a newer one; without the look back it
+would stay pending for good. It comes after ``resumed`` because SPEC §5's
+replay is what lies *after* the cursor, and ``resumed`` counts just that.
 """
 
 from __future__ import annotations
@@ -96,13 +98,8 @@ async def replay(
     page: int,
     merge: ReplayMerge[Deliver],
     send: Callable[[InboxEntry], Awaitable[bool]],
-    lookback_us: int = 0,
 ) -> int:
-    """Send what the client is missing: the look back, then the inbox after ``since``.
-
-    The look back (``lookback_us`` before the cursor; see the module
-    docstring) sends only what was never written to a socket; after the
-    cursor everything is sent, page by page. ``send`` decides per entry.
+    """Send the user's inbox after ``since``, page by page; ``send`` decides per entry.
 
     Returns:
         How many entries ``send`` accepted (the ``count`` of ``resumed``).
@@ -110,16 +107,7 @@ async def replay(
     Raises:
         StoreError: storage failed; the caller answers ``resume_failed``.
     """
-    count = await _look_back(
-        store,
-        tenant_id=tenant_id,
-        user_id=user_id,
-        since=decode_cursor(CursorKind.INBOX, since),
-        lookback_us=lookback_us,
-        page=page,
-        merge=merge,
-        send=send,
-    )
+    count = 0
     cursor = since
     while True:
         entries = await store.inbox_after(tenant_id, user_id, cursor, page)
@@ -130,6 +118,37 @@ async def replay(
         if len(entries) < page:
             return count
         cursor = entries[-1].cursor
+
+
+async def look_back(
+    store: NotificationStore,
+    *,
+    tenant_id: str,
+    user_id: str,
+    since: str,
+    lookback_us: int,
+    page: int,
+    merge: ReplayMerge[Deliver],
+    send: Callable[[InboxEntry], Awaitable[bool]],
+) -> int:
+    """Send what lies up to ``lookback_us`` behind ``since`` and was never written to a socket.
+
+    Returns:
+        How many entries ``send`` accepted.
+
+    Raises:
+        StoreError: storage failed.
+    """
+    return await _look_back(
+        store,
+        tenant_id=tenant_id,
+        user_id=user_id,
+        since=decode_cursor(CursorKind.INBOX, since),
+        lookback_us=lookback_us,
+        page=page,
+        merge=merge,
+        send=send,
+    )
 
 
 async def _look_back(

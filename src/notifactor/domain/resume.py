@@ -68,6 +68,10 @@ class SentWindow(Generic[V]):
     def get(self, ident: str) -> V | None:
         return self._ids.get(ident)
 
+    def ids(self) -> frozenset[str]:
+        """The ids remembered now."""
+        return frozenset(self._ids)
+
     def add(self, ident: str, value: V) -> bool:
         """Remember ``ident``; ``False`` when it was already there (a duplicate)."""
         if ident in self._ids:
