@@ -180,14 +180,10 @@ def _take_redis_workdir(workdir: Path) -> int:
 
 def _run_tree(config: Config, roles: frozenset[str], *, command: str) -> int:
     secret: str | None = None
+    secret_path: Path | None = None
     if "gateway" in roles and config.jwt_algorithm == "HS256":
         # Only `serve` may invent the secret: gateways of a cluster must share one.
         secret, secret_path = resolve_jwt_secret(config, create=command == "serve")
-        if secret_path is not None:
-            log.info(
-                "JWT secret in %s; mint a token with `notifactor token --tenant T --sub U`",
-                secret_path,
-            )
     verifier: TokenVerifier | None = None
     if "gateway" in roles:
         try:  # built before the tree starts: bad key material is a configuration error
@@ -199,6 +195,11 @@ def _run_tree(config: Config, roles: frozenset[str], *, command: str) -> int:
     trio.run(check_storage_ready, config)
     state = ServeState(config=config, verifier=verifier, redis_url=config.redis_url, roles=roles)
     configure_tracing(config)
+    if secret_path is not None:  # said once the configuration is known to be good
+        log.info(
+            "JWT secret in %s; mint a token with `notifactor token --tenant T --sub U`",
+            secret_path,
+        )
     tune_collector(config.runtime)
     tune_redis_client(config.runtime)
     try:

@@ -50,8 +50,20 @@ def listen_addresses(config: Config, roles: frozenset[str]) -> list[ListenAddres
 
 
 def check_can_listen(addresses: Iterable[ListenAddress]) -> None:
-    """Bind each address once, as the listeners will; raise :class:`ConfigError` if one fails."""
-    for address in addresses:
+    """Bind each address once, as the listeners will; raise :class:`ConfigError` if one fails.
+
+    Two keys naming the same port on the same host are refused too: each
+    probe binds and closes, so both would pass, and the second listener
+    would then fail in a loop.
+    """
+    addresses = list(addresses)
+    for index, address in enumerate(addresses):
+        for earlier in addresses[:index]:
+            if earlier.port == address.port and earlier.host == address.host:
+                raise ConfigError(
+                    address.key,
+                    f"{address.host}:{address.port} is also {earlier.key}; give each its own port",
+                )
         try:
             infos = socket.getaddrinfo(
                 address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE

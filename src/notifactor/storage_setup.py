@@ -8,6 +8,7 @@ and batches writes through a writer from :func:`storage_writer_for`.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -130,10 +131,17 @@ async def check_storage_ready(config: Config) -> None:
 
 
 def check_sqlite_path(path: Path) -> None:
-    """Raise :class:`ConfigError` when ``path`` cannot hold the SQLite database."""
+    """Raise :class:`ConfigError` when ``path`` cannot hold the SQLite database.
+
+    A file that does not exist yet must be creatable: its directory is
+    made (as the store would) and must be writable.
+    """
     if path.is_dir():
         raise ConfigError("storage_url", f"{path} is a directory, not a SQLite database file")
-    if not path.exists() or path.stat().st_size == 0:
+    if not path.exists():
+        _check_creatable(path)
+        return
+    if path.stat().st_size == 0:
         return
     try:
         # A proper file URI: a path given as ``sqlite:////abs/path`` keeps a
@@ -147,6 +155,25 @@ def check_sqlite_path(path: Path) -> None:
         raise ConfigError(
             "storage_url", f"{path} cannot be opened as a SQLite database: {error}"
         ) from None
+
+
+def _check_creatable(path: Path) -> None:
+    """Raise :class:`ConfigError` unless the database file ``path`` can be created."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ConfigError(
+            "storage_url", f"cannot create the directory of {path}: {reason}"
+        ) from None
+    try:  # created and removed again: the store creates it for real
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        return  # made meanwhile: what opens it next judges it
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ConfigError("storage_url", f"cannot create {path}: {reason}") from None
+    path.unlink(missing_ok=True)
 
 
 async def _check_cassandra_schema(config: Config, target: CassandraTarget) -> None:

@@ -1,4 +1,4 @@
-"""A port another process holds is a configuration error: one line, exit status 2.
+"""Where a process cannot listen or store is a configuration error: one line, exit status 2.
 
 Each command is started as a real process against a port this test holds
 with a listening socket; it must refuse to start at once, without
@@ -71,7 +71,42 @@ def test_serve_whose_listening_port_is_taken_exits_2_with_one_line(
     ports[f"NOTIFACTOR_{key}"] = str(held_port)
     done = _run("serve", ports, tmp_path)
     assert done.returncode == 2
-    assert "Traceback" not in done.stderr
-    line = done.stderr.strip().splitlines()[-1]  # after the log line naming the JWT secret file
+    (line,) = done.stderr.strip().splitlines()  # nothing logged before it
     assert line.startswith(f"notifactor: configuration error: {key.lower()}: ")
     assert line.endswith(f"127.0.0.1:{held_port} is already in use by another process")
+
+
+def test_serve_with_one_port_for_http_and_websocket_exits_2_with_one_line(
+    tmp_path: Path,
+) -> None:
+    port = str(free_port())
+    done = _run("serve", {"NOTIFACTOR_HTTP_PORT": port, "NOTIFACTOR_WS_PORT": port}, tmp_path)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line == (
+        f"notifactor: configuration error: ws_port: 127.0.0.1:{port} is also http_port; "
+        "give each its own port"
+    )
+
+
+@pytest.mark.parametrize("where", ["under a file", "in /proc"])
+def test_serve_whose_sqlite_file_cannot_be_created_exits_2_with_one_line(
+    where: str, tmp_path: Path
+) -> None:
+    if where == "under a file":
+        (tmp_path / "plain").write_text("not a directory")
+        path = tmp_path / "plain" / "notifactor.db"
+    else:
+        path = Path("/proc/notifactor-test.db")
+    done = _run(
+        "serve",
+        {
+            "NOTIFACTOR_HTTP_PORT": str(free_port()),
+            "NOTIFACTOR_WS_PORT": str(free_port()),
+            "NOTIFACTOR_STORAGE_URL": f"sqlite:///{path}",
+        },
+        tmp_path,
+    )
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("notifactor: configuration error: storage_url: cannot create ")
