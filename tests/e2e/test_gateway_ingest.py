@@ -224,7 +224,8 @@ async def test_reading_without_read_scope_only_own_notifications(
         bob = gateway.auth(tenant, "bob", scopes=())
         reader = gateway.auth(tenant, "bob", scopes=("notifications:read",))
         assert (await client.get(f"/v1/notifications/{nid}", headers=alice)).status_code == 200
-        assert_problem(await client.get(f"/v1/notifications/{nid}", headers=bob), 404)
+        # Same tenant, another user, no read scope: a missing scope (SPEC §3), not hidden.
+        assert_problem(await client.get(f"/v1/notifications/{nid}", headers=bob), 403)
         assert (await client.get(f"/v1/notifications/{nid}", headers=reader)).status_code == 200
         assert_problem(await client.get("/v1/notifications/not-an-id", headers=reader), 404)
 

@@ -337,7 +337,10 @@ def _batch_items(body: object, max_items: int) -> list[object]:
 
 
 async def get_notification(gateway: Gateway, request: Request) -> Response:
-    """The notification with its status; 404 for unknown ids and other tenants' ids."""
+    """The notification with its status; 404 for unknown ids and other tenants' ids.
+
+    403 for another user's notification when the token lacks ``notifications:read``.
+    """
     principal = gateway.authenticate(request)
     notification_id = request.path_params["id"]
     if not is_notification_id(notification_id):
@@ -396,5 +399,9 @@ async def get_notification(gateway: Gateway, request: Request) -> Response:
     if view is None or view["tenant_id"] != principal.tenant_id:
         raise ProblemError(problems.not_found("No such notification."))
     if not principal.has_scope(SCOPE_READ) and view["user_id"] != principal.subject:
-        raise ProblemError(problems.not_found("No such notification."))
+        # SPEC §3: without the read scope a token reads only its own `sub`'s
+        # notifications; another user's, of the same tenant, is a missing scope.
+        raise ProblemError(
+            problems.forbidden(f"Reading another user's notification needs the {SCOPE_READ} scope.")
+        )
     return json_response(200, view)
