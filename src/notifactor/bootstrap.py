@@ -56,7 +56,7 @@ from notifactor.adapters.redis_dlq import RedisDeadLetterQueue, append_slack_ms
 from notifactor.adapters.redis_ingest import IngestSettings, RedisIngest
 from notifactor.adapters.redis_ingest_pipeline import PipelinedIngest
 from notifactor.adapters.redis_presence import RedisPresence
-from notifactor.auth.secret import resolve_jwt_secret
+from notifactor.auth.secret import MIN_SECRET_BYTES, resolve_jwt_secret
 from notifactor.auth.verify import TokenVerifier, build_verifier
 from notifactor.config import CassandraTarget, Config, SqliteTarget
 from notifactor.dispatcher.replay import ReplayService
@@ -199,6 +199,14 @@ def _run_tree(config: Config, roles: frozenset[str], *, command: str) -> int:
         log.info(
             "JWT secret in %s; mint a token with `notifactor token --tenant T --sub U`",
             secret_path,
+        )
+    elif secret is not None and len(secret.encode()) < MIN_SECRET_BYTES:
+        log.warning(
+            "jwt_secret is %d bytes: HS256 wants at least %d (RFC 7518 §3.2); "
+            "a short secret can be guessed, and whoever guesses it can mint tokens",
+            len(secret.encode()),
+            MIN_SECRET_BYTES,
+            extra={"event": "weak_jwt_secret"},
         )
     tune_collector(config.runtime)
     tune_redis_client(config.runtime)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -17,6 +18,8 @@ import attrs
 import httpx
 import pytest
 from websockets.sync.client import connect
+
+from notifactor.auth.tokens import mint_token
 
 pytestmark = pytest.mark.e2e
 
@@ -65,6 +68,13 @@ def _redis_server_pids(data_dir: Path) -> list[int]:
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[ServeProcess]:
+    with running_serve(tmp_path) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def running_serve(tmp_path: Path, **extra_env: str) -> Iterator[ServeProcess]:
+    """``notifactor serve`` in ``tmp_path`` until the block ends (killed if still running)."""
     data_dir = tmp_path / "var"
     port = free_port()
     ws_port = free_port()
@@ -77,6 +87,7 @@ def serve(tmp_path: Path) -> Iterator[ServeProcess]:
         NOTIFACTOR_LOG_FORMAT="json",
         # Admin tokens of tenant "ops" may read the supervision tree remotely.
         NOTIFACTOR_OBSERVABILITY__TREE_OPERATOR_TENANTS="ops",
+        **extra_env,
     )
     with log_path.open("w", encoding="utf-8") as log_file:
         process = subprocess.Popen(
@@ -171,6 +182,32 @@ def test_serve_dispatches_an_offline_users_notification_to_pending(serve: ServeP
         )
         assert deliveries.status_code == 200
         assert [item["notification_id"] for item in deliveries.json()["items"]] == [notification_id]
+
+
+def test_serve_takes_a_short_jwt_secret_with_a_warning(tmp_path: Path) -> None:
+    """SPEC §2 sets no length: a short HS256 secret works, and the log says it is weak."""
+    secret = "test-secret"
+    with running_serve(tmp_path, NOTIFACTOR_JWT_SECRET=secret) as running:
+        token = mint_token(
+            secret=secret,
+            tenant_id="acme",
+            subject="user-1",
+            scopes=("notifications:write",),
+            ttl_s=600,
+            now=int(time.time()),
+        )
+        body = {"tenant_id": "acme", "user_id": "user-1", "channel": "alerts", "content": "hi"}
+        created = httpx.post(
+            f"{running.base_url}/v1/notifications",
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10.0,
+        )
+        assert created.status_code == 202
+        warnings = [line for line in running.log_lines() if '"event":"weak_jwt_secret"' in line]
+        assert len(warnings) == 1
+        assert secret not in warnings[0]
+        assert not (running.data_dir / "jwt_secret").exists()
 
 
 def test_serve_generates_a_private_jwt_secret(serve: ServeProcess) -> None:

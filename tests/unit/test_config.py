@@ -136,7 +136,7 @@ def test_tenant_override_from_environment(tmp_path: Path) -> None:
             {"NOTIFACTOR_OTEL_EXPORTER": "jaeger"},
             "otel_exporter: must be one of none, console, otlp",
         ),
-        ({"NOTIFACTOR_JWT_SECRET": "short"}, "jwt_secret: must be at least 32 bytes"),
+        ({"NOTIFACTOR_JWT_SECRET": " "}, "jwt_secret: must not be empty"),
         (
             {"NOTIFACTOR_JWT_PUBLIC_KEY_FILE": "/nonexistent/key.pem"},
             "jwt_public_key_file: file not found",

@@ -381,8 +381,8 @@ class Config:
     audit: AuditConfig = attrs.Factory(AuditConfig)
 
     def __attrs_post_init__(self) -> None:
-        if self.jwt_secret is not None and len(self.jwt_secret.encode()) < 32:
-            raise FieldValueError("jwt_secret", "must be at least 32 bytes for HS256")
+        if self.jwt_secret is not None and not self.jwt_secret.strip():
+            raise FieldValueError("jwt_secret", "must not be empty")
         if self.jwt_public_key_file and self.jwt_jwks_file:
             raise FieldValueError(
                 "jwt_jwks_file", "set only one of jwt_public_key_file and jwt_jwks_file"
