@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import socket
 from collections.abc import Iterable
+from typing import Any
 
 import attrs
 
@@ -52,27 +53,22 @@ def listen_addresses(config: Config, roles: frozenset[str]) -> list[ListenAddres
 def check_can_listen(addresses: Iterable[ListenAddress]) -> None:
     """Bind each address once, as the listeners will; raise :class:`ConfigError` if one fails.
 
-    Two keys naming the same port on the same host are refused too: each
+    Two keys whose addresses overlap on one port are refused too (the same
+    address however it is written, or a wildcard host and any other): each
     probe binds and closes, so both would pass, and the second listener
     would then fail in a loop.
     """
-    addresses = list(addresses)
-    for index, address in enumerate(addresses):
-        for earlier in addresses[:index]:
-            if earlier.port == address.port and earlier.host == address.host:
+    resolved: list[tuple[ListenAddress, tuple[int, int, int, Any]]] = []
+    for address in addresses:
+        family, kind, proto, sockaddr = _resolve(address)
+        for earlier, (_, _, _, earlier_sockaddr) in resolved:
+            if _overlap(earlier_sockaddr, sockaddr):
                 raise ConfigError(
                     address.key,
                     f"{address.host}:{address.port} is also {earlier.key}; give each its own port",
                 )
-        try:
-            infos = socket.getaddrinfo(
-                address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-            )
-        except socket.gaierror as error:
-            raise ConfigError(
-                address.host_key, f"cannot resolve {address.host!r}: {error.strerror}"
-            ) from None
-        family, kind, proto, _, sockaddr = infos[0]
+        resolved.append((address, (family, kind, proto, sockaddr)))
+    for address, (family, kind, proto, sockaddr) in resolved:
         with socket.socket(family, kind, proto) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
@@ -83,3 +79,27 @@ def check_can_listen(addresses: Iterable[ListenAddress]) -> None:
                 else:
                     reason = f"cannot listen on {address.host}:{address.port}: {error.strerror}"
                 raise ConfigError(address.key, reason) from None
+
+
+def _resolve(address: ListenAddress) -> tuple[int, int, int, Any]:
+    """Family, type, protocol and socket address the listener of ``address`` binds."""
+    try:
+        infos = socket.getaddrinfo(
+            address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as error:
+        raise ConfigError(
+            address.host_key, f"cannot resolve {address.host!r}: {error.strerror}"
+        ) from None
+    family, kind, proto, _, sockaddr = infos[0]
+    return family, kind, proto, sockaddr
+
+
+_WILDCARDS = frozenset({"0.0.0.0", "::"})
+
+
+def _overlap(first: Any, second: Any) -> bool:
+    """Whether two bound socket addresses would take the same port (a wildcard takes all)."""
+    if first[1] != second[1]:
+        return False
+    return bool(first[0] == second[0] or first[0] in _WILDCARDS or second[0] in _WILDCARDS)

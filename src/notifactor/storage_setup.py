@@ -166,14 +166,17 @@ def _check_creatable(path: Path) -> None:
         raise ConfigError(
             "storage_url", f"cannot create the directory of {path}: {reason}"
         ) from None
-    try:  # created and removed again: the store creates it for real
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    # A file of this process's own is created and removed beside it: never the
+    # database's own name, which another process may be creating right now.
+    probe = path.parent / f".{path.name}.{os.getpid()}.probe"
+    try:
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except FileExistsError:
-        return  # made meanwhile: what opens it next judges it
+        pass  # left by an earlier process of this pid: the directory takes files
     except OSError as error:
         reason = error.strerror or str(error)
         raise ConfigError("storage_url", f"cannot create {path}: {reason}") from None
-    path.unlink(missing_ok=True)
+    probe.unlink(missing_ok=True)
 
 
 async def _check_cassandra_schema(config: Config, target: CassandraTarget) -> None:

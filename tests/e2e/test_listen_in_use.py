@@ -76,15 +76,28 @@ def test_serve_whose_listening_port_is_taken_exits_2_with_one_line(
     assert line.endswith(f"127.0.0.1:{held_port} is already in use by another process")
 
 
+@pytest.mark.parametrize(
+    ("http_host", "ws_host"),
+    [("127.0.0.1", "127.0.0.1"), ("0.0.0.0", "127.0.0.1"), ("localhost", "127.0.0.1")],
+)
 def test_serve_with_one_port_for_http_and_websocket_exits_2_with_one_line(
-    tmp_path: Path,
+    http_host: str, ws_host: str, tmp_path: Path
 ) -> None:
     port = str(free_port())
-    done = _run("serve", {"NOTIFACTOR_HTTP_PORT": port, "NOTIFACTOR_WS_PORT": port}, tmp_path)
+    done = _run(
+        "serve",
+        {
+            "NOTIFACTOR_HTTP_HOST": http_host,
+            "NOTIFACTOR_HTTP_PORT": port,
+            "NOTIFACTOR_WS_HOST": ws_host,
+            "NOTIFACTOR_WS_PORT": port,
+        },
+        tmp_path,
+    )
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
     assert line == (
-        f"notifactor: configuration error: ws_port: 127.0.0.1:{port} is also http_port; "
+        f"notifactor: configuration error: ws_port: {ws_host}:{port} is also http_port; "
         "give each its own port"
     )
 
