@@ -38,7 +38,7 @@ def run_cli(
             "supervision.dispatcher.strategy",
         ),
         ({"NOTIFACTOR_CONFIG": "/nonexistent/notifactor.toml"}, "config"),
-        ({"NOTIFACTOR_JWT_SECRET": "short"}, "jwt_secret"),
+        ({"NOTIFACTOR_JWT_SECRET": " "}, "jwt_secret"),
     ],
 )
 @pytest.mark.parametrize(
