@@ -17,6 +17,7 @@ replay ahead of what arrived live meanwhile.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING
 
 from notifactor.actors.session_outbox import Outgoing
@@ -50,12 +51,10 @@ log = logging.getLogger("notifactor.session")
 class ClientRequests:
     """Reads and answers the frames of ``session``'s client."""
 
-    __slots__ = ("_sent_before", "_session")
+    __slots__ = ("_session",)
 
     def __init__(self, session: SessionActor) -> None:
         self._session = session
-        # During a resume: the ids the session was sent before it began.
-        self._sent_before: frozenset[str] = frozenset()
 
     async def answer_waiting(self) -> None:
         """Answer frames until none is waiting; end the session if the socket has ended."""
@@ -129,7 +128,7 @@ class ClientRequests:
         settings = session.context.settings
         # What the session was sent before this resume: the replay's own sends
         # must not push these out of the sent window before it reaches them.
-        self._sent_before = session.sent.ids()
+        send = partial(self._replay_one, session.sent.ids())
         try:
             count = await replay(
                 session.context.store,
@@ -138,10 +137,9 @@ class ClientRequests:
                 since=frame.since,
                 page=settings.replay_page,
                 merge=merge,
-                send=self._replay_one,
+                send=send,
             )
         except StoreError as error:
-            self._sent_before = frozenset()
             log.warning("resume of session %s failed: %s", session.session_id, error)
             # Going live would skip what was not replayed: the client reconnects
             # and resumes from its cursor again. What was held stays pending.
@@ -161,21 +159,19 @@ class ClientRequests:
                 lookback_us=round(settings.resume_lookback_s * 1_000_000),
                 page=settings.replay_page,
                 merge=merge,
-                send=self._replay_one,
+                send=send,
             )
         except StoreError as error:  # the look back is a second chance; live traffic goes on
             log.warning("look back of session %s failed: %s", session.session_id, error)
-        finally:
-            self._sent_before = frozenset()
         # No checkpoint from here on: live frames go behind the released ones.
         session.release(session.resumption.finish())
 
-    async def _replay_one(self, entry: InboxEntry) -> bool:
+    async def _replay_one(self, sent_before: frozenset[str], entry: InboxEntry) -> bool:
         session = self._session
         notification = entry.notification
         if not session.wants(notification.channel):
             return False
-        if notification.id in self._sent_before:
+        if notification.id in sent_before:
             return False
         if not session.sent.add(notification.id, notification.created_at):
             return False

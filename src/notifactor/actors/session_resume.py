@@ -139,40 +139,17 @@ async def look_back(
     Raises:
         StoreError: storage failed.
     """
-    return await _look_back(
-        store,
-        tenant_id=tenant_id,
-        user_id=user_id,
-        since=decode_cursor(CursorKind.INBOX, since),
-        lookback_us=lookback_us,
-        page=page,
-        merge=merge,
-        send=send,
-    )
-
-
-async def _look_back(
-    store: NotificationStore,
-    *,
-    tenant_id: str,
-    user_id: str,
-    since: Position,
-    lookback_us: int,
-    page: int,
-    merge: ReplayMerge[Deliver],
-    send: Callable[[InboxEntry], Awaitable[bool]],
-) -> int:
-    """Send what lies up to ``lookback_us`` before ``since`` and was never written to a socket."""
     if lookback_us <= 0:
         return 0
+    position = decode_cursor(CursorKind.INBOX, since)
     # An empty key sorts before every id at that time.
-    cursor = inbox_cursor("", max(0, since.time_us - lookback_us))
+    cursor = inbox_cursor("", max(0, position.time_us - lookback_us))
     count = 0
     while True:
         entries = await store.inbox_after(tenant_id, user_id, cursor, page)
         for entry in entries:
             notification = entry.notification
-            if Position(time_us=notification.created_at_us, key=notification.id) >= since:
+            if Position(time_us=notification.created_at_us, key=notification.id) >= position:
                 return count  # the cursor's own notification, which the client has
             if entry.state in _NEVER_WRITTEN:
                 merge.replayed(notification.id)
