@@ -12,6 +12,7 @@ import pytest
 from notifactor.config import load_config
 from notifactor.errors import ConfigError
 from notifactor.listen_check import check_can_listen, listen_addresses
+from tests.e2e.cli_support import one_line
 
 SECRET = "s" * 40
 
@@ -29,19 +30,12 @@ def run_cli(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[st
     )
 
 
-def _one_line(result: subprocess.CompletedProcess[str]) -> str:
-    assert "Traceback" not in result.stderr + result.stdout, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
-
-
 @pytest.mark.parametrize("ttl", ["1" + "0" * 30, str(10 * 366 * 86400), "0", "-5"])
 @pytest.mark.parametrize("command", ["token", "listen"])
 def test_a_ttl_out_of_range_is_a_usage_error(tmp_path: Path, command: str, ttl: str) -> None:
     result = run_cli(command, "--tenant", "acme", "--sub", "u1", "--ttl", ttl, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
-    assert _one_line(result).startswith("notifactor: --ttl: must be 1..")
+    assert one_line(result).startswith("notifactor: --ttl: must be 1..")
 
 
 def test_a_ttl_of_ten_years_is_minted(tmp_path: Path) -> None:
@@ -57,7 +51,7 @@ def test_config_is_accepted_before_the_subcommand(tmp_path: Path) -> None:
     config.write_text('http_port = "eighty"\n', encoding="utf-8")
     result = run_cli("--config", str(config), "token", "--tenant", "a", "--sub", "b", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
-    assert _one_line(result).startswith("notifactor: configuration error: http_port:")
+    assert one_line(result).startswith("notifactor: configuration error: http_port:")
 
 
 def test_config_after_the_subcommand_wins(tmp_path: Path) -> None:
@@ -84,7 +78,7 @@ def test_config_after_the_subcommand_wins(tmp_path: Path) -> None:
 def test_tree_with_a_bad_url_is_a_usage_error(tmp_path: Path, url: str) -> None:
     result = run_cli("tree", "--url", url, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
-    assert _one_line(result).startswith("notifactor: --url: ")
+    assert one_line(result).startswith("notifactor: --url: ")
 
 
 @pytest.mark.parametrize(

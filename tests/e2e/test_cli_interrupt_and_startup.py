@@ -19,6 +19,7 @@ from notifactor.adapters.redis_client import open_redis
 from notifactor.adapters.redis_dlq import DLQ_ENTRY_FIELD, ENVELOPE_FIELD
 from notifactor.domain.dlq_entry import DlqEntry, encode_dlq_entry
 from notifactor.domain.envelope import Envelope, encode_envelope, new_traceparent
+from tests.e2e.cli_support import one_line
 
 SECRET = "s" * 40
 
@@ -38,13 +39,6 @@ def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedP
         timeout=120,
         check=False,
     )
-
-
-def _one_line(result: subprocess.CompletedProcess[str]) -> str:
-    assert "Traceback" not in result.stderr + result.stdout, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 async def _add_dead_letters(url: str, prefix: str, count: int) -> None:
@@ -153,7 +147,7 @@ def test_serve_on_a_missing_keyspace_says_run_migrate(
     env = _start_env(tmp_path, _cassandra_url(cassandra_contact, keyspace))
     result = run_cli("serve", env=env, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
-    line = _one_line(result)
+    line = one_line(result)
     assert line.startswith("notifactor: configuration error: storage_url:")
     assert f"keyspace {keyspace} does not exist" in line
     assert "notifactor migrate" in line
@@ -191,13 +185,13 @@ def test_serve_on_an_unmigrated_keyspace_says_run_migrate(
     finally:
         trio.run(_drop_keyspace, cassandra_contact, keyspace)
     assert result.returncode == 2, result.stderr
-    line = _one_line(result)
+    line = one_line(result)
     assert f"keyspace {keyspace} is at schema version 0" in line
     assert "notifactor migrate" in line
 
 
 @pytest.mark.parametrize("kind", ["directory", "not a database"])
-def test_serve_on_an_unusable_sqlite_path_is_one_line(tmp_path: Path, kind: str) -> None:
+def test_serve_on_an_unusable_sqlite_path_isone_line(tmp_path: Path, kind: str) -> None:
     if kind == "directory":
         path = tmp_path / "a-dir"
         path.mkdir()
@@ -206,7 +200,7 @@ def test_serve_on_an_unusable_sqlite_path_is_one_line(tmp_path: Path, kind: str)
         path.write_text("root:x:0:0:root:/root:/bin/bash\n" * 20, encoding="utf-8")
     result = run_cli("serve", env=_start_env(tmp_path, f"sqlite://{path}"), cwd=tmp_path)
     assert result.returncode == 2, result.stderr
-    line = _one_line(result)
+    line = one_line(result)
     assert line.startswith("notifactor: configuration error: storage_url:")
     assert kind in line
 
