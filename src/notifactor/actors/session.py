@@ -47,7 +47,7 @@ from notifactor.actors.session_outbox import Outbox, Outgoing
 from notifactor.actors.session_requests import ClientRequests
 from notifactor.actors.session_resume import Resumption
 from notifactor.actors.stop import optional_stop_signal
-from notifactor.adapters.redis_client import UNAVAILABLE
+from notifactor.adapters.redis_client import bounded_call
 from notifactor.domain.delivery_state import DeliveryState
 from notifactor.domain.notification import DeliveryUpdate
 from notifactor.domain.resume import ReplayOverflow, SentWindow
@@ -207,16 +207,8 @@ class SessionActor(Actor[Deliver]):
 
     async def _register(self) -> None:
         """``presence.register`` within ``admission_timeout_s``; an outage is PresenceUnavailable."""
-        bound_s = self._ctx.settings.admission_timeout_s
-        try:
-            with trio.fail_after(bound_s):
-                await self._ctx.presence.register(
-                    self.tenant_id, self.user_id, self._ctx.gateway_id
-                )
-        except trio.TooSlowError:
-            raise PresenceUnavailable(f"no answer within {bound_s:g} s") from None
-        except UNAVAILABLE as error:
-            raise PresenceUnavailable(f"{type(error).__name__}: {error}") from error
+        with bounded_call(self._ctx.settings.admission_timeout_s, PresenceUnavailable):
+            await self._ctx.presence.register(self.tenant_id, self.user_id, self._ctx.gateway_id)
 
     async def handle(self, message: Deliver) -> None:
         self._on_live(message)

@@ -25,10 +25,11 @@ it and dropped, so the connection stays usable.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import coredis
+import trio
 
 #: Errors meaning Redis could not take the call now (down, loading, failing
 #: over), as opposed to a bug or a bad script.
@@ -40,6 +41,19 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     TimeoutError,
     OSError,
 )
+
+
+@contextmanager
+def bounded_call(timeout_s: float, unavailable: Callable[[str], Exception]) -> Iterator[None]:
+    """One Redis call: unreachable, or slower than ``timeout_s``, raises ``unavailable(reason)``."""
+    try:
+        with trio.fail_after(timeout_s):
+            yield
+    except trio.TooSlowError:
+        raise unavailable(f"Redis did not answer within {timeout_s:g} s") from None
+    except UNAVAILABLE as error:
+        raise unavailable(f"Redis: {type(error).__name__}: {error}") from error
+
 
 DEFAULT_MAX_CONNECTIONS = 32
 _HEADROOM = 8

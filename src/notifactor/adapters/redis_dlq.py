@@ -14,17 +14,15 @@ unreachable server is an answer ("retry later"), never a hang.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
 import attrs
 import coredis
 import msgspec
-import trio
 
-from notifactor.adapters.redis_client import UNAVAILABLE
+from notifactor.adapters.redis_client import bounded_call
 from notifactor.adapters.redis_dispatch import RedisKeys
 from notifactor.adapters.redis_scripts import EvalShaScript
 from notifactor.domain.dlq_entry import DLQ_ENTRY_FIELD, DlqEntry, decode_dlq_entry
@@ -134,18 +132,9 @@ class RedisDeadLetterQueue:
         self._call_timeout_s = call_timeout_s
         self._replay = EvalShaScript(client, REPLAY_ONCE_LUA, "dlq_replay")
 
-    @contextmanager
-    def _bounded(self) -> Iterator[None]:
+    def _bounded(self) -> AbstractContextManager[None]:
         """One Redis call: unreachable or slower than ``call_timeout_s`` is :class:`DlqUnavailable`."""
-        try:
-            with trio.fail_after(self._call_timeout_s):
-                yield
-        except trio.TooSlowError:
-            raise DlqUnavailable(
-                f"Redis did not answer within {self._call_timeout_s:g} s"
-            ) from None
-        except UNAVAILABLE as error:
-            raise DlqUnavailable(f"Redis: {type(error).__name__}: {error}") from error
+        return bounded_call(self._call_timeout_s, DlqUnavailable)
 
     async def page(
         self,
