@@ -22,6 +22,11 @@ in one run:
 loop, whose fixed costs then halve its rate and flatter the ratio (0.4 at
 20,000 against 0.2 at 100,000, with the dispatcher at the same rate).
 
+Each drain also records the CPU it took per entry, in this process (the
+Trio thread and the SQLite writer thread) and in the Redis server, and what
+rate that CPU allows on this machine's cores (``cpu_bound_per_s``): with
+every core busy, a drain can go no faster than cores ÷ CPU per entry.
+
 Goals: dispatcher ≥ 50 % of the raw loop; dispatcher ahead of Celery.
 
 Writes ``bench/results/dispatch.json``. Run: ``.venv/bin/python -m bench.dispatch_bench``.
@@ -39,6 +44,7 @@ from typing import Any
 
 import attrs
 import coredis
+import psutil  # type: ignore[import-untyped]
 import trio
 
 from bench.celery_peer import run_celery_peer
@@ -88,6 +94,28 @@ async def prefill(redis: coredis.Redis[bytes], keys: RedisKeys, n: int, partitio
                 pipe.xadd(stream, {ENVELOPE_FIELD: encode_envelope(envelope)})
 
 
+@attrs.frozen
+class CpuMeter:
+    """CPU seconds used so far by this process and by the Redis server."""
+
+    server: psutil.Process
+
+    def read(self) -> tuple[float, float]:
+        times = self.server.cpu_times()
+        return time.process_time(), times.user + times.system
+
+    def per_entry(self, since: tuple[float, float], n: int) -> dict[str, float]:
+        """CPU µs per entry since ``since``, and the rate it allows on every core."""
+        here, server = (now - then for now, then in zip(self.read(), since, strict=True))
+        total = here + server
+        return {
+            "bench_process_us": round(here / n * 1e6, 1),
+            "redis_us": round(server / n * 1e6, 1),
+            "total_us": round(total / n * 1e6, 1),
+            "cpu_bound_per_s": round(n * (psutil.cpu_count() or 1) / total) if total else 0,
+        }
+
+
 def _int(value: object) -> int:
     return int(value) if isinstance(value, int | bytes | str) else 0
 
@@ -107,7 +135,9 @@ async def wait_drained(
         await trio.sleep(0.02)
 
 
-async def bench_raw(redis: coredis.Redis[bytes], n: int, partitions: int) -> float:
+async def bench_raw(
+    redis: coredis.Redis[bytes], n: int, partitions: int, cpu: CpuMeter
+) -> dict[str, Any]:
     keys = RedisKeys(prefix="bench-raw:")
     await prefill(redis, keys, n, partitions)
     for p in range(partitions):
@@ -122,13 +152,14 @@ async def bench_raw(redis: coredis.Redis[bytes], n: int, partitions: int) -> flo
             ids = [e.identifier for entries in reply.values() for e in entries]
             await redis.xack(stream, "raw", ids)
 
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), cpu.read()
     async with trio.open_nursery() as nursery:
         for p in range(partitions):
             nursery.start_soon(consume, p)
     elapsed = time.perf_counter() - started
+    cpu_used = cpu.per_entry(cpu_before, n)
     await wait_drained(redis, keys, partitions, "raw", n)
-    return n / elapsed
+    return {"per_s": n / elapsed, "cpu": cpu_used}
 
 
 class NullStore:
@@ -150,8 +181,9 @@ async def bench_dispatcher(
     workdir: Path,
     *,
     null_store: bool,
+    cpu: CpuMeter,
     args_read_count: int = 256,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     keys = RedisKeys(prefix="bench-null:" if null_store else "bench-dispatch:")
     config = Config(instance_id="bench", supervision=SupervisionConfig(partitions=partitions))
     await prefill(redis, keys, n, partitions)
@@ -176,32 +208,36 @@ async def bench_dispatcher(
             )
             deps = redis_deps(config, redis, writer, settings=settings, keys=keys)
             supervisor = build_dispatcher(config, deps)
-            started = time.perf_counter()
+            started, cpu_before = time.perf_counter(), cpu.read()
             await nursery.start(supervisor.run)
             await wait_drained(redis, keys, partitions, DEFAULT_GROUP, n)
             elapsed = time.perf_counter() - started
+            cpu_used = cpu.per_entry(cpu_before, n)
             supervisor.request_stop()
             nursery.cancel_scope.cancel()  # the supervisor stops its children, shielded
         routed = await redis.xlen(keys.gateway_stream("gw-bench"))
     finally:
         await store.aclose()
-    return {"per_s": n / elapsed, "seconds": elapsed, "routed": float(routed)}
+    return {"per_s": n / elapsed, "seconds": elapsed, "routed": float(routed), "cpu": cpu_used}
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     facts = machine_facts()
     server = LocalRedis()
     url = server.start()
+    cpu = CpuMeter(psutil.Process(server.pid))
     try:
         with tempfile.TemporaryDirectory() as tmp:
             async with open_redis(url, max_connections=args.partitions * 2 + 16) as redis:
-                raw = await bench_raw(redis, args.n, args.partitions)
+                raw_result = await bench_raw(redis, args.n, args.partitions, cpu)
+                raw = raw_result["per_s"]
                 dispatched = await bench_dispatcher(
                     redis,
                     args.n,
                     args.partitions,
                     Path(tmp),
                     null_store=False,
+                    cpu=cpu,
                     args_read_count=args.read_count,
                 )
                 no_storage = await bench_dispatcher(
@@ -210,6 +246,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     args.partitions,
                     Path(tmp),
                     null_store=True,
+                    cpu=cpu,
                     args_read_count=args.read_count,
                 )
             celery: dict[str, Any] = {"skipped": True, "note": "--no-celery"}
@@ -256,6 +293,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "routed_to_gateway_stream": int(dispatched["routed"]),
         "dispatcher_null_store_per_s": round(no_storage["per_s"]),
         "dispatcher_null_store_vs_raw": round(no_storage["per_s"] / raw, 3),
+        "cpu_per_entry": {
+            "raw": raw_result["cpu"],
+            "dispatcher": dispatched["cpu"],
+            "dispatcher_null_store": no_storage["cpu"],
+            "what": "CPU µs per entry during the timed drain: this process (event loop and "
+            "SQLite writer thread) and the Redis server; cpu_bound_per_s = entries/s with "
+            "every core of the machine busy at that cost",
+        },
         "celery": celery,
         "goals": goals,
     }

@@ -76,6 +76,13 @@ class LocalRedis:
         return f"redis://{LOCALHOST}:{self.port}/0"
 
     @property
+    def pid(self) -> int:
+        """The server's process id once started (for CPU accounting in benches)."""
+        if self._process is None:
+            raise RuntimeError("LocalRedis is not started")
+        return self._process.pid
+
+    @property
     def unix_socket(self) -> Path:
         """The server's unix socket, for tests that want ``unix://``."""
         if self.workdir is None:
