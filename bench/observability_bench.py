@@ -24,7 +24,7 @@ machine hits both sides alike:
 Goal: ≤ 10 % overhead on the ingest and fan-out scenarios.
 
 Writes ``bench/results/observability.json``. Run:
-``.venv/bin/python -m bench.observability_bench`` (about 4 minutes).
+``.venv/bin/python -m bench.observability_bench`` (about 9 minutes).
 """
 
 from __future__ import annotations
@@ -355,9 +355,9 @@ def run() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5, help="ASGI in-process rounds")
     parser.add_argument("--requests", type=int, default=1000, help="ASGI requests per round")
-    parser.add_argument("--http-rounds", type=int, default=2)
+    parser.add_argument("--http-rounds", type=int, default=4)
     parser.add_argument("--http-seconds", type=float, default=6.0)
-    parser.add_argument("--fanout-rounds", type=int, default=2)
+    parser.add_argument("--fanout-rounds", type=int, default=4)
     parser.add_argument("--fanout-sessions", type=int, default=1000)
     parser.add_argument("--fanout-rate", type=int, default=500)
     parser.add_argument("--fanout-seconds", type=float, default=10.0)
