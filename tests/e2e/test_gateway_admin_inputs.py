@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from notifactor.adapters.redis_dispatch import RedisKeys
-from notifactor.gateway.rfc3339 import format_rfc3339
+from notifactor.domain.rfc3339 import format_rfc3339
 from tests.e2e.admin_gateway import serve_admin_gateway
 from tests.e2e.conftest import RunningGateway
 from tests.e2e.test_gateway_ingest import assert_problem

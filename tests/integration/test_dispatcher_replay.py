@@ -24,6 +24,7 @@ from notifactor.adapters.redis_dlq import DlqFilter, RedisDeadLetterQueue
 from notifactor.adapters.sqlite_store import SqliteNotificationStore
 from notifactor.dispatcher.replay import ReplayAction, ReplayService
 from notifactor.domain.delivery_state import DeliveryState
+from notifactor.domain.rfc3339 import format_rfc3339
 from notifactor.domain.routing import decode_routed
 from tests.integration.dispatcher_harness import (
     append_dead_letter,
@@ -310,6 +311,27 @@ async def test_an_interrupted_paced_replay_loses_nothing_and_is_audited(
     counts = report.to_jsonable()["counts"]
     assert counts == {"replayed": 1, "skipped_already_replayed": 2}
     assert await redis_client.xlen(keys.stream(0)) == 3  # each dead letter exactly once
+
+
+async def test_the_replay_audit_writes_its_time_filter_as_the_api_writes_times(
+    redis_client: coredis.Redis[bytes], redis_prefix: str
+) -> None:
+    keys = RedisKeys(prefix=redis_prefix)
+    now = datetime.now(UTC)
+    envelope = make_envelope("tenant-a", "user-1")
+    await append_dead_letter(redis_client, keys.dlq, envelope, dead_at=now, last_error="x")
+    store = _RecordingStore()
+    service = ReplayService(
+        RedisDeadLetterQueue(redis_client, keys=keys),
+        cast(Any, store),
+        partitions=1,
+        retention_days=_retention,
+    )
+    since = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    await service.replay(DlqFilter(since=since, until=now + timedelta(minutes=1)), dry_run=True)
+    [event] = store.audit
+    assert event.metadata["filter"]["since"] == "2026-01-02T03:04:05.000000Z"
+    assert event.metadata["filter"]["until"] == format_rfc3339(now + timedelta(minutes=1))
 
 
 SHORT_RETENTION_DAYS = 2

@@ -20,6 +20,7 @@ from notifactor.domain.audit_summary import (
     AuditNote,
     summarize,
 )
+from notifactor.domain.rfc3339 import format_rfc3339, parse_rfc3339
 
 T0 = datetime(2026, 11, 25, 12, tzinfo=UTC)
 
@@ -164,8 +165,11 @@ def test_times(notes: list[AuditNote], max_ids: int) -> None:
     grouped = by_key(summarize(notes, max_ids=max_ids, new_id=new_id))
     for key, key_notes in notes_by_key(notes).items():
         for event in grouped[key]:
-            first_at = datetime.fromisoformat(event.metadata["first_at"])
-            last_at = datetime.fromisoformat(event.metadata["last_at"])
+            # As the API writes every time: UTC, microseconds, "Z".
+            first_at = parse_rfc3339(event.metadata["first_at"])
+            last_at = parse_rfc3339(event.metadata["last_at"])
+            assert event.metadata["first_at"] == format_rfc3339(first_at)
+            assert event.metadata["last_at"] == format_rfc3339(last_at)
             assert first_at <= last_at
             assert event.event_time == min(n.at for n in key_notes)
             assert first_at == min(n.at for n in key_notes)
@@ -255,8 +259,8 @@ def test_rejections_of_one_key_become_one_event() -> None:
         "route": "notifications",
         "status": 429,
         "count": 3,
-        "first_at": T0.isoformat(),
-        "last_at": (T0 + timedelta(seconds=2)).isoformat(),
+        "first_at": "2026-11-25T12:00:00.000000Z",
+        "last_at": "2026-11-25T12:00:02.000000Z",
         "reason": "rate limited",
     }
 

@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from notifactor.adapters.redis_dlq import is_dlq_cursor
+from notifactor.domain.rfc3339 import parse_rfc3339
 from notifactor.gateway.problems import FieldError
 from notifactor.gateway.query import page_limit
-from notifactor.gateway.rfc3339 import parse_rfc3339
 from notifactor.ports.notification_store import MAX_PAGE_LIMIT
 
 UINT64_MAX = 2**64 - 1

@@ -34,7 +34,7 @@ from notifactor.adapters.redis_dlq import (
 from notifactor.config import Config, ConfigError
 from notifactor.dispatcher.replay import ReplayService
 from notifactor.domain.dlq_entry import DlqReason
-from notifactor.gateway.rfc3339 import format_rfc3339
+from notifactor.domain.rfc3339 import format_rfc3339
 
 EXIT_OK = 0
 EXIT_USAGE = 2

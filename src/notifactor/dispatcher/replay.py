@@ -41,6 +41,7 @@ from notifactor.domain.delivery_state import DeliveryState
 from notifactor.domain.envelope import Envelope, decode_envelope
 from notifactor.domain.partitioning import partition_for
 from notifactor.domain.retention import is_expired
+from notifactor.domain.rfc3339 import format_rfc3339
 from notifactor.domain.timestamps import to_us, wall_clock_us
 from notifactor.ports.notification_store import NotificationStore, RetentionPolicy
 
@@ -234,8 +235,8 @@ class ReplayService:
                     "actor": actor,
                     "filter": {
                         "reason": where.reason,
-                        "since": where.since.isoformat() if where.since else None,
-                        "until": where.until.isoformat() if where.until else None,
+                        "since": format_rfc3339(where.since) if where.since else None,
+                        "until": format_rfc3339(where.until) if where.until else None,
                         "ids": sorted(where.ids) if where.ids is not None else None,
                     },
                     "replayed": [

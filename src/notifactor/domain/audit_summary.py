@@ -20,6 +20,7 @@ from datetime import datetime
 import attrs
 
 from notifactor.domain.audit import AuditEvent
+from notifactor.domain.rfc3339 import format_rfc3339
 
 #: Event type of a summary of accepted requests.
 ACCEPTED = "notifications.accepted"
@@ -121,8 +122,8 @@ def _events_of(summary: _Summary, max_ids: int, new_id: Callable[[], str]) -> li
             "route": first.route,
             "status": first.status,
             "count": count,
-            "first_at": summary.first_at.isoformat(),
-            "last_at": summary.last_at.isoformat(),
+            "first_at": format_rfc3339(summary.first_at),
+            "last_at": format_rfc3339(summary.last_at),
         }
         if first.reason:
             metadata["reason"] = first.reason

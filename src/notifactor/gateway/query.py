@@ -9,9 +9,9 @@ from datetime import datetime
 from typing import Any
 
 from notifactor.domain.cursor import InvalidCursorError
+from notifactor.domain.rfc3339 import parse_rfc3339
 from notifactor.gateway import problems
 from notifactor.gateway.problems import FieldError, ProblemError
-from notifactor.gateway.rfc3339 import parse_rfc3339
 from notifactor.ports.notification_store import MAX_PAGE_LIMIT, TransientStoreError
 
 #: ASCII digits only (``str.isdigit`` also accepts ``²`` and other scripts' digits),

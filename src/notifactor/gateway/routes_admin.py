@@ -28,12 +28,12 @@ from notifactor.auth.verify import SCOPE_ADMIN
 from notifactor.dispatcher.cli_dlq import record_json
 from notifactor.dispatcher.replay import ReplayService
 from notifactor.domain.dlq_entry import DlqReason
+from notifactor.domain.rfc3339 import parse_rfc3339
 from notifactor.gateway import problems
 from notifactor.gateway.context import Gateway, require_scope
 from notifactor.gateway.http import Request, Response, json_response
 from notifactor.gateway.problems import FieldError, ProblemError
 from notifactor.gateway.query import page_limit, query_values
-from notifactor.gateway.rfc3339 import parse_rfc3339
 from notifactor.ports.notification_store import TransientStoreError
 
 log = logging.getLogger("notifactor.gateway")

@@ -11,12 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from notifactor.auth.verify import SCOPE_ADMIN
+from notifactor.domain.rfc3339 import format_rfc3339
 from notifactor.gateway import problems
 from notifactor.gateway.context import Gateway, require_scope
 from notifactor.gateway.http import Request, Response, json_response
 from notifactor.gateway.problems import FieldError, ProblemError
 from notifactor.gateway.query import listing_errors, page_limit, query_values, window_and_cursor
-from notifactor.gateway.rfc3339 import format_rfc3339
 
 QUERY_PARAMS = frozenset({"since", "until", "limit", "cursor"})
 DEFAULT_LIMIT = 50

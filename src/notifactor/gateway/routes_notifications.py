@@ -13,6 +13,7 @@ from notifactor.domain.envelope import Envelope, trace_id_of
 from notifactor.domain.ids import is_notification_id, new_notification_id
 from notifactor.domain.partitioning import partition_for
 from notifactor.domain.rate_limit import MICROS_PER_DAY, RateRule, whole_seconds
+from notifactor.domain.rfc3339 import format_rfc3339
 from notifactor.gateway import problems
 from notifactor.gateway.context import Gateway, require_scope
 from notifactor.gateway.http import Request, Response, json_response
@@ -23,7 +24,6 @@ from notifactor.gateway.metrics import (
     tenant_label,
 )
 from notifactor.gateway.problems import FieldError, Problem, ProblemError
-from notifactor.gateway.rfc3339 import format_rfc3339
 from notifactor.gateway.validation import (
     NotificationInput,
     batch_item_key,
