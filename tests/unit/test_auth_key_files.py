@@ -93,8 +93,26 @@ def test_an_explicit_algorithm_must_match_the_key(tmp_path: Path) -> None:
         None, env={"NOTIFACTOR_JWT_PUBLIC_KEY_FILE": str(pem), "NOTIFACTOR_JWT_ALGORITHM": "ES256"}
     )
     assert config.jwt_algorithm == "ES256"
-    with pytest.raises(ConfigError, match=r"^jwt_public_key_file: not a usable ES256 public key"):
+    with pytest.raises(ConfigError) as refused:
         build_verifier(config)
+    assert str(refused.value) == (
+        "jwt_public_key_file: an RS256 key cannot verify ES256: "
+        "set jwt_algorithm to RS256, or leave it unset to follow the key"
+    )
+
+
+@pytest.mark.parametrize("key_file", ["NOTIFACTOR_JWT_PUBLIC_KEY_FILE", "NOTIFACTOR_JWT_JWKS_FILE"])
+def test_hs256_set_explicitly_next_to_a_key_file_is_refused(tmp_path: Path, key_file: str) -> None:
+    pem = tmp_path / "key.pem"
+    pem.write_bytes(_pem(RSA_KEY))
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [_jwk(RSA_KEY, "r")]}))
+    path = pem if key_file.endswith("PUBLIC_KEY_FILE") else jwks
+    with pytest.raises(ConfigError, match=r"^jwt_algorithm: HS256 verifies with jwt_secret"):
+        load_config(None, env={key_file: str(path), "NOTIFACTOR_JWT_ALGORITHM": "HS256"})
+    # Unset, it follows the key; with no key file at all, it is HS256.
+    assert load_config(None, env={key_file: str(path)}).jwt_algorithm == "RS256"
+    assert load_config(None, env={}).jwt_algorithm == "HS256"
 
 
 BAD_FILES: list[tuple[str, str, bytes]] = [

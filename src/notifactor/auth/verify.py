@@ -299,6 +299,7 @@ def build_verifier(config: Config, *, hs256_secret: str | None = None) -> TokenV
     """
     common: dict[str, Any] = {"issuer": config.jwt_issuer, "audience": config.jwt_audience}
     algorithm = config.jwt_algorithm
+    assert algorithm is not None  # resolved when the Config was built
     if algorithm == "HS256":
         if hs256_secret is None:
             raise ValueError("HS256 needs a secret")
@@ -308,9 +309,7 @@ def build_verifier(config: Config, *, hs256_secret: str | None = None) -> TokenV
         try:  # bad key material is a configuration error, not a 500 on every request
             jwt.get_algorithm_by_name(algorithm).prepare_key(pem)
         except (jwt.PyJWTError, TypeError, ValueError) as error:
-            raise ConfigError(
-                PUBLIC_KEY_FILE, f"not a usable {algorithm} public key ({error})"
-            ) from None
+            raise ConfigError(PUBLIC_KEY_FILE, _unusable_key(pem, algorithm, error)) from None
         return TokenVerifier(algorithm=algorithm, key=pem, **common)
     if config.jwt_jwks_file is not None:
         jwks = load_jwks(config.jwt_jwks_file)
@@ -318,6 +317,20 @@ def build_verifier(config: Config, *, hs256_secret: str | None = None) -> TokenV
             raise ConfigError(JWKS_FILE, f"no {algorithm} key in the set")
         return TokenVerifier(algorithm=algorithm, jwks=jwks, **common)
     raise ValueError(f"{algorithm} needs jwt_public_key_file or jwt_jwks_file")
+
+
+def _unusable_key(pem: str, algorithm: str, error: Exception) -> str:
+    """Why ``pem`` cannot verify ``algorithm``: a key of the other algorithm is named as such."""
+    try:
+        actual: str | None = _pem_algorithm(pem)
+    except ConfigError:
+        actual = None
+    if actual is not None and actual != algorithm:
+        return (
+            f"an {actual} key cannot verify {algorithm}: "
+            f"set jwt_algorithm to {actual}, or leave it unset to follow the key"
+        )
+    return f"not a usable {algorithm} public key ({error})"
 
 
 # --- key files -------------------------------------------------------------------

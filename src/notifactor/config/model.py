@@ -358,7 +358,9 @@ class Config:
     ws_port: int = attrs.field(default=8081, validator=_port)
     ws_heartbeat_s: float = attrs.field(default=25.0, validator=_positive)
     jwt_secret: str | None = attrs.field(default=None)
-    jwt_algorithm: JwtAlgorithm = "HS256"
+    #: ``None`` (unset) resolves in ``__attrs_post_init__``: HS256 without a key
+    #: file, the key file's algorithm with one; it is never ``None`` after that.
+    jwt_algorithm: JwtAlgorithm | None = None
     jwt_public_key_file: Path | None = attrs.field(default=None, validator=_optional_existing_file)
     jwt_jwks_file: Path | None = attrs.field(default=None, validator=_optional_existing_file)
     jwt_issuer: str | None = None
@@ -389,13 +391,21 @@ class Config:
             )
         asymmetric = self.jwt_public_key_file is not None or self.jwt_jwks_file is not None
         if asymmetric and self.jwt_algorithm == "HS256":
+            raise FieldValueError(
+                "jwt_algorithm",
+                "HS256 verifies with jwt_secret, not with a key file: "
+                "set RS256 or ES256, or leave jwt_algorithm unset to follow the key",
+            )
+        if asymmetric and self.jwt_algorithm is None:
             # A key file switches verification to the key's algorithm (SPEC §2).
             object.__setattr__(self, "jwt_algorithm", self._key_file_algorithm())
-        if not asymmetric and self.jwt_algorithm != "HS256":
+        if not asymmetric and self.jwt_algorithm not in (None, "HS256"):
             raise FieldValueError(
                 "jwt_algorithm",
                 f"{self.jwt_algorithm} needs jwt_public_key_file or jwt_jwks_file",
             )
+        if self.jwt_algorithm is None:
+            object.__setattr__(self, "jwt_algorithm", "HS256")
 
     def _key_file_algorithm(self) -> JwtAlgorithm:
         """RS256 or ES256, as the configured public key or JWKS file implies."""
