@@ -126,7 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tree": _tree,
     }
     try:
-        config = load_config(args.config or args.global_config)
+        config = load_config(
+            args.config or getattr(args, "group_config", None) or args.global_config
+        )
         return handlers[args.command](args, config)
     except ConfigError as exc:
         print(f"notifactor: configuration error: {exc}", file=sys.stderr)

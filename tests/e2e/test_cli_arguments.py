@@ -74,6 +74,30 @@ def test_config_after_the_subcommand_wins(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.parametrize(
+    "placement",
+    [
+        ("--config", "{bad}", "dlq", "list"),
+        ("dlq", "--config", "{bad}", "list"),
+        ("dlq", "list", "--config", "{bad}"),
+        ("--config", "{good}", "dlq", "--config", "{bad}", "list"),
+        ("dlq", "--config", "{good}", "list", "--config", "{bad}"),
+    ],
+)
+def test_dlq_takes_config_before_or_after_each_word(
+    tmp_path: Path, placement: tuple[str, ...]
+) -> None:
+    """The nearest --config wins; a bad one shows it was the one read (exit 2 naming its key)."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text('http_port = "eighty"\n', encoding="utf-8")
+    good = tmp_path / "good.toml"
+    good.write_text("http_port = 8081\n", encoding="utf-8")
+    args = [word.format(bad=bad, good=good) for word in placement]
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert one_line(result).startswith("notifactor: configuration error: http_port:")
+
+
 @pytest.mark.parametrize("url", ["notaurl", "ftp://h/x", "http://"])
 def test_tree_with_a_bad_url_is_a_usage_error(tmp_path: Path, url: str) -> None:
     result = run_cli("tree", "--url", url, cwd=tmp_path)

@@ -75,9 +75,18 @@ def add_dlq_commands(
     common_parent: argparse.ArgumentParser,
 ) -> None:
     """Add ``dlq list`` and ``dlq replay`` to the ``notifactor`` parser."""
-    # ``--config`` sits on the leaf parsers only: argparse lets a nested
-    # parser's default overwrite a value its parent already parsed.
+    # ``--config`` on ``dlq`` itself has a dest of its own: argparse lets a
+    # nested parser's default overwrite a value its parent already parsed, so
+    # the leaf's ``config`` wins, then this one, then the one before ``dlq``.
     dlq = subparsers.add_parser("dlq", help="inspect and replay dead letters")
+    dlq.add_argument(
+        "--config",
+        dest="group_config",
+        metavar="CONFIG",
+        type=Path,
+        default=None,
+        help="TOML configuration file (also accepted after the action, where it wins)",
+    )
     actions = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
     listing = actions.add_parser(
         "list", parents=[common_parent], help="print dead letters, newest first, one JSON per line"
