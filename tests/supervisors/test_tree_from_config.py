@@ -58,7 +58,7 @@ def test_dynamic_subtree_and_top_level_checks() -> None:
         DynamicSubtreeConfig(child_restart="sometimes")
     with pytest.raises(ValueError, match="must be > 0"):
         DynamicSubtreeConfig(max_children=0)
-    with pytest.raises(ValueError, match=re.escape("partitions must be <= consumers.max_children")):
+    with pytest.raises(ValueError, match=re.escape("must be <= consumers.max_children")):
         SupervisionConfig(partitions=8, consumers=DynamicSubtreeConfig(max_children=4))
 
 

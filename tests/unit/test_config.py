@@ -154,6 +154,10 @@ def test_tenant_override_from_environment(tmp_path: Path) -> None:
             "supervision.dispatcher.strategy: must be one of",
         ),
         ({"NOTIFACTOR_SUPERVISION__NOPE": "1"}, "supervision.nope: unknown key"),
+        (
+            {"NOTIFACTOR_SUPERVISION__PARTITIONS": "2000"},
+            "supervision.partitions: must be <= consumers.max_children (got 2000 > 1024)",
+        ),
         ({"NOTIFACTOR_TENANTS__DEFAULT__BURST": "0"}, "tenants.default.burst: must be > 0"),
         (
             {"NOTIFACTOR_TENANTS__DEFAULT__RATE_PER_S": "fast"},

@@ -24,6 +24,8 @@ from typing import Any, Final
 
 import attrs
 
+from notifactor.errors import FieldValueError
+
 STRATEGIES: Final = ("one_for_one", "one_for_all", "rest_for_one")
 """Restart strategies a static subtree accepts (see ``docs/supervision.md``)."""
 
@@ -229,7 +231,8 @@ class SupervisionConfig:
 
     def __attrs_post_init__(self) -> None:
         if self.partitions > self.consumers.max_children:
-            raise ValueError(
-                f"partitions must be <= consumers.max_children "
-                f"(got {self.partitions} > {self.consumers.max_children})"
+            raise FieldValueError(
+                "partitions",
+                f"must be <= consumers.max_children "
+                f"(got {self.partitions} > {self.consumers.max_children})",
             )
