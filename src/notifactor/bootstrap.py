@@ -69,6 +69,7 @@ from notifactor.gateway.app import GatewayApp
 from notifactor.gateway.context import Gateway
 from notifactor.gateway.server import run_http_server
 from notifactor.listen_check import check_can_listen, listen_addresses
+from notifactor.observability.health import HealthCheck
 from notifactor.observability.instrumented import InstrumentedIngest
 from notifactor.observability.logging import configure_logging
 from notifactor.observability.metrics_server import run_metrics_server
@@ -120,6 +121,9 @@ class ServeState:
     root: Supervisor | None = None
     http_port: int | None = None
     ready: trio.Event = attrs.Factory(trio.Event)
+    #: The services' Redis and storage checks while they hold the connections
+    #: (the metrics listener's ``/health``); empty otherwise.
+    dependency_checks: dict[str, HealthCheck] = attrs.Factory(dict)
 
 
 ALL_ROLES = frozenset({"gateway", "dispatcher"})
@@ -369,6 +373,7 @@ def _metrics_spec(state: ServeState) -> ChildSpec:
         run_metrics_server,
         config,
         supervision_check=partial(check_supervision, state),
+        dependency_checks=lambda: state.dependency_checks,
         tree=partial(tree_snapshot, state),
     )
     return ChildSpec(id="metrics", start=partial(run_until_stopped, server, ready))
@@ -390,42 +395,60 @@ async def _run_services(
         open_redis(state.redis_url, max_connections=pool, client_name=config.instance_id) as redis,
         open_store(config) as store,
     ):
-        writer_ref: ActorRef[WriterMessage] = ActorRef(
-            "storage-writer", mailbox_size=config.supervision.writers.mailbox_size
+
+        async def ping_redis() -> None:
+            await redis.ping()
+
+        state.dependency_checks = {"redis": ping_redis, "storage": store.ping}
+        try:
+            await _run_service_tree(state, holder, redis, store, task_status=task_status)
+        finally:
+            state.dependency_checks = {}
+
+
+async def _run_service_tree(
+    state: ServeState,
+    holder: list[Supervisor],
+    redis: coredis.Redis[bytes],
+    store: NotificationStore,
+    *,
+    task_status: trio.TaskStatus[None],
+) -> None:
+    config = state.config
+    writer_ref: ActorRef[WriterMessage] = ActorRef(
+        "storage-writer", mailbox_size=config.supervision.writers.mailbox_size
+    )
+    writers = supervisor_from_config(
+        "writers",
+        config.supervision.writers,
+        [actor_spec(writer_ref, lambda: storage_writer_for(config, store))],
+    )
+    writer = StorageWriterClient(writer_ref)
+    subtrees = [writers.child_spec()]
+    if isinstance(config.storage, SqliteTarget) and "dispatcher" in state.roles:
+        # Cassandra expires rows by TTL; SQLite needs them deleted.
+        subtrees.append(
+            ChildSpec(id="retention-sweeper", start=partial(run_retention_sweeper, store))
         )
-        writers = supervisor_from_config(
-            "writers",
-            config.supervision.writers,
-            [actor_spec(writer_ref, lambda: storage_writer_for(config, store))],
-        )
-        writer = StorageWriterClient(writer_ref)
-        subtrees = [writers.child_spec()]
-        if isinstance(config.storage, SqliteTarget) and "dispatcher" in state.roles:
-            # Cassandra expires rows by TTL; SQLite needs them deleted.
-            subtrees.append(
-                ChildSpec(id="retention-sweeper", start=partial(run_retention_sweeper, store))
-            )
-        if "dispatcher" in state.roles:
-            # The WebSocket edge records `delivered` when it writes to a socket.
-            settings = settings_from_config(config, mark_delivered_on_route=False)
-            dispatcher = build_dispatcher(
-                config, redis_deps(config, redis, writer, settings=settings)
-            )
-            subtrees.append(dispatcher.child_spec())
-        if "gateway" in state.roles:
-            subtrees.append(_gateway_tree(state, redis, store, writer).child_spec())
-        # rest_for_one: the dispatcher and the gateway stop before the writers
-        # they flush through, and restart when the writers do.
-        services = Supervisor(
-            "services",
-            subtrees,
-            strategy="rest_for_one",
-            intensity=config.supervision.root.intensity,
-            period_s=config.supervision.root.period_s,
-            shutdown_s=config.shutdown_grace_s,
-        )
-        holder[:] = [services]
-        await services.run(task_status=task_status)
+    if "dispatcher" in state.roles:
+        # The WebSocket edge records `delivered` when it writes to a socket.
+        settings = settings_from_config(config, mark_delivered_on_route=False)
+        dispatcher = build_dispatcher(config, redis_deps(config, redis, writer, settings=settings))
+        subtrees.append(dispatcher.child_spec())
+    if "gateway" in state.roles:
+        subtrees.append(_gateway_tree(state, redis, store, writer).child_spec())
+    # rest_for_one: the dispatcher and the gateway stop before the writers
+    # they flush through, and restart when the writers do.
+    services = Supervisor(
+        "services",
+        subtrees,
+        strategy="rest_for_one",
+        intensity=config.supervision.root.intensity,
+        period_s=config.supervision.root.period_s,
+        shutdown_s=config.shutdown_grace_s,
+    )
+    holder[:] = [services]
+    await services.run(task_status=task_status)
 
 
 def _gateway_tree(

@@ -254,7 +254,7 @@ def test_two_gateways_two_dispatchers_survive_a_killed_dispatcher(cluster: Clust
     # ... and its health and live tree, as `notifactor tree --metrics` reads it.
     health = httpx.get(f"{dispatchers[1].base_url}/health", timeout=5.0)
     assert health.status_code == 200, health.text
-    assert health.json()["checks"] == {"supervision": "ok"}
+    assert health.json()["checks"] == {"redis": "ok", "storage": "ok", "supervision": "ok"}
     env = {**cluster.env, "NOTIFACTOR_OBSERVABILITY__METRICS_PORT": str(dispatchers[1].port)}
     printed = subprocess.run(
         [sys.executable, "-m", "notifactor", "tree", "--metrics"],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -17,6 +17,7 @@ from notifactor.domain.rate_limit import RateRule
 from notifactor.gateway import problems
 from notifactor.gateway.http import Request
 from notifactor.gateway.problems import ProblemError
+from notifactor.observability.health import HealthCheck
 from notifactor.observability.log_context import bind_log_fields
 from notifactor.ports.ingest import IngestBus
 from notifactor.ports.notification_store import NotificationStore
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("notifactor.gateway")
 
-HealthCheck = Callable[[], Awaitable[None]]
 TreeSnapshot = Callable[[], NodeStatistics | None]
 
 

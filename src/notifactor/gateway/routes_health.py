@@ -2,41 +2,16 @@
 
 from __future__ import annotations
 
-import logging
-
-import trio
-
-from notifactor.gateway.context import Gateway, HealthCheck
+from notifactor.gateway.context import Gateway
 from notifactor.gateway.http import Request, Response, json_response
 from notifactor.gateway.metrics import render_metrics
 from notifactor.gateway.openapi import openapi_document
-
-log = logging.getLogger("notifactor.gateway")
-
-CHECK_TIMEOUT_S = 2.0
-#: Checks whose failure message is safe to show (it names tree nodes, never
-#: URLs or credentials, unlike a Redis or storage error might).
-DETAILED_CHECKS = frozenset({"supervision"})
+from notifactor.observability.health import RETRY_AFTER_S, run_health_checks
 
 
 async def live(gateway: Gateway, request: Request) -> Response:
     """200 while the process runs and its event loop answers."""
     return json_response(200, {"status": "ok"})
-
-
-async def _run_check(
-    name: str, check: HealthCheck, results: dict[str, str], details: dict[str, str]
-) -> None:
-    with trio.move_on_after(CHECK_TIMEOUT_S) as scope:
-        try:
-            await check()
-        except Exception as exc:
-            log.warning("health check failed", exc_info=True, extra={"reason": name})
-            results[name] = "fail"
-            if name in DETAILED_CHECKS:
-                details[name] = str(exc)
-            return
-    results[name] = "timeout" if scope.cancelled_caught else "ok"
 
 
 async def health(gateway: Gateway, request: Request) -> Response:
@@ -45,24 +20,16 @@ async def health(gateway: Gateway, request: Request) -> Response:
     A failing supervision check also names the node in ``details``
     (``{"supervision": "root/services/gateway/http is restarting"}``).
     """
-    checks: dict[str, HealthCheck] = {
-        "redis": gateway.ingest.ping,
-        "storage": gateway.store.ping,
-        "supervision": gateway.supervision_check,
-    }
-    results: dict[str, str] = {}
-    details: dict[str, str] = {}
-    async with trio.open_nursery() as nursery:
-        for name, check in checks.items():
-            nursery.start_soon(_run_check, name, check, results, details)
-    ordered = {name: results[name] for name in checks}
-    failing = [name for name, state in ordered.items() if state != "ok"]
-    if failing:
-        body: dict[str, object] = {"status": "fail", "checks": ordered, "failing": failing}
-        if details:
-            body["details"] = details
-        return json_response(503, body, [("retry-after", "5")])
-    return json_response(200, {"status": "ok", "checks": ordered})
+    report = await run_health_checks(
+        {
+            "redis": gateway.ingest.ping,
+            "storage": gateway.store.ping,
+            "supervision": gateway.supervision_check,
+        }
+    )
+    if report.failing:
+        return json_response(503, report.to_jsonable(), [("retry-after", str(RETRY_AFTER_S))])
+    return json_response(200, report.to_jsonable())
 
 
 async def metrics(gateway: Gateway, request: Request) -> Response:

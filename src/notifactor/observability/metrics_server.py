@@ -6,8 +6,11 @@ listener down):
 
 * ``GET /metrics`` — the process registry;
 * ``GET /health/live`` — 200 while the process runs;
-* ``GET /health`` — the supervision check (200, or 503 naming the failing
-  node); Redis and storage trouble shows there as a subtree restarting;
+* ``GET /health`` — Redis, storage and the supervision tree, as the REST
+  API's ``/health`` checks them (:mod:`~notifactor.observability.health`):
+  200, or 503 with ``Retry-After`` naming what fails. The consumers wait out
+  a Redis outage without crashing, so the tree alone would stay healthy
+  through one;
 * ``GET /v1/admin/tree`` — the live supervision tree, for ``notifactor tree
   --metrics``. This listener checks no tokens, so the loopback exemption of
   the REST API's tree route is its only way in: it answers a loopback client
@@ -21,7 +24,7 @@ Everything else is a 404 problem document.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import attrs
@@ -30,6 +33,7 @@ import trio
 
 from notifactor.config import Config
 from notifactor.gateway.http import answer_lifespan, is_loopback_peer
+from notifactor.observability.health import RETRY_AFTER_S, HealthCheck, run_health_checks
 from notifactor.observability.metrics import render_metrics
 from notifactor.supervisors.statistics import NodeStatistics, to_jsonable
 
@@ -37,6 +41,9 @@ log = logging.getLogger("notifactor.observability.metrics_server")
 
 SupervisionCheck = Callable[[], Awaitable[None]]
 TreeSnapshot = Callable[[], NodeStatistics | None]
+#: The checks of the process's dependencies right now (``redis``, ``storage``):
+#: empty while the services that hold the connections are not running.
+DependencyChecks = Callable[[], Mapping[str, HealthCheck]]
 
 
 def _problem(status: int, title: str, detail: str) -> bytes:
@@ -61,14 +68,16 @@ class MetricsApp:
     """An ASGI app with ``/metrics``, ``/health/live``, ``/health`` and ``/v1/admin/tree``.
 
     Attributes:
-        supervision_check: raises when the supervision tree is unhealthy
-            (None: ``/health`` answers like ``/health/live``).
+        supervision_check: raises when the supervision tree is unhealthy.
+        dependency_checks: the Redis and storage checks of the moment.
+            With neither, ``/health`` answers like ``/health/live``.
         tree: the live tree (None, or returning None: 503).
         tree_loopback_without_token: ``observability.tree_loopback_without_token``;
             false closes the tree on this listener.
     """
 
     supervision_check: SupervisionCheck | None = None
+    dependency_checks: DependencyChecks | None = None
     tree: TreeSnapshot | None = None
     tree_loopback_without_token: bool = True
 
@@ -81,6 +90,7 @@ class MetricsApp:
             return
         path, method = scope["path"], scope["method"]
         content_type, status = "application/json", 200
+        extra_headers: list[tuple[bytes, bytes]] = []
         if method not in {"GET", "HEAD"}:
             body, content_type, status = _NOT_FOUND, "application/problem+json", 404
         elif path == "/metrics":
@@ -89,6 +99,8 @@ class MetricsApp:
             body = b'{"status":"ok"}'
         elif path == "/health":
             body, status = await self._health()
+            if status != 200:
+                extra_headers.append((b"retry-after", str(RETRY_AFTER_S).encode()))
         elif path == "/v1/admin/tree":
             body, status = self._tree(scope)
             if status != 200:
@@ -98,24 +110,19 @@ class MetricsApp:
         headers = [
             (b"content-type", content_type.encode()),
             (b"content-length", str(len(body)).encode()),
+            *extra_headers,
         ]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
 
     async def _health(self) -> tuple[bytes, int]:
-        if self.supervision_check is None:
-            return b'{"status":"ok","checks":{}}', 200
-        try:
-            await self.supervision_check()
-        except Exception as error:
-            document = {
-                "status": "fail",
-                "checks": {"supervision": "fail"},
-                "failing": ["supervision"],
-                "details": {"supervision": str(error)},
-            }
-            return msgspec.json.encode(document), 503
-        return b'{"status":"ok","checks":{"supervision":"ok"}}', 200
+        checks: dict[str, HealthCheck] = dict(
+            self.dependency_checks() if self.dependency_checks is not None else {}
+        )
+        if self.supervision_check is not None:
+            checks["supervision"] = self.supervision_check
+        report = await run_health_checks(checks)
+        return msgspec.json.encode(report.to_jsonable()), 503 if report.failing else 200
 
     def _tree(self, scope: dict[str, Any]) -> tuple[bytes, int]:
         refused = self._tree_refusal(scope)
@@ -147,6 +154,7 @@ async def run_metrics_server(
     config: Config,
     *,
     supervision_check: SupervisionCheck | None = None,
+    dependency_checks: DependencyChecks | None = None,
     tree: TreeSnapshot | None = None,
     task_status: trio.TaskStatus[int | None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -168,6 +176,7 @@ async def run_metrics_server(
     async with trio.open_nursery() as nursery:
         app = MetricsApp(
             supervision_check=supervision_check,
+            dependency_checks=dependency_checks,
             tree=tree,
             tree_loopback_without_token=settings.tree_loopback_without_token,
         )
