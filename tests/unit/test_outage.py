@@ -47,6 +47,19 @@ async def test_an_outage_is_logged_when_it_starts_and_when_it_ends(
     ]
 
 
+async def test_a_group_is_logged_by_the_errors_inside_it(
+    caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
+) -> None:
+    outage = Outage("partition 7 stream", logging.getLogger("test.outage"))
+    group = ExceptionGroup(
+        "Exceptions from Trio nursery", [ExceptionGroup("inner", [ConnectionError("refused")])]
+    )
+    with caplog.at_level(logging.WARNING, logger="test.outage"):
+        await outage.failed(group)
+    [message] = [record.getMessage() for record in caplog.records]
+    assert message == "partition 7 stream unreachable, waiting for it: ConnectionError: refused"
+
+
 def test_only_groups_made_entirely_of_the_kinds_count() -> None:
     kinds = (ConnectionError, TimeoutError)
     assert only_of(ConnectionError(), kinds)

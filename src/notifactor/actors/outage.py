@@ -28,6 +28,19 @@ def only_of(error: BaseException, kinds: tuple[type[BaseException], ...]) -> boo
     return isinstance(error, kinds)
 
 
+def describe(error: BaseException) -> str:
+    """``error`` for a log line; a group by the errors inside it (``Type: message; ...``)."""
+    if isinstance(error, BaseExceptionGroup):
+        return "; ".join(_leaves(error))
+    return str(error)
+
+
+def _leaves(error: BaseException) -> list[str]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [f"{type(error).__name__}: {error}"]
+
+
 @attrs.define
 class Outage:
     """Consecutive failures of one dependency, and the pause before the next try.
@@ -53,7 +66,7 @@ class Outage:
         """Count a failure (logged if it starts an outage) and pause."""
         self.failures += 1
         if self.failures == 1:
-            self.logger.warning("%s unreachable, waiting for it: %s", self.what, error)
+            self.logger.warning("%s unreachable, waiting for it: %s", self.what, describe(error))
         await trio.sleep(self.pause_s())
 
     def succeeded(self) -> None:
