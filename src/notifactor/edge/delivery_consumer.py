@@ -12,8 +12,13 @@ It also keeps this gateway alive in the presence registry (heartbeat every
 session unregister failed or timed out, and refreshes this gateway's members
 of the cluster-wide tenant connection counts) and, now and then, removes the delivery streams of
 gateways that died (no ``gwalive`` key and nothing written for
-``stale_stream_ms``). :func:`reset_gateway` runs once when the edge starts: it
-forgets the registrations and the stream of an earlier run with the same id.
+``stale_stream_ms``). The presence check also runs at once when the stream
+reader gets Redis back after an outage. When it finds registrations lost and
+registers the users again, the users' open sessions are sent what was routed
+to nobody meanwhile (:mod:`notifactor.edge.presence_catch_up`), read from
+storage since the last check that found the registrations complete.
+:func:`reset_gateway` runs once when the edge starts: it forgets the
+registrations and the stream of an earlier run with the same id.
 """
 
 from __future__ import annotations
@@ -34,10 +39,12 @@ from notifactor.adapters.redis_dispatch import RedisKeys
 from notifactor.domain.routing import ROUTED_FIELD, ROUTED_SCHEMA_VERSION, decode_routed
 from notifactor.domain.ws_frames import notification_frame
 from notifactor.edge.admission import ConnectionAdmission
+from notifactor.edge.presence_catch_up import PresenceCatchUp, now_us
 from notifactor.edge.registry import Deliver, SessionHandle, SessionRegistry
 from notifactor.edge.settings import EdgeSettings
 from notifactor.edge.stopping import until_stop_requested
 from notifactor.observability.tracing import consume_span, parent_context
+from notifactor.ports.notification_store import NotificationStore
 from notifactor.ports.presence import Presence
 
 log = logging.getLogger("notifactor.edge.delivery")
@@ -65,7 +72,11 @@ async def reset_gateway(
 
 
 class DeliveryConsumer:
-    """Reads this gateway's delivery stream and fans it out (see the module docstring)."""
+    """Reads this gateway's delivery stream and fans it out (see the module docstring).
+
+    ``store``: where the catch-up after lost presence registrations reads the
+    users' inboxes; None catches nobody up (tests of other parts).
+    """
 
     def __init__(
         self,
@@ -78,6 +89,7 @@ class DeliveryConsumer:
         settings: EdgeSettings,
         position: StreamPosition | None = None,
         admission: ConnectionAdmission | None = None,
+        store: NotificationStore | None = None,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -88,6 +100,15 @@ class DeliveryConsumer:
         self._position = position or StreamPosition()
         self._admission = admission
         self._stream = keys.gateway_stream(gateway_id)
+        self._catch_up = (
+            None if store is None else PresenceCatchUp(store, registry, page=settings.replay_page)
+        )
+        # Set to check presence before the next heartbeat tick is due.
+        self._check_presence = trio.Event()
+        # Wall-clock time (µs) of the last presence check that found this
+        # gateway's registrations complete: what was routed after it may
+        # have found them missing.
+        self._complete_at_us = now_us()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Consume until cancelled; a start function for the edge supervisor.
@@ -95,21 +116,31 @@ class DeliveryConsumer:
         Redis being unreachable is waited out (with a growing pause, logged
         once per outage) instead of crashing: the sessions stay open, and
         live delivery resumes from where it stopped when Redis is back.
+        Presence is checked as soon as it is back: the registrations may
+        have expired meanwhile.
         """
+        self._complete_at_us = now_us()
         with contextlib.suppress(*UNAVAILABLE):  # the heartbeat loop retries
             await self._presence.heartbeat(self._gateway_id)
         with until_stop_requested():
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._heartbeat_loop)
                 nursery.start_soon(self._janitor_loop)
+                if self._catch_up is not None:
+                    nursery.start_soon(self._catch_up.run)
                 task_status.started()
                 outage = Outage("delivery stream", log)
+                failing = False
                 while True:
                     try:
                         await self.consume_once()
                     except UNAVAILABLE as error:
+                        failing = True
                         await outage.failed(error)
                     else:
+                        if failing:
+                            failing = False
+                            self._check_presence.set()
                         outage.succeeded()
 
     async def consume_once(self) -> int:
@@ -175,21 +206,14 @@ class DeliveryConsumer:
         return result.backlogged
 
     async def _heartbeat_loop(self) -> None:
+        """Every ``presence_heartbeat_s``, or at once when asked: the presence tick."""
         while True:
-            await trio.sleep(self._settings.presence_heartbeat_s)
+            with trio.move_on_after(self._settings.presence_heartbeat_s):
+                await self._check_presence.wait()
+            self._check_presence = trio.Event()
             await self._settle_presence()
             try:
-                registered = await self._presence.heartbeat(self._gateway_id)
-                counts = self._registry.user_counts()
-                live = sum(counts.values())
-                if registered < live:
-                    log.warning(
-                        "presence holds %d of this gateway's %d sessions; registering them again",
-                        registered,
-                        live,
-                        extra={"event": "presence_reasserted"},
-                    )
-                    await self._presence.reassert(self._gateway_id, counts)
+                await self._heartbeat()
             except Exception as error:  # next tick retries; the TTL spans several ticks
                 log.warning("presence heartbeat failed: %s", error)
             if self._admission is not None:
@@ -197,6 +221,29 @@ class DeliveryConsumer:
                     await self._admission.refresh()
                 except Exception as error:  # the TTL spans three ticks
                     log.warning("connection-count refresh failed: %s", error)
+
+    async def _heartbeat(self) -> None:
+        """Keep this gateway's registrations alive; register its users again if lost.
+
+        After registering them again, their live sessions are caught up on
+        what was routed since the last heartbeat that found them complete.
+        """
+        checked_us = now_us()
+        registered = await self._presence.heartbeat(self._gateway_id)
+        counts = self._registry.user_counts()
+        live = sum(counts.values())
+        if registered >= live:
+            self._complete_at_us = checked_us
+            return
+        log.warning(
+            "presence holds %d of this gateway's %d sessions; registering them again",
+            registered,
+            live,
+            extra={"event": "presence_reasserted"},
+        )
+        await self._presence.reassert(self._gateway_id, counts)
+        if self._catch_up is not None:
+            self._catch_up.request(self._complete_at_us, counts)
 
     async def _settle_presence(self) -> None:
         """Write the exact counts of users whose unregister failed or timed out."""

@@ -152,6 +152,7 @@ class WsEdge:
             settings=self.settings,
             position=self.position,
             admission=self.admission,
+            store=self.context.store,
         )
 
     async def _run_consumer(self, *, task_status: trio.TaskStatus[None]) -> None:

@@ -1,0 +1,193 @@
+"""Sending open sessions what was routed while this gateway's presence was lost.
+
+When Redis loses a gateway's presence registrations (unreachable for longer
+than the presence TTL, restarted without persistence, failed over), the
+dispatcher routes the notifications of that gateway's users to nobody: they
+are stored ``pending`` and acknowledged. The sessions stayed open, so their
+clients have no reason to ``resume``. Once the delivery consumer's presence
+check has registered the users again, :class:`PresenceCatchUp` reads each
+such user's inbox from shortly before the last check that found the
+registrations complete, and hands the entries never written to a socket
+(``pending``, ``retrying``) to the user's live sessions, like late live
+frames. A session drops an id it has already been sent, frames of channels
+it is not subscribed to, and holds frames during its own resume, so what a
+session already has is not sent twice.
+
+One catch-up runs at a time, users one after the other (one storage read
+per page at a time, however many users the gateway holds); a reassert that
+comes while one runs is caught up after it. A storage failure stops the
+catch-up at that user with a warning: the rest stays pending until those
+clients resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+import attrs
+import trio
+
+from notifactor.domain.cursor import inbox_cursor
+from notifactor.domain.delivery_state import DeliveryState
+from notifactor.domain.notification import InboxEntry
+from notifactor.domain.routing import RoutedMessage
+from notifactor.domain.ws_frames import notification_frame
+from notifactor.edge.registry import Deliver, SessionRegistry
+from notifactor.ports.notification_store import NotificationStore, StoreError
+
+log = logging.getLogger("notifactor.edge.delivery")
+
+#: How far before the last complete presence check the inbox is read: the
+#: notification times come from the clocks of other hosts (the REST gateways).
+CLOCK_SLACK_US = 5_000_000
+
+#: Stored states of notifications no session has been written yet (the
+#: resume's look back sends the same ones).
+_NEVER_WRITTEN = frozenset({DeliveryState.PENDING, DeliveryState.RETRYING})
+
+User = tuple[str, str]
+"""``(tenant_id, user_id)``."""
+
+
+def now_us() -> int:
+    """Wall-clock time in microseconds (the clock notification times are on)."""
+    return time.time_ns() // 1000
+
+
+def stored_deliver(entry: InboxEntry) -> Deliver:
+    """A stored notification as a live delivery (no trace; attempt 1: storage has no count)."""
+    notification = entry.notification
+    message = RoutedMessage(
+        id=notification.id,
+        tenant_id=notification.tenant_id,
+        user_id=notification.user_id,
+        channel=notification.channel,
+        content=notification.content,
+        priority=notification.priority,
+        metadata=dict(notification.metadata),
+        created_at=notification.created_at,
+        cursor=entry.cursor,
+        attempt=1,
+        traceparent="",
+    )
+    frame = notification_frame(
+        id=message.id,
+        channel=message.channel,
+        content=message.content,
+        priority=message.priority,
+        metadata=message.metadata,
+        created_at=message.created_at,
+        cursor=message.cursor,
+    )
+    return Deliver(message=message, frame=frame)
+
+
+@attrs.define
+class _Wanted:
+    """A catch-up asked for: these users, since ``since_us`` (before the slack)."""
+
+    since_us: int
+    users: set[User]
+
+
+class PresenceCatchUp:
+    """Catches the live sessions of reasserted users up (see the module docstring).
+
+    Args:
+        store: the notification store (the sessions' resume reads it too).
+        registry: this gateway's sessions.
+        page: inbox entries per storage read.
+        slack_us: read from this long before the time asked for.
+    """
+
+    def __init__(
+        self,
+        store: NotificationStore,
+        registry: SessionRegistry,
+        *,
+        page: int,
+        slack_us: int = CLOCK_SLACK_US,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._page = page
+        self._slack_us = slack_us
+        self._wanted: _Wanted | None = None
+        self._asked = trio.Event()
+
+    def request(self, since_us: int, users: Iterable[User]) -> None:
+        """Ask for a catch-up of ``users`` from ``since_us``; merged with one not started yet."""
+        if self._wanted is None:
+            self._wanted = _Wanted(since_us=since_us, users=set(users))
+        else:
+            self._wanted.since_us = min(self._wanted.since_us, since_us)
+            self._wanted.users.update(users)
+        self._asked.set()
+
+    async def run(self) -> None:
+        """Run the catch-ups asked for, one at a time, until cancelled."""
+        while True:
+            await self._asked.wait()
+            self._asked = trio.Event()
+            wanted, self._wanted = self._wanted, None
+            if wanted is None:
+                continue
+            try:
+                await self.catch_up(wanted.since_us, sorted(wanted.users))
+            except Exception:  # a bug here must not stop live delivery
+                log.exception(
+                    "presence catch-up failed", extra={"event": "presence_catch_up_failed"}
+                )
+
+    async def catch_up(self, since_us: int, users: Iterable[User]) -> tuple[int, int]:
+        """Send each user's never-written notifications since ``since_us`` to its sessions.
+
+        Returns:
+            How many users were sent at least one, and how many notifications
+            were handed to sessions (a session drops those it already has).
+        """
+        cursor = inbox_cursor("", max(0, since_us - self._slack_us))
+        queue = list(users)
+        reached = handed = 0
+        for done, (tenant_id, user_id) in enumerate(queue):
+            try:
+                sent = await self._catch_up_user(tenant_id, user_id, cursor)
+            except StoreError as error:
+                log.warning(
+                    "presence catch-up stopped: storage failed (%s); %d users not caught up,"
+                    " their clients' next resume looks back for it",
+                    error,
+                    len(queue) - done,
+                    extra={"event": "presence_catch_up_failed"},
+                )
+                break
+            reached += 1 if sent else 0
+            handed += sent
+        log.info(
+            "presence catch-up: %d notifications sent to the sessions of %d users",
+            handed,
+            reached,
+            extra={"event": "presence_catch_up"},
+        )
+        return reached, handed
+
+    async def _catch_up_user(self, tenant_id: str, user_id: str, cursor: str) -> int:
+        """One user's catch-up; how many notifications reached a session of the user."""
+        sent = 0
+        while self._registry.sessions_of(tenant_id, user_id):
+            entries = await self._store.inbox_after(tenant_id, user_id, cursor, self._page)
+            for entry in entries:
+                if entry.state not in _NEVER_WRITTEN:
+                    continue
+                result = self._registry.fan_out(stored_deliver(entry))
+                sent += 1 if result.sessions else 0
+                for handle in result.backlogged:
+                    # Paced like a live burst: a catch-up bigger than an
+                    # outbox reaches a client that reads.
+                    await handle.make_room()
+            if len(entries) < self._page:
+                break
+            cursor = entries[-1].cursor
+        return sent

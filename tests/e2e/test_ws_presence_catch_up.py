@@ -1,0 +1,203 @@
+"""A session that stayed open while its presence was lost gets what was routed meanwhile.
+
+When Redis loses a gateway's presence registrations (an outage longer than
+the presence TTL, a restart without persistence, a failover), notifications
+for the users of that gateway are routed to nobody and stay ``pending``.
+The gateway's next presence check registers its users again and then sends
+their open sessions what was stored meanwhile and never written to a socket;
+the sessions drop what they already have. The check runs at once when the
+delivery stream reader gets Redis back, not a whole heartbeat later.
+
+Here the registration is removed by hand (as if it had expired), and the
+heartbeat is held until the dispatcher has routed the notification to
+nobody, so the test does not depend on which comes first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import trio
+
+from notifactor.adapters.redis_client import UNAVAILABLE
+from notifactor.adapters.redis_dispatch import DEFAULT_GROUP
+from notifactor.edge.delivery_consumer import DeliveryConsumer
+from tests.e2e.ws_support import TEST_EDGE, Stack, WsClient, running_stack
+
+pytestmark = pytest.mark.e2e
+
+FAST_PRESENCE = attrs.evolve(TEST_EDGE, presence_heartbeat_s=0.2)
+
+
+class HeldHeartbeats:
+    """Holds the gateway's presence heartbeats until :meth:`release`."""
+
+    def __init__(self, s: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+        presence = s.edge.context.presence
+        self._real: Callable[[str], Awaitable[int]] = presence.heartbeat
+        self.reached = trio.Event()
+        self._released = trio.Event()
+        monkeypatch.setattr(presence, "heartbeat", self._heartbeat)
+
+    async def _heartbeat(self, gateway_id: str) -> int:
+        self.reached.set()
+        await self._released.wait()
+        return await self._real(gateway_id)
+
+    def release(self) -> None:
+        self._released.set()
+
+
+async def _dispatched(s: Stack) -> None:
+    """Wait until the dispatcher has read and acknowledged every accepted notification."""
+    with trio.fail_after(10):
+        while True:
+            done = True
+            for partition in range(s.config.supervision.partitions):
+                groups: Any = await s.redis.xinfo_groups(s.keys.stream(partition))
+                for group in groups:
+                    if group[b"name"] == DEFAULT_GROUP.encode():
+                        done &= group[b"pending"] == 0 and group.get(b"lag") == 0
+            if done:
+                return
+            await trio.sleep(0.02)
+
+
+async def _lose_presence(s: Stack, tenant_id: str, user_id: str) -> None:
+    """Remove the user's registration, as when its TTL lapsed while Redis was away."""
+    assert await s.redis.delete([s.keys.presence(tenant_id, user_id)]) == 1
+
+
+async def _notifications_until_pong(client: WsClient) -> list[str]:
+    """Ids of the notification frames that come before the answer to a ping."""
+    await client.send_json({"type": "ping"})
+    frames = await client.recv_until("pong", within_s=5)
+    return [frame["id"] for frame in frames if frame["type"] == "notification"]
+
+
+async def _routed_to_nobody(s: Stack, tenant_id: str, user_id: str) -> str:
+    """Post one notification and wait until the dispatcher has found no presence for it."""
+    ident = await s.post(tenant_id, user_id, content="while presence was lost")
+    await _dispatched(s)
+    assert await s.status_of(tenant_id, ident) == "pending"
+    return ident
+
+
+async def test_a_reassert_sends_the_open_session_what_was_routed_while_presence_was_lost(
+    redis_url: str,
+    tmp_path: Path,
+    redis_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="notifactor.edge")
+    async with running_stack(redis_url, tmp_path, redis_prefix, settings=FAST_PRESENCE) as s:
+        alice = await s.connect("acme", "alice")
+        held = HeldHeartbeats(s, monkeypatch)
+        with trio.fail_after(5):
+            await held.reached.wait()
+        await _lose_presence(s, "acme", "alice")
+        missed = await _routed_to_nobody(s, "acme", "alice")
+
+        held.release()  # the heartbeat finds the registration gone and reasserts
+        frame = await alice.recv_json(within_s=5)
+        assert frame["type"] == "notification"
+        assert frame["id"] == missed
+        assert frame["content"] == "while presence was lost"
+        assert frame["cursor"]
+        await s.wait_status("acme", missed, "delivered")
+
+        await trio.sleep(3 * FAST_PRESENCE.presence_heartbeat_s)  # later heartbeats
+        assert await _notifications_until_pong(alice) == []  # exactly once
+        live = await s.post("acme", "alice", content="live again")
+        assert (await alice.recv_json(within_s=5))["id"] == live
+        await alice.close()
+
+    reasserts = [r for r in caplog.records if getattr(r, "event", None) == "presence_reasserted"]
+    assert reasserts
+    catch_ups = [r for r in caplog.records if getattr(r, "event", None) == "presence_catch_up"]
+    assert len(catch_ups) == 1, [r.getMessage() for r in catch_ups]
+    assert catch_ups[0].levelno == logging.INFO
+    assert "1 notifications" in catch_ups[0].getMessage()
+    assert "1 users" in catch_ups[0].getMessage()
+
+
+async def test_the_catch_up_does_not_send_again_what_the_session_already_has(
+    redis_url: str, tmp_path: Path, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_stack(redis_url, tmp_path, redis_prefix, settings=FAST_PRESENCE) as s:
+        alice = await s.connect("acme", "alice")
+        other_channel = await s.connect("acme", "alice")
+        await other_channel.send_json({"type": "subscribe", "channels": ["billing"]})
+        assert (await other_channel.recv_json())["type"] == "subscribed"
+
+        # Sent to the socket, but its ``delivered`` never reaches storage: it
+        # stays pending there, as one whose record is still on its way.
+        async def not_recorded(*_args: Any, **_kwargs: Any) -> None:
+            return None
+
+        monkeypatch.setattr(s.edge.recorder, "record", not_recorded)
+        received = await s.post("acme", "alice", content="received live")
+        assert (await alice.recv_json(within_s=5))["id"] == received
+
+        held = HeldHeartbeats(s, monkeypatch)
+        with trio.fail_after(5):
+            await held.reached.wait()
+        await _lose_presence(s, "acme", "alice")
+        missed = await _routed_to_nobody(s, "acme", "alice")
+        assert await s.status_of("acme", received) == "pending"
+
+        held.release()
+        frame = await alice.recv_json(within_s=5)
+        assert frame["id"] == missed  # the missed one only, not ``received`` again
+        await trio.sleep(3 * FAST_PRESENCE.presence_heartbeat_s)
+        assert await _notifications_until_pong(alice) == []
+        # The other session is subscribed to another channel only: it gets neither.
+        assert await _notifications_until_pong(other_channel) == []
+        for client in (alice, other_channel):
+            await client.close()
+
+
+async def test_presence_is_checked_as_soon_as_the_delivery_reader_gets_redis_back(
+    redis_url: str, tmp_path: Path, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The heartbeat is 30 s here: only the reader's recovery can trigger the check."""
+    settings = attrs.evolve(TEST_EDGE, presence_heartbeat_s=30.0)
+    failed_reads = 0
+    redis_down = False
+    consume_once = DeliveryConsumer.consume_once
+
+    async def flaky_consume_once(self: DeliveryConsumer) -> int:
+        nonlocal failed_reads
+        if redis_down:
+            failed_reads += 1
+            raise UNAVAILABLE[0]("Redis is away (injected)")
+        return await consume_once(self)
+
+    monkeypatch.setattr(DeliveryConsumer, "consume_once", flaky_consume_once)
+    async with running_stack(redis_url, tmp_path, redis_prefix, settings=settings) as s:
+        alice = await s.connect("acme", "alice")
+        await _lose_presence(s, "acme", "alice")
+        missed = await _routed_to_nobody(s, "acme", "alice")
+
+        redis_down = True
+        with trio.fail_after(5):
+            while failed_reads < 2:  # noqa: ASYNC110 - the reader runs in its own task
+                await trio.sleep(0.02)
+        redis_down = False
+
+        # Far less than the 30 s heartbeat: the registration is back, and the
+        # session gets what was routed while it was missing.
+        presence_key = s.keys.presence("acme", "alice")
+        with trio.fail_after(5):
+            while not await s.redis.exists([presence_key]):  # noqa: ASYNC110 - Redis is polled
+                await trio.sleep(0.02)
+        frame = await alice.recv_json(within_s=5)
+        assert frame["id"] == missed
+        await s.wait_status("acme", missed, "delivered")
+        await alice.close()
