@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 
 from notifactor.actors.session_outbox import Outgoing
 from notifactor.domain.cursor import CursorKind, Position, decode_cursor, inbox_cursor
-from notifactor.domain.delivery_state import DeliveryState
+from notifactor.domain.delivery_state import NEVER_WRITTEN, DeliveryState
 from notifactor.domain.notification import InboxEntry
 from notifactor.domain.resume import Keyed, ReplayMerge
 from notifactor.domain.timestamps import to_us
@@ -84,9 +84,6 @@ class Resumption:
         """End the merge: the held frames to send now, in order."""
         merge, self.merge = self.merge, None
         return [] if merge is None else [keyed.item for keyed in merge.release()]
-
-
-_NEVER_WRITTEN = frozenset({DeliveryState.PENDING, DeliveryState.RETRYING})
 
 
 async def replay(
@@ -151,7 +148,7 @@ async def look_back(
             notification = entry.notification
             if Position(time_us=notification.created_at_us, key=notification.id) >= position:
                 return count  # the cursor's own notification, which the client has
-            if entry.state in _NEVER_WRITTEN:
+            if entry.state in NEVER_WRITTEN:
                 merge.replayed(notification.id)
                 if await send(entry):
                     count += 1

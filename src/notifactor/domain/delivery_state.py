@@ -178,3 +178,8 @@ def attempts_timestamp(attempts: int) -> int:
     if attempts < 0:
         raise ValueError(f"attempts must be >= 0: {attempts}")
     return attempts
+
+
+#: States of a notification no session has been written yet: what a resume's
+#: look back, and the catch-up after a lost presence, send again.
+NEVER_WRITTEN: Final = frozenset({DeliveryState.PENDING, DeliveryState.RETRYING})

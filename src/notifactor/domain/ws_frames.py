@@ -20,6 +20,7 @@ import msgspec
 
 from notifactor.domain.cursor import CursorKind, InvalidCursorError, Position, decode_cursor
 from notifactor.domain.identifiers import CHANNEL
+from notifactor.domain.routing import RoutedMessage
 
 MAX_CHANNELS_PER_FRAME = 100
 MAX_ID_CHARS = 128
@@ -169,6 +170,19 @@ def notification_frame(
         cursor=cursor,
     )
     return _ENCODER.encode(frame).decode()
+
+
+def routed_notification_frame(message: RoutedMessage) -> str:
+    """The text of the ``notification`` frame of a routed message."""
+    return notification_frame(
+        id=message.id,
+        channel=message.channel,
+        content=message.content,
+        priority=message.priority,
+        metadata=message.metadata,
+        created_at=message.created_at,
+        cursor=message.cursor,
+    )
 
 
 def welcome_frame(*, session_id: str, tenant_id: str, user_id: str, heartbeat_s: float) -> str:

@@ -37,9 +37,10 @@ from notifactor.actors.outage import Outage
 from notifactor.adapters.redis_client import UNAVAILABLE
 from notifactor.adapters.redis_dispatch import RedisKeys
 from notifactor.domain.routing import ROUTED_FIELD, ROUTED_SCHEMA_VERSION, decode_routed
-from notifactor.domain.ws_frames import notification_frame
+from notifactor.domain.timestamps import wall_clock_us
+from notifactor.domain.ws_frames import routed_notification_frame
 from notifactor.edge.admission import ConnectionAdmission
-from notifactor.edge.presence_catch_up import PresenceCatchUp, now_us
+from notifactor.edge.presence_catch_up import PresenceCatchUp
 from notifactor.edge.registry import Deliver, SessionHandle, SessionRegistry
 from notifactor.edge.settings import EdgeSettings
 from notifactor.edge.stopping import until_stop_requested
@@ -108,7 +109,7 @@ class DeliveryConsumer:
         # Wall-clock time (µs) of the last presence check that found this
         # gateway's registrations complete: what was routed after it may
         # have found them missing.
-        self._complete_at_us = now_us()
+        self._complete_at_us = wall_clock_us()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Consume until cancelled; a start function for the edge supervisor.
@@ -119,7 +120,7 @@ class DeliveryConsumer:
         Presence is checked as soon as it is back: the registrations may
         have expired meanwhile.
         """
-        self._complete_at_us = now_us()
+        self._complete_at_us = wall_clock_us()
         with contextlib.suppress(*UNAVAILABLE):  # the heartbeat loop retries
             await self._presence.heartbeat(self._gateway_id)
         with until_stop_requested():
@@ -182,15 +183,7 @@ class DeliveryConsumer:
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as error:
             log.warning("skipping delivery-stream entry %s: %s", ident, error)
             return ()
-        frame = notification_frame(
-            id=message.id,
-            channel=message.channel,
-            content=message.content,
-            priority=message.priority,
-            metadata=message.metadata,
-            created_at=message.created_at,
-            cursor=message.cursor,
-        )
+        frame = routed_notification_frame(message)
         with consume_span(
             "edge.fan_out",
             message.traceparent,
@@ -228,7 +221,7 @@ class DeliveryConsumer:
         After registering them again, their live sessions are caught up on
         what was routed since the last heartbeat that found them complete.
         """
-        checked_us = now_us()
+        checked_us = wall_clock_us()
         registered = await self._presence.heartbeat(self._gateway_id)
         counts = self._registry.user_counts()
         live = sum(counts.values())

@@ -23,17 +23,16 @@ clients resume.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable
 
 import attrs
 import trio
 
 from notifactor.domain.cursor import inbox_cursor
-from notifactor.domain.delivery_state import DeliveryState
+from notifactor.domain.delivery_state import NEVER_WRITTEN
 from notifactor.domain.notification import InboxEntry
 from notifactor.domain.routing import RoutedMessage
-from notifactor.domain.ws_frames import notification_frame
+from notifactor.domain.ws_frames import routed_notification_frame
 from notifactor.edge.registry import Deliver, SessionRegistry
 from notifactor.ports.notification_store import NotificationStore, StoreError
 
@@ -43,17 +42,8 @@ log = logging.getLogger("notifactor.edge.delivery")
 #: notification times come from the clocks of other hosts (the REST gateways).
 CLOCK_SLACK_US = 5_000_000
 
-#: Stored states of notifications no session has been written yet (the
-#: resume's look back sends the same ones).
-_NEVER_WRITTEN = frozenset({DeliveryState.PENDING, DeliveryState.RETRYING})
-
 User = tuple[str, str]
 """``(tenant_id, user_id)``."""
-
-
-def now_us() -> int:
-    """Wall-clock time in microseconds (the clock notification times are on)."""
-    return time.time_ns() // 1000
 
 
 def stored_deliver(entry: InboxEntry) -> Deliver:
@@ -72,15 +62,7 @@ def stored_deliver(entry: InboxEntry) -> Deliver:
         attempt=1,
         traceparent="",
     )
-    frame = notification_frame(
-        id=message.id,
-        channel=message.channel,
-        content=message.content,
-        priority=message.priority,
-        metadata=message.metadata,
-        created_at=message.created_at,
-        cursor=message.cursor,
-    )
+    frame = routed_notification_frame(message)
     return Deliver(message=message, frame=frame)
 
 
@@ -179,7 +161,7 @@ class PresenceCatchUp:
         while self._registry.sessions_of(tenant_id, user_id):
             entries = await self._store.inbox_after(tenant_id, user_id, cursor, self._page)
             for entry in entries:
-                if entry.state not in _NEVER_WRITTEN:
+                if entry.state not in NEVER_WRITTEN:
                     continue
                 result = self._registry.fan_out(stored_deliver(entry))
                 sent += 1 if result.sessions else 0
