@@ -201,3 +201,54 @@ async def test_presence_is_checked_as_soon_as_the_delivery_reader_gets_redis_bac
         assert frame["id"] == missed
         await s.wait_status("acme", missed, "delivered")
         await alice.close()
+
+
+async def test_a_catch_up_does_not_resend_what_the_session_remembered_when_it_began(
+    redis_url: str, tmp_path: Path, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catch-up's own frames push older ids out of the sent window (8 here)."""
+    settings = attrs.evolve(FAST_PRESENCE, sent_window=8)
+    async with running_stack(redis_url, tmp_path, redis_prefix, settings=settings) as s:
+        alice = await s.connect("acme", "alice")
+
+        async def not_recorded(*_args: Any, **_kwargs: Any) -> None:
+            return None
+
+        monkeypatch.setattr(s.edge.recorder, "record", not_recorded)  # all stay pending
+        received = [await s.post("acme", "alice", content=f"live {i}") for i in range(12)]
+        assert [(await alice.recv_json(within_s=5))["id"] for _ in received] == received
+
+        held = HeldHeartbeats(s, monkeypatch)
+        with trio.fail_after(5):
+            await held.reached.wait()
+        await _lose_presence(s, "acme", "alice")
+        missed = await _routed_to_nobody(s, "acme", "alice")
+        held.release()
+        await trio.sleep(5 * FAST_PRESENCE.presence_heartbeat_s)
+        again = await _notifications_until_pong(alice)
+        assert missed in again
+        # The four the window had forgotten before the catch-up may come
+        # again; the eight it still remembered must not.
+        assert set(again) - {missed} <= set(received[:4]), again
+        await alice.close()
+
+
+async def test_a_lost_registration_is_found_when_another_users_count_is_too_high(
+    redis_url: str, tmp_path: Path, redis_prefix: str
+) -> None:
+    """As after a failover to a lagging replica: alice's last unregister and bob's register lost."""
+    async with running_stack(redis_url, tmp_path, redis_prefix, settings=FAST_PRESENCE) as s:
+        gateway = s.edge.gateway_id
+        alice = await s.connect("acme", "alice")
+        bob = await s.connect("acme", "bob")
+        await s.redis.hincrby(s.keys.presence("acme", "alice"), gateway, 1)
+        await s.redis.srem(s.keys.gateway_users(gateway), [s.keys.presence("acme", "bob")])
+        await _lose_presence(s, "acme", "bob")
+        # The sum of the gateway's counts is still right; bob is not registered.
+        with trio.fail_after(5):
+            while not await s.redis.exists([s.keys.presence("acme", "bob")]):  # noqa: ASYNC110
+                await trio.sleep(0.02)
+        live = await s.post("acme", "bob", content="after the check")
+        assert (await bob.recv_json(within_s=5))["id"] == live
+        for client in (alice, bob):
+            await client.close()

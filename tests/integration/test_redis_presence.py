@@ -55,3 +55,22 @@ async def test_a_gateway_that_stops_heartbeating_drops_out_of_lookups(
     # A clean stop removes a gateway at once.
     await presence.drop_gateway("gw-live")
     assert await presence.gateways_for_many([("t", "u")]) == {}
+
+
+async def test_missing_names_each_user_registered_with_fewer_sessions(
+    redis_client: coredis.Redis[bytes], redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = RedisKeys(prefix=redis_prefix)
+    presence = RedisPresence(redis_client, keys=keys)
+    for user in ("alice", "alice", "bob", "carol"):
+        await presence.register("t", user, "gw-a")
+    await presence.register("t", "dave", "gw-b")  # another gateway's registration
+    await redis_client.delete([keys.presence("t", "bob")])  # lost
+    await redis_client.hincrby(keys.presence("t", "carol"), "gw-a", 5)  # too high
+    held = {("t", "alice"): 2, ("t", "bob"): 1, ("t", "carol"): 1, ("t", "dave"): 1}
+    assert await presence.missing("gw-a", held) == {("t", "bob"), ("t", "dave")}
+    assert await presence.missing("gw-a", {("t", "alice"): 3}) == {("t", "alice")}
+    assert await presence.missing("gw-a", {}) == set()
+    # Batched like a reassert: positions map back to the right users in every batch.
+    monkeypatch.setattr("notifactor.adapters.redis_presence.REASSERT_BATCH", 2)
+    assert await presence.missing("gw-a", held) == {("t", "bob"), ("t", "dave")}

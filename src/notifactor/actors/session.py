@@ -148,6 +148,7 @@ class SessionActor(Actor[Deliver]):
             user_id=user_id,
             deliver=self._on_live,
             make_room=self.make_room,
+            sent_ids=self.sent.ids,
         )
 
     @property

@@ -75,6 +75,18 @@ redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return #KEYS - 2
 """
 
+# KEYS: presence hashes; ARGV: gateway id, then the session count the gateway
+# holds for each. Returns the (1-based) positions of those registered with fewer.
+MISSING_LUA = """
+local short = {}
+for i = 1, #KEYS do
+  if tonumber(redis.call('HGET', KEYS[i], ARGV[1]) or '0') < tonumber(ARGV[i + 1]) then
+    short[#short + 1] = i
+  end
+end
+return short
+"""
+
 # KEYS: gwusers, then presence hashes; ARGV: gateway id, ttl, then the exact
 # session count of each hash (0 removes the gateway's field).
 SETTLE_LUA = """
@@ -160,6 +172,7 @@ class RedisPresence:
         self._heartbeat = EvalShaScript(client, HEARTBEAT_LUA, "presence_heartbeat")
         self._reassert = EvalShaScript(client, REASSERT_LUA, "presence_reassert")
         self._settle = EvalShaScript(client, SETTLE_LUA, "presence_settle")
+        self._missing = EvalShaScript(client, MISSING_LUA, "presence_missing")
         self._drop = EvalShaScript(client, DROP_LUA, "presence_drop")
         self._lookup = EvalShaScript(client, LOOKUP_LUA, "presence_lookup")
         self._alive_prefix = self._keys.gateway_alive("")
@@ -190,6 +203,20 @@ class RedisPresence:
     async def reassert(self, gateway_id: str, counts: Mapping[tuple[str, str], int]) -> None:
         leading = [self._keys.gateway_alive(gateway_id), self._keys.gateway_users(gateway_id)]
         await self._with_counts(self._reassert, leading, gateway_id, counts)
+
+    async def missing(
+        self, gateway_id: str, counts: Mapping[tuple[str, str], int]
+    ) -> set[tuple[str, str]]:
+        items = list(counts.items())
+        short: set[tuple[str, str]] = set()
+        for start in range(0, len(items), REASSERT_BATCH):
+            chunk = items[start : start + REASSERT_BATCH]
+            positions: Any = await self._missing(
+                keys=[self._keys.presence(tenant, user) for (tenant, user), _ in chunk],
+                args=[gateway_id, *(count for _, count in chunk)],
+            )
+            short.update(chunk[int(position) - 1][0] for position in positions)
+        return short
 
     async def settle(self, gateway_id: str, counts: Mapping[tuple[str, str], int]) -> None:
         leading = [self._keys.gateway_users(gateway_id)]

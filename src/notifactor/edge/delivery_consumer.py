@@ -218,25 +218,34 @@ class DeliveryConsumer:
     async def _heartbeat(self) -> None:
         """Keep this gateway's registrations alive; register its users again if lost.
 
-        After registering them again, their live sessions are caught up on
-        what was routed since the last heartbeat that found them complete.
+        Checked per user (a lost registration is found even when another
+        user's count is too high). A user whose sessions opened or closed
+        while the check was out is left to the next tick: the check cannot
+        tell a lost registration from one that was on its way. After
+        registering users again, their live sessions are caught up on what
+        was routed since the last check that found every user registered
+        (at most ``resume_lookback_s`` back).
         """
         checked_us = wall_clock_us()
-        registered = await self._presence.heartbeat(self._gateway_id)
-        counts = self._registry.user_counts()
-        live = sum(counts.values())
-        if registered >= live:
-            self._complete_at_us = checked_us
+        before = self._registry.user_counts()
+        await self._presence.heartbeat(self._gateway_id)
+        missing = await self._presence.missing(self._gateway_id, before) if before else set()
+        after = self._registry.user_counts()
+        lost = {user: after[user] for user in missing if after.get(user) == before[user]}
+        if not lost:
+            if not missing:
+                self._complete_at_us = checked_us
             return
         log.warning(
-            "presence holds %d of this gateway's %d sessions; registering them again",
-            registered,
-            live,
+            "presence lost %d of this gateway's %d users; registering them again",
+            len(lost),
+            len(after),
             extra={"event": "presence_reasserted"},
         )
-        await self._presence.reassert(self._gateway_id, counts)
+        await self._presence.reassert(self._gateway_id, lost)
         if self._catch_up is not None:
-            self._catch_up.request(self._complete_at_us, counts)
+            oldest_us = checked_us - round(self._settings.resume_lookback_s * 1_000_000)
+            self._catch_up.request(max(self._complete_at_us, oldest_us), lost)
 
     async def _settle_presence(self) -> None:
         """Write the exact counts of users whose unregister failed or timed out."""

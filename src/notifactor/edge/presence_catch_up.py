@@ -9,9 +9,11 @@ check has registered the users again, :class:`PresenceCatchUp` reads each
 such user's inbox from shortly before the last check that found the
 registrations complete, and hands the entries never written to a socket
 (``pending``, ``retrying``) to the user's live sessions, like late live
-frames. A session drops an id it has already been sent, frames of channels
-it is not subscribed to, and holds frames during its own resume, so what a
-session already has is not sent twice.
+frames. A notification a session remembered sending when the catch-up
+began is not handed to it (its sent window, 512 ids by default: one sent
+longer ago than that may come again, as with a resume); a session drops
+frames of channels it is not subscribed to and holds frames during its own
+resume.
 
 One catch-up runs at a time, users one after the other (one storage read
 per page at a time, however many users the gateway holds); a reassert that
@@ -127,8 +129,9 @@ class PresenceCatchUp:
         """Send each user's never-written notifications since ``since_us`` to its sessions.
 
         Returns:
-            How many users were sent at least one, and how many notifications
-            were handed to sessions (a session drops those it already has).
+            How many users were handed at least one notification, and how many
+            notifications were handed to a session (a session still drops a
+            channel it is not subscribed to).
         """
         cursor = inbox_cursor("", max(0, since_us - self._slack_us))
         queue = list(users)
@@ -156,20 +159,34 @@ class PresenceCatchUp:
         return reached, handed
 
     async def _catch_up_user(self, tenant_id: str, user_id: str, cursor: str) -> int:
-        """One user's catch-up; how many notifications reached a session of the user."""
-        sent = 0
-        while self._registry.sessions_of(tenant_id, user_id):
+        """One user's catch-up; how many notifications were handed to a session of the user.
+
+        Each session is checked against the ids it remembered sending when
+        the catch-up reached it: the catch-up's own frames push older ids out
+        of a session's sent window, and those must not look unsent.
+        """
+        sent_before: dict[str, frozenset[str]] = {}
+        handed = 0
+        while handles := self._registry.sessions_of(tenant_id, user_id):
             entries = await self._store.inbox_after(tenant_id, user_id, cursor, self._page)
             for entry in entries:
                 if entry.state not in NEVER_WRITTEN:
                     continue
-                result = self._registry.fan_out(stored_deliver(entry))
-                sent += 1 if result.sessions else 0
-                for handle in result.backlogged:
-                    # Paced like a live burst: a catch-up bigger than an
-                    # outbox reaches a client that reads.
-                    await handle.make_room()
+                deliver = stored_deliver(entry)
+                reached = False
+                for handle in handles:
+                    before = sent_before.get(handle.session_id)
+                    if before is None:
+                        before = sent_before[handle.session_id] = handle.sent_ids()
+                    if entry.notification.id in before:
+                        continue
+                    reached = True
+                    if handle.deliver(deliver):
+                        # Paced like a live burst: a catch-up bigger than an
+                        # outbox reaches a client that reads.
+                        await handle.make_room()
+                handed += reached
             if len(entries) < self._page:
                 break
             cursor = entries[-1].cursor
-        return sent
+        return handed

@@ -47,6 +47,7 @@ class SessionHandle:
         make_room: waits while that backlog drains and the session's writer
             keeps writing (bounded: it gives up on a writer that stalls), so
             a burst to a client that reads is paced instead of closed.
+        sent_ids: the ids the session remembers sending (its sent window).
     """
 
     session_id: str
@@ -54,6 +55,7 @@ class SessionHandle:
     user_id: str
     deliver: Callable[[Deliver], bool]
     make_room: Callable[[], Awaitable[None]]
+    sent_ids: Callable[[], frozenset[str]] = frozenset
 
 
 class FanOut(NamedTuple):

@@ -45,6 +45,17 @@ class Presence(Protocol):
         """
         ...
 
+    async def missing(
+        self, gateway_id: str, counts: Mapping[tuple[str, str], int]
+    ) -> set[tuple[str, str]]:
+        """The ``(tenant_id, user_id)`` of ``counts`` registered with fewer sessions on ``gateway_id``.
+
+        A per-user check: one user's lost registration is found even when
+        another user's count is too high (a lost ``unregister``), which the
+        sum :meth:`heartbeat` returns would hide.
+        """
+        ...
+
     async def settle(self, gateway_id: str, counts: Mapping[tuple[str, str], int]) -> None:
         """Set the session count of each ``(tenant_id, user_id)`` on ``gateway_id`` exactly.
 
