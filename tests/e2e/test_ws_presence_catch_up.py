@@ -252,3 +252,82 @@ async def test_a_lost_registration_is_found_when_another_users_count_is_too_high
         assert (await bob.recv_json(within_s=5))["id"] == live
         for client in (alice, bob):
             await client.close()
+
+
+async def test_a_user_whose_unregister_failed_meanwhile_is_caught_up_too(
+    redis_url: str, tmp_path: Path, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Settling alice's exact count (her unregister failed) must not hide her lost registration."""
+    async with running_stack(redis_url, tmp_path, redis_prefix, settings=FAST_PRESENCE) as s:
+        presence = s.edge.context.presence
+        alice = await s.connect("acme", "alice")
+        alice_tab = await s.connect("acme", "alice")
+        bob = await s.connect("acme", "bob")
+        held = HeldHeartbeats(s, monkeypatch)
+        with trio.fail_after(5):
+            await held.reached.wait()
+        for user in ("alice", "bob"):
+            await _lose_presence(s, "acme", user)
+        missed_alice = await _routed_to_nobody(s, "acme", "alice")
+        missed_bob = await _routed_to_nobody(s, "acme", "bob")
+
+        async def unreachable(*_args: Any) -> None:
+            raise UNAVAILABLE[0]("Redis is away (injected)")
+
+        real_unregister = presence.unregister
+        monkeypatch.setattr(presence, "unregister", unreachable)
+        await alice_tab.close()
+        with trio.fail_after(5):
+            while len(s.edge.registry.sessions_of("acme", "alice")) != 1:  # noqa: ASYNC110
+                await trio.sleep(0.02)
+        monkeypatch.setattr(presence, "unregister", real_unregister)
+
+        held.release()
+        assert (await alice.recv_json(within_s=5))["id"] == missed_alice
+        assert (await bob.recv_json(within_s=5))["id"] == missed_bob
+        for client in (alice, bob):
+            await client.close()
+
+
+async def test_a_registration_on_its_way_does_not_hide_a_lost_one(
+    redis_url: str, tmp_path: Path, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second session's register re-creates the user's key while the check is out.
+
+    Without the clock slack, so only the time the catch-up reads from decides.
+    """
+    monkeypatch.setattr("notifactor.edge.presence_catch_up.CLOCK_SLACK_US", 0)
+    settings = attrs.evolve(TEST_EDGE, presence_heartbeat_s=1.0)
+    async with running_stack(redis_url, tmp_path, redis_prefix, settings=settings) as s:
+        presence = s.edge.context.presence
+        checked = trio.Event()
+        real_missing = presence.missing
+
+        async def noting_missing(gateway_id: str, counts: Any) -> Any:
+            found = await real_missing(gateway_id, counts)
+            checked.set()
+            return found
+
+        monkeypatch.setattr(presence, "missing", noting_missing)
+        alice = await s.connect("acme", "alice")
+        with trio.fail_after(5):
+            await checked.wait()  # a check found alice registered
+        await _lose_presence(s, "acme", "alice")
+        missed = await _routed_to_nobody(s, "acme", "alice")
+
+        # The second session's registration lands in Redis at once, but its
+        # reply comes only after the next check has run.
+        real_register = presence.register
+
+        async def late_reply(tenant_id: str, user_id: str, gateway_id: str) -> None:
+            await real_register(tenant_id, user_id, gateway_id)
+            with trio.fail_after(5):
+                await checked.wait()
+
+        checked = trio.Event()
+        monkeypatch.setattr(presence, "register", late_reply)
+        second = await s.connect("acme", "alice")
+        monkeypatch.setattr(presence, "register", real_register)
+        assert (await alice.recv_json(within_s=5))["id"] == missed
+        for client in (alice, second):
+            await client.close()

@@ -74,3 +74,17 @@ async def test_missing_names_each_user_registered_with_fewer_sessions(
     # Batched like a reassert: positions map back to the right users in every batch.
     monkeypatch.setattr("notifactor.adapters.redis_presence.REASSERT_BATCH", 2)
     assert await presence.missing("gw-a", held) == {("t", "bob"), ("t", "dave")}
+
+
+async def test_settle_names_the_users_it_found_short(
+    redis_client: coredis.Redis[bytes], redis_prefix: str
+) -> None:
+    keys = RedisKeys(prefix=redis_prefix)
+    presence = RedisPresence(redis_client, keys=keys)
+    for user in ("alice", "alice", "bob", "carol"):
+        await presence.register("t", user, "gw-a")
+    await redis_client.delete([keys.presence("t", "bob")])  # lost
+    exact = {("t", "alice"): 1, ("t", "bob"): 1, ("t", "carol"): 0}
+    assert await presence.settle("gw-a", exact) == {("t", "bob")}
+    assert await presence.missing("gw-a", {("t", "alice"): 1, ("t", "bob"): 1}) == set()
+    assert await presence.gateways_for_many([("t", "carol")]) == {}

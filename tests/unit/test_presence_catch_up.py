@@ -95,7 +95,7 @@ async def test_only_never_written_entries_are_sent_page_by_page_from_before_the_
     session(registry, "alice", got)
     catch_up = PresenceCatchUp(store, registry, page=2)  # type: ignore[arg-type]
 
-    assert await catch_up.catch_up(T0_US + CLOCK_SLACK_US, [("t", "alice")]) == (1, 5)
+    assert await catch_up.catch_up({("t", "alice"): T0_US + CLOCK_SLACK_US}) == (1, 5)
     assert got == [e.notification.id for e in inbox if e.state is not DeliveryState.DELIVERED]
     first_read = decode_cursor(CursorKind.INBOX, store.reads[0][1] or "")
     assert (first_read.time_us, first_read.key) == (T0_US, "")  # the slack before the time
@@ -117,7 +117,7 @@ def test_a_stored_entry_becomes_the_frame_and_message_a_live_one_would_be() -> N
 async def test_a_user_without_sessions_is_not_read() -> None:
     store = PagedStore({"bob": [entry("bob", 1, DeliveryState.PENDING)]})
     catch_up = PresenceCatchUp(store, SessionRegistry(), page=10)  # type: ignore[arg-type]
-    assert await catch_up.catch_up(T0_US, [("t", "bob")]) == (0, 0)
+    assert await catch_up.catch_up({("t", "bob"): T0_US}) == (0, 0)
     assert store.reads == []
 
 
@@ -135,7 +135,7 @@ async def test_a_storage_failure_is_a_warning_and_skips_the_remaining_users(
     catch_up = PresenceCatchUp(store, registry, page=10)  # type: ignore[arg-type]
 
     users = [("t", "a"), ("t", "b"), ("t", "c")]
-    assert await catch_up.catch_up(T0_US, users) == (1, 1)
+    assert await catch_up.catch_up(dict.fromkeys(users, T0_US)) == (1, 1)
     assert got == ["a-001"]
     assert [user for user, _ in store.reads] == ["a", "b"]  # c is skipped
     (failure,) = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -169,10 +169,10 @@ async def test_requests_run_one_at_a_time_and_those_made_meanwhile_run_after_mer
     catch_up = PresenceCatchUp(store, registry, page=10)  # type: ignore[arg-type]
     async with trio.open_nursery() as nursery:
         nursery.start_soon(catch_up.run)
-        catch_up.request(T0_US, [("t", "a")])
+        catch_up.request({("t", "a"): T0_US})
         await trio.testing.wait_all_tasks_blocked()  # the first one reads a's inbox
-        catch_up.request(T0_US + 10 * CLOCK_SLACK_US, [("t", "b")])
-        catch_up.request(T0_US, [("t", "b")])  # merged: the earlier time wins
+        catch_up.request({("t", "b"): T0_US + 10 * CLOCK_SLACK_US})
+        catch_up.request({("t", "b"): T0_US})  # merged: the earlier time wins
         await trio.testing.wait_all_tasks_blocked()
         assert store.reads == []  # b waits for the one running
         slow_read.set()
@@ -202,10 +202,10 @@ async def test_a_bug_in_a_catch_up_is_logged_and_later_ones_still_run(
     store.inbox_after = sometimes_broken  # type: ignore[method-assign]
     async with trio.open_nursery() as nursery:
         nursery.start_soon(catch_up.run)
-        catch_up.request(T0_US, [("t", "a")])
+        catch_up.request({("t", "a"): T0_US})
         await trio.testing.wait_all_tasks_blocked()
         broken = False
-        catch_up.request(T0_US, [("t", "a")])
+        catch_up.request({("t", "a"): T0_US})
         await trio.testing.wait_all_tasks_blocked()
         nursery.cancel_scope.cancel()
     assert got == ["a-001"]
@@ -224,5 +224,5 @@ async def test_cancellation_is_not_swallowed() -> None:
 
     catch_up = PresenceCatchUp(StuckStore(), registry, page=10)  # type: ignore[arg-type]
     with trio.move_on_after(0.05) as scope:
-        await catch_up.catch_up(T0_US, [("t", "a")])
+        await catch_up.catch_up({("t", "a"): T0_US})
     assert scope.cancelled_caught

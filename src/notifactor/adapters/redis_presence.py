@@ -89,10 +89,17 @@ return short
 
 # KEYS: gwusers, then presence hashes; ARGV: gateway id, ttl, then the exact
 # session count of each hash (0 removes the gateway's field).
+# Returns the (1-based, among the hashes) positions of the users it found
+# registered with fewer sessions than their exact count: their registration
+# was lost, not only a session's unregister.
 SETTLE_LUA = """
+local short = {}
 for i = 2, #KEYS do
   local count = tonumber(ARGV[i + 1])
   if count > 0 then
+    if tonumber(redis.call('HGET', KEYS[i], ARGV[1]) or '0') < count then
+      short[#short + 1] = i - 1
+    end
     redis.call('HSET', KEYS[i], ARGV[1], count)
     redis.call('PEXPIRE', KEYS[i], ARGV[2])
     redis.call('SADD', KEYS[1], KEYS[i])
@@ -101,7 +108,7 @@ for i = 2, #KEYS do
     redis.call('SREM', KEYS[1], KEYS[i])
   end
 end
-return #KEYS - 1
+return short
 """
 
 #: Most users one reassert or settle script call carries.
@@ -218,9 +225,14 @@ class RedisPresence:
             short.update(chunk[int(position) - 1][0] for position in positions)
         return short
 
-    async def settle(self, gateway_id: str, counts: Mapping[tuple[str, str], int]) -> None:
+    async def settle(
+        self, gateway_id: str, counts: Mapping[tuple[str, str], int]
+    ) -> set[tuple[str, str]]:
         leading = [self._keys.gateway_users(gateway_id)]
-        await self._with_counts(self._settle, leading, gateway_id, counts)
+        short: set[tuple[str, str]] = set()
+        for chunk, positions in await self._with_counts(self._settle, leading, gateway_id, counts):
+            short.update(chunk[int(position) - 1][0] for position in positions)
+        return short
 
     async def _with_counts(
         self,
@@ -228,19 +240,23 @@ class RedisPresence:
         leading: list[str],
         gateway_id: str,
         counts: Mapping[tuple[str, str], int],
-    ) -> None:
+    ) -> list[tuple[list[tuple[tuple[str, str], int]], Any]]:
         """``script`` over ``counts`` in batches: KEYS ``leading`` then the users'
-        presence hashes, ARGV the gateway id, the TTL, then each user's count."""
+        presence hashes, ARGV the gateway id, the TTL, then each user's count.
+        Each batch with the script's reply."""
         items = list(counts.items())
+        replies: list[tuple[list[tuple[tuple[str, str], int]], Any]] = []
         for start in range(0, len(items), REASSERT_BATCH):
             chunk = items[start : start + REASSERT_BATCH]
-            await script(
+            reply = await script(
                 keys=[
                     *leading,
                     *(self._keys.presence(tenant, user) for (tenant, user), _ in chunk),
                 ],
                 args=[gateway_id, self.ttl_ms, *(count for _, count in chunk)],
             )
+            replies.append((chunk, reply))
+        return replies
 
     async def gateways_for(self, tenant_id: str, user_id: str) -> frozenset[str]:
         found = await self.gateways_for_many([(tenant_id, user_id)])

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -106,10 +107,11 @@ class DeliveryConsumer:
         )
         # Set to check presence before the next heartbeat tick is due.
         self._check_presence = trio.Event()
-        # Wall-clock time (µs) of the last presence check that found this
-        # gateway's registrations complete: what was routed after it may
-        # have found them missing.
-        self._complete_at_us = wall_clock_us()
+        # Per live user, the wall-clock time (µs) of the last presence check
+        # that found the user registered: what was routed to the user after
+        # it may have found the registration missing.
+        self._confirmed_us: dict[tuple[str, str], int] = {}
+        self._last_check_us = wall_clock_us()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Consume until cancelled; a start function for the edge supervisor.
@@ -120,7 +122,7 @@ class DeliveryConsumer:
         Presence is checked as soon as it is back: the registrations may
         have expired meanwhile.
         """
-        self._complete_at_us = wall_clock_us()
+        self._last_check_us = wall_clock_us()
         with contextlib.suppress(*UNAVAILABLE):  # the heartbeat loop retries
             await self._presence.heartbeat(self._gateway_id)
         with until_stop_requested():
@@ -204,11 +206,13 @@ class DeliveryConsumer:
             with trio.move_on_after(self._settings.presence_heartbeat_s):
                 await self._check_presence.wait()
             self._check_presence = trio.Event()
-            await self._settle_presence()
+            # The check first: settling writes exact counts, which would make
+            # a user whose registration was lost look registered.
             try:
                 await self._heartbeat()
             except Exception as error:  # next tick retries; the TTL spans several ticks
                 log.warning("presence heartbeat failed: %s", error)
+            await self._settle_presence()
             if self._admission is not None:
                 try:
                     await self._admission.refresh()
@@ -219,22 +223,36 @@ class DeliveryConsumer:
         """Keep this gateway's registrations alive; register its users again if lost.
 
         Checked per user (a lost registration is found even when another
-        user's count is too high). A user whose sessions opened or closed
-        while the check was out is left to the next tick: the check cannot
-        tell a lost registration from one that was on its way. After
-        registering users again, their live sessions are caught up on what
-        was routed since the last check that found every user registered
-        (at most ``resume_lookback_s`` back).
+        user's count is too high). A user with a session registering, or
+        whose sessions opened or closed, while the check was out is left to
+        the next check: a registration on its way can hide a lost one. Users
+        registered again get their live sessions caught up on what was
+        routed since the last check that found them registered (at most
+        ``resume_lookback_s`` back; a user no check has found registered yet,
+        since the check before the first that saw it).
         """
+        registry = self._registry
         checked_us = wall_clock_us()
-        before = self._registry.user_counts()
+        before = registry.user_counts()
+        registering = registry.registering_users()
         await self._presence.heartbeat(self._gateway_id)
         missing = await self._presence.missing(self._gateway_id, before) if before else set()
-        after = self._registry.user_counts()
-        lost = {user: after[user] for user in missing if after.get(user) == before[user]}
+        after = registry.user_counts()
+        registering |= registry.registering_users()
+        previous_us, self._last_check_us = self._last_check_us, checked_us
+        confirmed = self._confirmed_us
+        lost: list[tuple[str, str]] = []
+        for user, count in before.items():
+            certain = user not in registering and after.get(user) == count
+            if certain and user not in missing:
+                confirmed[user] = checked_us
+                continue
+            confirmed.setdefault(user, previous_us)
+            if certain:
+                lost.append(user)
+        for user in [user for user in confirmed if user not in after]:
+            del confirmed[user]
         if not lost:
-            if not missing:
-                self._complete_at_us = checked_us
             return
         log.warning(
             "presence lost %d of this gateway's %d users; registering them again",
@@ -242,10 +260,8 @@ class DeliveryConsumer:
             len(after),
             extra={"event": "presence_reasserted"},
         )
-        await self._presence.reassert(self._gateway_id, lost)
-        if self._catch_up is not None:
-            oldest_us = checked_us - round(self._settings.resume_lookback_s * 1_000_000)
-            self._catch_up.request(max(self._complete_at_us, oldest_us), lost)
+        await self._presence.reassert(self._gateway_id, {user: after[user] for user in lost})
+        self._request_catch_up(lost)
 
     async def _settle_presence(self) -> None:
         """Write the exact counts of users whose unregister failed or timed out."""
@@ -253,7 +269,7 @@ class DeliveryConsumer:
         if not counts:
             return
         try:
-            await self._presence.settle(self._gateway_id, counts)
+            short = await self._presence.settle(self._gateway_id, counts)
         except BaseException as error:
             for tenant_id, user_id in counts:
                 self._registry.unregister_unsure(tenant_id, user_id)
@@ -266,6 +282,20 @@ class DeliveryConsumer:
         for (tenant_id, user_id), count in counts.items():
             if len(self._registry.sessions_of(tenant_id, user_id)) != count:
                 self._registry.unregister_unsure(tenant_id, user_id)
+        if short:
+            # Registered with fewer sessions than they still hold: their
+            # registration was lost too, and settling restored it.
+            self._request_catch_up(short)
+
+    def _request_catch_up(self, users: Iterable[tuple[str, str]]) -> None:
+        """Catch these users' live sessions up from the last check that found them registered."""
+        if self._catch_up is None:
+            return
+        oldest_us = wall_clock_us() - round(self._settings.resume_lookback_s * 1_000_000)
+        confirmed, fallback = self._confirmed_us, self._last_check_us
+        self._catch_up.request(
+            {user: max(confirmed.get(user, fallback), oldest_us) for user in users}
+        )
 
     async def _janitor_loop(self) -> None:
         while True:

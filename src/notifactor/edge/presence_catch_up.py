@@ -25,9 +25,8 @@ clients resume.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Mapping
 
-import attrs
 import trio
 
 from notifactor.domain.cursor import inbox_cursor
@@ -68,14 +67,6 @@ def stored_deliver(entry: InboxEntry) -> Deliver:
     return Deliver(message=message, frame=frame)
 
 
-@attrs.define
-class _Wanted:
-    """A catch-up asked for: these users, since ``since_us`` (before the slack)."""
-
-    since_us: int
-    users: set[User]
-
-
 class PresenceCatchUp:
     """Catches the live sessions of reasserted users up (see the module docstring).
 
@@ -83,7 +74,8 @@ class PresenceCatchUp:
         store: the notification store (the sessions' resume reads it too).
         registry: this gateway's sessions.
         page: inbox entries per storage read.
-        slack_us: read from this long before the time asked for.
+        slack_us: read from this long before the time asked for
+            (:data:`CLOCK_SLACK_US` by default).
     """
 
     def __init__(
@@ -92,22 +84,19 @@ class PresenceCatchUp:
         registry: SessionRegistry,
         *,
         page: int,
-        slack_us: int = CLOCK_SLACK_US,
+        slack_us: int | None = None,
     ) -> None:
         self._store = store
         self._registry = registry
         self._page = page
-        self._slack_us = slack_us
-        self._wanted: _Wanted | None = None
+        self._slack_us = CLOCK_SLACK_US if slack_us is None else slack_us
+        self._wanted: dict[User, int] = {}
         self._asked = trio.Event()
 
-    def request(self, since_us: int, users: Iterable[User]) -> None:
-        """Ask for a catch-up of ``users`` from ``since_us``; merged with one not started yet."""
-        if self._wanted is None:
-            self._wanted = _Wanted(since_us=since_us, users=set(users))
-        else:
-            self._wanted.since_us = min(self._wanted.since_us, since_us)
-            self._wanted.users.update(users)
+    def request(self, since_by_user: Mapping[User, int]) -> None:
+        """Ask for a catch-up of each user from its time; merged with one not started yet."""
+        for user, since_us in since_by_user.items():
+            self._wanted[user] = min(since_us, self._wanted.get(user, since_us))
         self._asked.set()
 
     async def run(self) -> None:
@@ -115,28 +104,28 @@ class PresenceCatchUp:
         while True:
             await self._asked.wait()
             self._asked = trio.Event()
-            wanted, self._wanted = self._wanted, None
-            if wanted is None:
+            wanted, self._wanted = self._wanted, {}
+            if not wanted:
                 continue
             try:
-                await self.catch_up(wanted.since_us, sorted(wanted.users))
+                await self.catch_up(dict(sorted(wanted.items())))
             except Exception:  # a bug here must not stop live delivery
                 log.exception(
                     "presence catch-up failed", extra={"event": "presence_catch_up_failed"}
                 )
 
-    async def catch_up(self, since_us: int, users: Iterable[User]) -> tuple[int, int]:
-        """Send each user's never-written notifications since ``since_us`` to its sessions.
+    async def catch_up(self, since_by_user: Mapping[User, int]) -> tuple[int, int]:
+        """Send each user's never-written notifications since its time to its sessions.
 
         Returns:
             How many users were handed at least one notification, and how many
             notifications were handed to a session (a session still drops a
             channel it is not subscribed to).
         """
-        cursor = inbox_cursor("", max(0, since_us - self._slack_us))
-        queue = list(users)
+        queue = list(since_by_user.items())
         reached = handed = 0
-        for done, (tenant_id, user_id) in enumerate(queue):
+        for done, ((tenant_id, user_id), since_us) in enumerate(queue):
+            cursor = inbox_cursor("", max(0, since_us - self._slack_us))
             try:
                 sent = await self._catch_up_user(tenant_id, user_id, cursor)
             except StoreError as error:

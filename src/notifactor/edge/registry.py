@@ -136,6 +136,10 @@ class SessionRegistry:
         }
         return {key: count for key, count in counts.items() if count > 0}
 
+    def registering_users(self) -> set[tuple[str, str]]:
+        """Users with a session whose presence registration is still on its way."""
+        return set(self._registering)
+
     def unregister_unsure(self, tenant_id: str, user_id: str) -> None:
         """An unregister of this user failed or timed out: settle the count later."""
         self._unsettled.add((tenant_id, user_id))

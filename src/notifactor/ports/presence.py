@@ -56,12 +56,15 @@ class Presence(Protocol):
         """
         ...
 
-    async def settle(self, gateway_id: str, counts: Mapping[tuple[str, str], int]) -> None:
+    async def settle(
+        self, gateway_id: str, counts: Mapping[tuple[str, str], int]
+    ) -> set[tuple[str, str]]:
         """Set the session count of each ``(tenant_id, user_id)`` on ``gateway_id`` exactly.
 
         A count of 0 removes the gateway from the user's registrations. For
         users whose ``unregister`` failed or timed out, where nobody knows
-        whether it took effect.
+        whether it took effect. Returns the users it found registered with
+        fewer sessions than their count: their registration had been lost.
         """
         ...
 
