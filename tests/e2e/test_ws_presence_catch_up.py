@@ -331,3 +331,59 @@ async def test_a_registration_on_its_way_does_not_hide_a_lost_one(
         assert (await alice.recv_json(within_s=5))["id"] == missed
         for client in (alice, second):
             await client.close()
+
+
+async def test_a_count_left_too_high_by_a_failed_unregister_does_not_hide_a_loss(
+    redis_url: str, tmp_path: Path, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """alice's key is lost; a second tab re-creates it, then fails to unregister (count stays 1)."""
+    async with running_stack(redis_url, tmp_path, redis_prefix, settings=FAST_PRESENCE) as s:
+        presence = s.edge.context.presence
+        alice = await s.connect("acme", "alice")
+        held = HeldHeartbeats(s, monkeypatch)
+        with trio.fail_after(5):
+            await held.reached.wait()
+        await _lose_presence(s, "acme", "alice")
+        missed = await _routed_to_nobody(s, "acme", "alice")
+        tab = await s.connect("acme", "alice")
+
+        async def unreachable(*_args: Any) -> None:
+            raise UNAVAILABLE[0]("Redis is away (injected)")
+
+        real_unregister = presence.unregister
+        monkeypatch.setattr(presence, "unregister", unreachable)
+        await tab.close()
+        with trio.fail_after(5):
+            while len(s.edge.registry.sessions_of("acme", "alice")) != 1:  # noqa: ASYNC110
+                await trio.sleep(0.02)
+        monkeypatch.setattr(presence, "unregister", real_unregister)
+        held.release()
+        assert (await alice.recv_json(within_s=5))["id"] == missed
+        await alice.close()
+
+
+async def test_a_reassert_whose_reply_is_lost_still_catches_up(
+    redis_url: str, tmp_path: Path, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_stack(redis_url, tmp_path, redis_prefix, settings=FAST_PRESENCE) as s:
+        presence = s.edge.context.presence
+        alice = await s.connect("acme", "alice")
+        held = HeldHeartbeats(s, monkeypatch)
+        with trio.fail_after(5):
+            await held.reached.wait()
+        await _lose_presence(s, "acme", "alice")
+        missed = await _routed_to_nobody(s, "acme", "alice")
+        real_reassert = presence.reassert
+        lost_replies = 1
+
+        async def reply_lost(gateway_id: str, counts: Any) -> None:
+            nonlocal lost_replies
+            await real_reassert(gateway_id, counts)  # it lands in Redis ...
+            if lost_replies:
+                lost_replies -= 1
+                raise UNAVAILABLE[0]("reply lost (injected)")  # ... but its reply does not
+
+        monkeypatch.setattr(presence, "reassert", reply_lost)
+        held.release()
+        assert (await alice.recv_json(within_s=5))["id"] == missed
+        await alice.close()

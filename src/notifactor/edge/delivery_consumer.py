@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Collection
 from typing import Any
 
 import attrs
@@ -234,11 +234,13 @@ class DeliveryConsumer:
         registry = self._registry
         checked_us = wall_clock_us()
         before = registry.user_counts()
-        registering = registry.registering_users()
+        # A registration on its way, or a count an unregister may have left
+        # too high, can hide a lost registration: those users are not judged.
+        registering = registry.registering_users() | registry.unsettled_users()
         await self._presence.heartbeat(self._gateway_id)
         missing = await self._presence.missing(self._gateway_id, before) if before else set()
         after = registry.user_counts()
-        registering |= registry.registering_users()
+        registering |= registry.registering_users() | registry.unsettled_users()
         previous_us, self._last_check_us = self._last_check_us, checked_us
         confirmed = self._confirmed_us
         lost: list[tuple[str, str]] = []
@@ -260,8 +262,12 @@ class DeliveryConsumer:
             len(after),
             extra={"event": "presence_reasserted"},
         )
-        await self._presence.reassert(self._gateway_id, {user: after[user] for user in lost})
-        self._request_catch_up(lost)
+        try:
+            await self._presence.reassert(self._gateway_id, {user: after[user] for user in lost})
+        finally:
+            # Also when the reassert's reply was lost: it may have landed, and
+            # the next check would then find these users registered.
+            self._request_catch_up(lost)
 
     async def _settle_presence(self) -> None:
         """Write the exact counts of users whose unregister failed or timed out."""
@@ -282,14 +288,17 @@ class DeliveryConsumer:
         for (tenant_id, user_id), count in counts.items():
             if len(self._registry.sessions_of(tenant_id, user_id)) != count:
                 self._registry.unregister_unsure(tenant_id, user_id)
-        if short:
-            # Registered with fewer sessions than they still hold: their
-            # registration was lost too, and settling restored it.
-            self._request_catch_up(short)
+        # A user whose count was unsure was not judged by the checks, and
+        # settling may have restored a lost registration (found short, or
+        # hidden by a count one too high): catch up every user still online.
+        # A session is not sent again what it remembers sending.
+        self._request_catch_up(
+            {user for user, count in counts.items() if count > 0} | (short or set())
+        )
 
-    def _request_catch_up(self, users: Iterable[tuple[str, str]]) -> None:
+    def _request_catch_up(self, users: Collection[tuple[str, str]]) -> None:
         """Catch these users' live sessions up from the last check that found them registered."""
-        if self._catch_up is None:
+        if self._catch_up is None or not users:
             return
         oldest_us = wall_clock_us() - round(self._settings.resume_lookback_s * 1_000_000)
         confirmed, fallback = self._confirmed_us, self._last_check_us

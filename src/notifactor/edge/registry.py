@@ -140,6 +140,10 @@ class SessionRegistry:
         """Users with a session whose presence registration is still on its way."""
         return set(self._registering)
 
+    def unsettled_users(self) -> set[tuple[str, str]]:
+        """Users whose registered count may be wrong (an unregister failed or timed out)."""
+        return set(self._unsettled)
+
     def unregister_unsure(self, tenant_id: str, user_id: str) -> None:
         """An unregister of this user failed or timed out: settle the count later."""
         self._unsettled.add((tenant_id, user_id))
