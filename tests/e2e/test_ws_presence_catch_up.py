@@ -39,15 +39,15 @@ class HeldHeartbeats:
 
     def __init__(self, s: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
         presence = s.edge.context.presence
-        self._real: Callable[[str], Awaitable[int]] = presence.heartbeat
+        self._real: Callable[[str], Awaitable[None]] = presence.heartbeat
         self.reached = trio.Event()
         self._released = trio.Event()
         monkeypatch.setattr(presence, "heartbeat", self._heartbeat)
 
-    async def _heartbeat(self, gateway_id: str) -> int:
+    async def _heartbeat(self, gateway_id: str) -> None:
         self.reached.set()
         await self._released.wait()
-        return await self._real(gateway_id)
+        await self._real(gateway_id)
 
     def release(self) -> None:
         self._released.set()

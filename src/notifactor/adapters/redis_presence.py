@@ -44,19 +44,16 @@ end
 return left
 """
 
-# Returns how many of the gateway's sessions are still registered: the sum of
-# its counts (a lapse of the TTL or a Redis that lost data loses some, and a
-# session that registered since then may have re-created a key with a count
-# of 1; the gateway then reasserts).
+# Refreshes the gateway's alive key and the TTL of every presence hash it
+# registered (whether each still holds the gateway's count is the per-user
+# MISSING_LUA's question).
 HEARTBEAT_LUA = """
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
-local sessions = 0
 for _, key in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   redis.call('PEXPIRE', key, ARGV[1])
-  sessions = sessions + tonumber(redis.call('HGET', key, ARGV[2]) or '0')
 end
-return sessions
+return 1
 """
 
 # KEYS: gwalive, gwusers, then presence hashes; ARGV: gateway id, ttl, then
@@ -89,17 +86,10 @@ return short
 
 # KEYS: gwusers, then presence hashes; ARGV: gateway id, ttl, then the exact
 # session count of each hash (0 removes the gateway's field).
-# Returns the (1-based, among the hashes) positions of the users it found
-# registered with fewer sessions than their exact count: their registration
-# was lost, not only a session's unregister.
 SETTLE_LUA = """
-local short = {}
 for i = 2, #KEYS do
   local count = tonumber(ARGV[i + 1])
   if count > 0 then
-    if tonumber(redis.call('HGET', KEYS[i], ARGV[1]) or '0') < count then
-      short[#short + 1] = i - 1
-    end
     redis.call('HSET', KEYS[i], ARGV[1], count)
     redis.call('PEXPIRE', KEYS[i], ARGV[2])
     redis.call('SADD', KEYS[1], KEYS[i])
@@ -108,7 +98,7 @@ for i = 2, #KEYS do
     redis.call('SREM', KEYS[1], KEYS[i])
   end
 end
-return short
+return #KEYS - 1
 """
 
 #: Most users one reassert or settle script call carries.
@@ -200,12 +190,11 @@ class RedisPresence:
             args=[gateway_id],
         )
 
-    async def heartbeat(self, gateway_id: str) -> int:
-        intact: Any = await self._heartbeat(
+    async def heartbeat(self, gateway_id: str) -> None:
+        await self._heartbeat(
             keys=[self._keys.gateway_alive(gateway_id), self._keys.gateway_users(gateway_id)],
-            args=[self.ttl_ms, gateway_id],
+            args=[self.ttl_ms],
         )
-        return int(intact)
 
     async def reassert(self, gateway_id: str, counts: Mapping[tuple[str, str], int]) -> None:
         leading = [self._keys.gateway_alive(gateway_id), self._keys.gateway_users(gateway_id)]
@@ -225,14 +214,9 @@ class RedisPresence:
             short.update(chunk[int(position) - 1][0] for position in positions)
         return short
 
-    async def settle(
-        self, gateway_id: str, counts: Mapping[tuple[str, str], int]
-    ) -> set[tuple[str, str]]:
+    async def settle(self, gateway_id: str, counts: Mapping[tuple[str, str], int]) -> None:
         leading = [self._keys.gateway_users(gateway_id)]
-        short: set[tuple[str, str]] = set()
-        for chunk, positions in await self._with_counts(self._settle, leading, gateway_id, counts):
-            short.update(chunk[int(position) - 1][0] for position in positions)
-        return short
+        await self._with_counts(self._settle, leading, gateway_id, counts)
 
     async def _with_counts(
         self,
@@ -240,23 +224,19 @@ class RedisPresence:
         leading: list[str],
         gateway_id: str,
         counts: Mapping[tuple[str, str], int],
-    ) -> list[tuple[list[tuple[tuple[str, str], int]], Any]]:
+    ) -> None:
         """``script`` over ``counts`` in batches: KEYS ``leading`` then the users'
-        presence hashes, ARGV the gateway id, the TTL, then each user's count.
-        Each batch with the script's reply."""
+        presence hashes, ARGV the gateway id, the TTL, then each user's count."""
         items = list(counts.items())
-        replies: list[tuple[list[tuple[tuple[str, str], int]], Any]] = []
         for start in range(0, len(items), REASSERT_BATCH):
             chunk = items[start : start + REASSERT_BATCH]
-            reply = await script(
+            await script(
                 keys=[
                     *leading,
                     *(self._keys.presence(tenant, user) for (tenant, user), _ in chunk),
                 ],
                 args=[gateway_id, self.ttl_ms, *(count for _, count in chunk)],
             )
-            replies.append((chunk, reply))
-        return replies
 
     async def gateways_for(self, tenant_id: str, user_id: str) -> frozenset[str]:
         found = await self.gateways_for_many([(tenant_id, user_id)])

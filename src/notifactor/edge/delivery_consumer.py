@@ -275,7 +275,7 @@ class DeliveryConsumer:
         if not counts:
             return
         try:
-            short = await self._presence.settle(self._gateway_id, counts)
+            await self._presence.settle(self._gateway_id, counts)
         except BaseException as error:
             for tenant_id, user_id in counts:
                 self._registry.unregister_unsure(tenant_id, user_id)
@@ -289,12 +289,10 @@ class DeliveryConsumer:
             if len(self._registry.sessions_of(tenant_id, user_id)) != count:
                 self._registry.unregister_unsure(tenant_id, user_id)
         # A user whose count was unsure was not judged by the checks, and
-        # settling may have restored a lost registration (found short, or
-        # hidden by a count one too high): catch up every user still online.
-        # A session is not sent again what it remembers sending.
-        self._request_catch_up(
-            {user for user, count in counts.items() if count > 0} | (short or set())
-        )
+        # settling may have restored a lost registration (or a count one too
+        # high hid it): catch up every user still online. A session is not
+        # sent again what it remembers sending.
+        self._request_catch_up([user for user, count in counts.items() if count > 0])
 
     def _request_catch_up(self, users: Collection[tuple[str, str]]) -> None:
         """Catch these users' live sessions up from the last check that found them registered."""

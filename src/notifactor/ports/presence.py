@@ -27,14 +27,13 @@ class Presence(Protocol):
         """Record that one session of the user on ``gateway_id`` ended."""
         ...
 
-    async def heartbeat(self, gateway_id: str) -> int:
+    async def heartbeat(self, gateway_id: str) -> None:
         """Keep ``gateway_id`` and its registrations alive for one more TTL.
 
         A gateway calls this well within the TTL (a third of it is a good
-        period). Returns how many of its sessions are still registered (the
-        sum of its counts): fewer than it holds means registrations were lost
-        (a TTL that lapsed while the registry was unreachable, a registry
-        that lost data), and the gateway should :meth:`reassert` them.
+        period). Registrations lost meanwhile (a TTL that lapsed while the
+        registry was unreachable, a registry that lost data) are found per
+        user by :meth:`missing`, and the gateway should :meth:`reassert` them.
         """
         ...
 
@@ -51,20 +50,17 @@ class Presence(Protocol):
         """The ``(tenant_id, user_id)`` of ``counts`` registered with fewer sessions on ``gateway_id``.
 
         A per-user check: one user's lost registration is found even when
-        another user's count is too high (a lost ``unregister``), which the
-        sum :meth:`heartbeat` returns would hide.
+        another user's count is too high (a lost ``unregister``), which a sum
+        over the gateway's users would hide.
         """
         ...
 
-    async def settle(
-        self, gateway_id: str, counts: Mapping[tuple[str, str], int]
-    ) -> set[tuple[str, str]]:
+    async def settle(self, gateway_id: str, counts: Mapping[tuple[str, str], int]) -> None:
         """Set the session count of each ``(tenant_id, user_id)`` on ``gateway_id`` exactly.
 
         A count of 0 removes the gateway from the user's registrations. For
         users whose ``unregister`` failed or timed out, where nobody knows
-        whether it took effect. Returns the users it found registered with
-        fewer sessions than their count: their registration had been lost.
+        whether it took effect.
         """
         ...
 
