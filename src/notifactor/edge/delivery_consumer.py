@@ -16,7 +16,7 @@ gateways that died (no ``gwalive`` key and nothing written for
 reader gets Redis back after an outage. When it finds registrations lost and
 registers the users again, the users' open sessions are sent what was routed
 to nobody meanwhile (:mod:`notifactor.edge.presence_catch_up`), read from
-storage since the last check that found the registrations complete.
+storage since the last check that found each of them registered.
 :func:`reset_gateway` runs once when the edge starts: it forgets the
 registrations and the stream of an earlier run with the same id.
 """
@@ -133,16 +133,13 @@ class DeliveryConsumer:
                     nursery.start_soon(self._catch_up.run)
                 task_status.started()
                 outage = Outage("delivery stream", log)
-                failing = False
                 while True:
                     try:
                         await self.consume_once()
                     except UNAVAILABLE as error:
-                        failing = True
                         await outage.failed(error)
                     else:
-                        if failing:
-                            failing = False
+                        if outage.failures:  # Redis is back: check presence now
                             self._check_presence.set()
                         outage.succeeded()
 

@@ -6,11 +6,11 @@ dispatcher routes the notifications of that gateway's users to nobody: they
 are stored ``pending`` and acknowledged. The sessions stayed open, so their
 clients have no reason to ``resume``. Once the delivery consumer's presence
 check has registered the users again, :class:`PresenceCatchUp` reads each
-such user's inbox from shortly before the last check that found the
-registrations complete, and hands the entries never written to a socket
+such user's inbox from shortly before the time asked for it (the last check
+that found that user registered), and hands the entries never written to a socket
 (``pending``, ``retrying``) to the user's live sessions, like late live
 frames. A notification a session remembered sending when the catch-up
-began is not handed to it (its sent window, 512 ids by default: one sent
+reached it is not handed to it (its sent window, 512 ids by default: one sent
 longer ago than that may come again, as with a resume); a session drops
 frames of channels it is not subscribed to and holds frames during its own
 resume.
@@ -39,8 +39,8 @@ from notifactor.ports.notification_store import NotificationStore, StoreError
 
 log = logging.getLogger("notifactor.edge.delivery")
 
-#: How far before the last complete presence check the inbox is read: the
-#: notification times come from the clocks of other hosts (the REST gateways).
+#: How far before the time asked for the inbox is read: the notification
+#: times come from the clocks of other hosts (the REST gateways).
 CLOCK_SLACK_US = 5_000_000
 
 User = tuple[str, str]
