@@ -28,7 +28,7 @@ from notifactor.domain.delivery_state import NEVER_WRITTEN, DeliveryState
 from notifactor.domain.notification import InboxEntry
 from notifactor.domain.resume import Keyed, ReplayMerge
 from notifactor.domain.timestamps import to_us
-from notifactor.domain.ws_frames import notification_frame
+from notifactor.domain.ws_frames import stored_notification_frame
 from notifactor.edge.registry import Deliver
 from notifactor.ports.notification_store import NotificationStore
 
@@ -160,15 +160,7 @@ async def look_back(
 def replayed_frame(entry: InboxEntry) -> Outgoing:
     """The frame for a stored notification (recorded only if not delivered yet)."""
     notification = entry.notification
-    text = notification_frame(
-        id=notification.id,
-        channel=notification.channel,
-        content=notification.content,
-        priority=notification.priority,
-        metadata=notification.metadata,
-        created_at=notification.created_at,
-        cursor=entry.cursor,
-    )
+    text = stored_notification_frame(entry)
     record = entry.state not in (DeliveryState.DELIVERED, DeliveryState.ACKED)
     return Outgoing(
         text=text, id=notification.id, created_at=notification.created_at, record=record

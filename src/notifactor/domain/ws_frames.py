@@ -20,6 +20,7 @@ import msgspec
 
 from notifactor.domain.cursor import CursorKind, InvalidCursorError, Position, decode_cursor
 from notifactor.domain.identifiers import CHANNEL
+from notifactor.domain.notification import InboxEntry
 from notifactor.domain.routing import RoutedMessage
 
 MAX_CHANNELS_PER_FRAME = 100
@@ -182,6 +183,20 @@ def routed_notification_frame(message: RoutedMessage) -> str:
         metadata=message.metadata,
         created_at=message.created_at,
         cursor=message.cursor,
+    )
+
+
+def stored_notification_frame(entry: InboxEntry) -> str:
+    """The text of the ``notification`` frame of a stored notification (a replay, a catch-up)."""
+    notification = entry.notification
+    return notification_frame(
+        id=notification.id,
+        channel=notification.channel,
+        content=notification.content,
+        priority=notification.priority,
+        metadata=notification.metadata,
+        created_at=notification.created_at,
+        cursor=entry.cursor,
     )
 
 

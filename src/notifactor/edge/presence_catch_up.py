@@ -33,7 +33,7 @@ from notifactor.domain.cursor import inbox_cursor
 from notifactor.domain.delivery_state import NEVER_WRITTEN
 from notifactor.domain.notification import InboxEntry
 from notifactor.domain.routing import RoutedMessage
-from notifactor.domain.ws_frames import routed_notification_frame
+from notifactor.domain.ws_frames import stored_notification_frame
 from notifactor.edge.registry import Deliver, SessionRegistry
 from notifactor.ports.notification_store import NotificationStore, StoreError
 
@@ -63,8 +63,7 @@ def stored_deliver(entry: InboxEntry) -> Deliver:
         attempt=1,
         traceparent="",
     )
-    frame = routed_notification_frame(message)
-    return Deliver(message=message, frame=frame)
+    return Deliver(message=message, frame=stored_notification_frame(entry))
 
 
 class PresenceCatchUp:
