@@ -53,6 +53,33 @@ class HeldHeartbeats:
         self._released.set()
 
 
+async def _held_heartbeats(s: Stack, monkeypatch: pytest.MonkeyPatch) -> HeldHeartbeats:
+    """The gateway's next presence check, held where it refreshes the registrations."""
+    held = HeldHeartbeats(s, monkeypatch)
+    with trio.fail_after(5):
+        await held.reached.wait()
+    return held
+
+
+async def _close_with_failed_unregister(
+    s: Stack, monkeypatch: pytest.MonkeyPatch, client: WsClient, user_id: str
+) -> None:
+    """Close ``client`` while Redis refuses its unregister: the user's count becomes unsure."""
+    presence = s.edge.context.presence
+    left = len(s.edge.registry.sessions_of("acme", user_id)) - 1
+
+    async def unreachable(*_args: Any) -> None:
+        raise UNAVAILABLE[0]("Redis is away (injected)")
+
+    real_unregister = presence.unregister
+    monkeypatch.setattr(presence, "unregister", unreachable)
+    await client.close()
+    with trio.fail_after(5):
+        while len(s.edge.registry.sessions_of("acme", user_id)) != left:  # noqa: ASYNC110
+            await trio.sleep(0.02)
+    monkeypatch.setattr(presence, "unregister", real_unregister)
+
+
 async def _dispatched(s: Stack) -> None:
     """Wait until the dispatcher has read and acknowledged every accepted notification."""
     with trio.fail_after(10):
@@ -98,9 +125,7 @@ async def test_a_reassert_sends_the_open_session_what_was_routed_while_presence_
     caplog.set_level(logging.INFO, logger="notifactor.edge")
     async with running_stack(redis_url, tmp_path, redis_prefix, settings=FAST_PRESENCE) as s:
         alice = await s.connect("acme", "alice")
-        held = HeldHeartbeats(s, monkeypatch)
-        with trio.fail_after(5):
-            await held.reached.wait()
+        held = await _held_heartbeats(s, monkeypatch)
         await _lose_presence(s, "acme", "alice")
         missed = await _routed_to_nobody(s, "acme", "alice")
 
@@ -145,9 +170,7 @@ async def test_the_catch_up_does_not_send_again_what_the_session_already_has(
         received = await s.post("acme", "alice", content="received live")
         assert (await alice.recv_json(within_s=5))["id"] == received
 
-        held = HeldHeartbeats(s, monkeypatch)
-        with trio.fail_after(5):
-            await held.reached.wait()
+        held = await _held_heartbeats(s, monkeypatch)
         await _lose_presence(s, "acme", "alice")
         missed = await _routed_to_nobody(s, "acme", "alice")
         assert await s.status_of("acme", received) == "pending"
@@ -218,9 +241,7 @@ async def test_a_catch_up_does_not_resend_what_the_session_remembered_when_it_be
         received = [await s.post("acme", "alice", content=f"live {i}") for i in range(12)]
         assert [(await alice.recv_json(within_s=5))["id"] for _ in received] == received
 
-        held = HeldHeartbeats(s, monkeypatch)
-        with trio.fail_after(5):
-            await held.reached.wait()
+        held = await _held_heartbeats(s, monkeypatch)
         await _lose_presence(s, "acme", "alice")
         missed = await _routed_to_nobody(s, "acme", "alice")
         held.release()
@@ -259,28 +280,15 @@ async def test_a_user_whose_unregister_failed_meanwhile_is_caught_up_too(
 ) -> None:
     """Settling alice's exact count (her unregister failed) must not hide her lost registration."""
     async with running_stack(redis_url, tmp_path, redis_prefix, settings=FAST_PRESENCE) as s:
-        presence = s.edge.context.presence
         alice = await s.connect("acme", "alice")
         alice_tab = await s.connect("acme", "alice")
         bob = await s.connect("acme", "bob")
-        held = HeldHeartbeats(s, monkeypatch)
-        with trio.fail_after(5):
-            await held.reached.wait()
+        held = await _held_heartbeats(s, monkeypatch)
         for user in ("alice", "bob"):
             await _lose_presence(s, "acme", user)
         missed_alice = await _routed_to_nobody(s, "acme", "alice")
         missed_bob = await _routed_to_nobody(s, "acme", "bob")
-
-        async def unreachable(*_args: Any) -> None:
-            raise UNAVAILABLE[0]("Redis is away (injected)")
-
-        real_unregister = presence.unregister
-        monkeypatch.setattr(presence, "unregister", unreachable)
-        await alice_tab.close()
-        with trio.fail_after(5):
-            while len(s.edge.registry.sessions_of("acme", "alice")) != 1:  # noqa: ASYNC110
-                await trio.sleep(0.02)
-        monkeypatch.setattr(presence, "unregister", real_unregister)
+        await _close_with_failed_unregister(s, monkeypatch, alice_tab, "alice")
 
         held.release()
         assert (await alice.recv_json(within_s=5))["id"] == missed_alice
@@ -338,25 +346,12 @@ async def test_a_count_left_too_high_by_a_failed_unregister_does_not_hide_a_loss
 ) -> None:
     """alice's key is lost; a second tab re-creates it, then fails to unregister (count stays 1)."""
     async with running_stack(redis_url, tmp_path, redis_prefix, settings=FAST_PRESENCE) as s:
-        presence = s.edge.context.presence
         alice = await s.connect("acme", "alice")
-        held = HeldHeartbeats(s, monkeypatch)
-        with trio.fail_after(5):
-            await held.reached.wait()
+        held = await _held_heartbeats(s, monkeypatch)
         await _lose_presence(s, "acme", "alice")
         missed = await _routed_to_nobody(s, "acme", "alice")
         tab = await s.connect("acme", "alice")
-
-        async def unreachable(*_args: Any) -> None:
-            raise UNAVAILABLE[0]("Redis is away (injected)")
-
-        real_unregister = presence.unregister
-        monkeypatch.setattr(presence, "unregister", unreachable)
-        await tab.close()
-        with trio.fail_after(5):
-            while len(s.edge.registry.sessions_of("acme", "alice")) != 1:  # noqa: ASYNC110
-                await trio.sleep(0.02)
-        monkeypatch.setattr(presence, "unregister", real_unregister)
+        await _close_with_failed_unregister(s, monkeypatch, tab, "alice")
         held.release()
         assert (await alice.recv_json(within_s=5))["id"] == missed
         await alice.close()
@@ -368,9 +363,7 @@ async def test_a_reassert_whose_reply_is_lost_still_catches_up(
     async with running_stack(redis_url, tmp_path, redis_prefix, settings=FAST_PRESENCE) as s:
         presence = s.edge.context.presence
         alice = await s.connect("acme", "alice")
-        held = HeldHeartbeats(s, monkeypatch)
-        with trio.fail_after(5):
-            await held.reached.wait()
+        held = await _held_heartbeats(s, monkeypatch)
         await _lose_presence(s, "acme", "alice")
         missed = await _routed_to_nobody(s, "acme", "alice")
         real_reassert = presence.reassert

@@ -285,6 +285,20 @@ class _RecordingStore:
         self.audit.extend(events)
 
 
+def _recording_replay(
+    redis_client: coredis.Redis[bytes], keys: RedisKeys
+) -> tuple[ReplayService, _RecordingStore]:
+    """A replay service on one partition whose audit events are kept in the returned store."""
+    store = _RecordingStore()
+    service = ReplayService(
+        RedisDeadLetterQueue(redis_client, keys=keys),
+        cast(Any, store),
+        partitions=1,
+        retention_days=_retention,
+    )
+    return service, store
+
+
 async def test_an_interrupted_paced_replay_loses_nothing_and_is_audited(
     redis_client: coredis.Redis[bytes], redis_prefix: str
 ) -> None:
@@ -294,13 +308,7 @@ async def test_an_interrupted_paced_replay_loses_nothing_and_is_audited(
     envelopes = [make_envelope("tenant-a", f"user-{i}") for i in range(3)]
     for envelope in envelopes:
         await append_dead_letter(redis_client, keys.dlq, envelope, dead_at=now, last_error="x")
-    store = _RecordingStore()
-    service = ReplayService(
-        RedisDeadLetterQueue(redis_client, keys=keys),
-        cast(Any, store),
-        partitions=1,
-        retention_days=_retention,
-    )
+    service, store = _recording_replay(redis_client, keys)
     with trio.move_on_after(1.5):  # an operator's Ctrl-C during a --rate 1 replay
         await service.replay(DlqFilter(), dry_run=False, rate_per_s=1)
     requeued = await redis_client.xlen(keys.stream(0))
@@ -320,13 +328,7 @@ async def test_the_replay_audit_writes_its_time_filter_as_the_api_writes_times(
     now = datetime.now(UTC)
     envelope = make_envelope("tenant-a", "user-1")
     await append_dead_letter(redis_client, keys.dlq, envelope, dead_at=now, last_error="x")
-    store = _RecordingStore()
-    service = ReplayService(
-        RedisDeadLetterQueue(redis_client, keys=keys),
-        cast(Any, store),
-        partitions=1,
-        retention_days=_retention,
-    )
+    service, store = _recording_replay(redis_client, keys)
     since = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     await service.replay(DlqFilter(since=since, until=now + timedelta(minutes=1)), dry_run=True)
     [event] = store.audit
