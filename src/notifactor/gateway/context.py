@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -11,7 +12,7 @@ import attrs
 
 from notifactor.actors.audit_trail import AuditTrail
 from notifactor.auth.verify import InvalidTokenError, Principal, TokenVerifier
-from notifactor.config import Config
+from notifactor.config import Config, TenantPolicy
 from notifactor.domain.audit_summary import ACCEPTED, REJECTED, AuditNote
 from notifactor.domain.rate_limit import RateRule
 from notifactor.gateway import problems
@@ -33,6 +34,14 @@ TreeSnapshot = Callable[[], NodeStatistics | None]
 
 async def _always_ok() -> None:
     return None
+
+
+@functools.cache
+def _rule_of(policy: TenantPolicy) -> RateRule:
+    """A policy's rate rule, built once (policies are immutable; one per configured tenant)."""
+    return RateRule.from_policy(
+        rate_per_s=policy.rate_per_s, burst=policy.burst, daily_quota=policy.daily_quota
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -66,10 +75,7 @@ class Gateway:
         return self.config.supervision.partitions
 
     def rate_rule(self, tenant_id: str) -> RateRule:
-        policy = self.config.tenant_policy(tenant_id)
-        return RateRule.from_policy(
-            rate_per_s=policy.rate_per_s, burst=policy.burst, daily_quota=policy.daily_quota
-        )
+        return _rule_of(self.config.tenant_policy(tenant_id))
 
     def authenticate(self, request: Request) -> Principal:
         """The caller's principal, or a 401 problem (the reason is logged, never the token)."""
