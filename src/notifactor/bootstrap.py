@@ -65,6 +65,7 @@ from notifactor.dispatcher.settings import settings_from_config
 from notifactor.domain.audit_summary import AuditNote
 from notifactor.edge.runner import WsEdge
 from notifactor.errors import ConfigError
+from notifactor.gateway import problems
 from notifactor.gateway.app import GatewayApp
 from notifactor.gateway.context import Gateway
 from notifactor.gateway.server import run_http_server
@@ -466,6 +467,7 @@ def _gateway_tree(
         idempotency_ttl_s=config.limits.idempotency_ttl_s,
         record_ttl_s=config.limits.accepted_record_ttl_s,
         max_stream_lag=config.limits.max_stream_lag,
+        call_timeout_s=problems.REDIS_DEADLINE_S,
     )
     sender = PipelinedIngest(redis, RedisIngest(redis, settings))
     gateway = Gateway(

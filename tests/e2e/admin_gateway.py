@@ -23,6 +23,7 @@ from notifactor.adapters.redis_ingest import IngestSettings, RedisIngest
 from notifactor.auth.verify import build_verifier
 from notifactor.config import AuditConfig, Config, TenantPolicy
 from notifactor.dispatcher.replay import ReplayService
+from notifactor.gateway import problems
 from notifactor.gateway.app import GatewayApp
 from notifactor.gateway.context import Gateway
 from notifactor.gateway.server import run_http_server
@@ -49,7 +50,9 @@ async def serve_admin_gateway(
         tenants={"default": GENEROUS, **(tenants or {})},
         audit=AuditConfig(window_s=0.1),
     )
-    settings = IngestSettings(stream_prefix=f"{redis_prefix}stream:")
+    settings = IngestSettings(
+        stream_prefix=f"{redis_prefix}stream:", call_timeout_s=problems.REDIS_DEADLINE_S
+    )
     async with (
         open_test_store(data_dir, None) as store,
         open_redis(redis_url) as redis,

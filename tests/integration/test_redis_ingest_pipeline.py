@@ -38,10 +38,15 @@ async def sending(bus: PipelinedIngest) -> AsyncIterator[StopSignal]:
         stop.request()
 
 
-def bus_for(client: coredis.Redis[bytes], prefix: str) -> PipelinedIngest:
-    return PipelinedIngest(
-        client, RedisIngest(client, IngestSettings(stream_prefix=f"{prefix}stream:"))
-    )
+def bus_for(
+    client: coredis.Redis[bytes],
+    prefix: str,
+    *,
+    call_timeout_s: float = 2.0,
+    queue_size: int = 4096,
+) -> PipelinedIngest:
+    settings = IngestSettings(stream_prefix=f"{prefix}stream:", call_timeout_s=call_timeout_s)
+    return PipelinedIngest(client, RedisIngest(client, settings), queue_size=queue_size)
 
 
 async def call_all(

@@ -24,6 +24,7 @@ from typing import Any
 
 import attrs
 import coredis
+import trio
 
 from notifactor.adapters.redis_client import UNAVAILABLE
 from notifactor.adapters.redis_scripts import EvalShaScript
@@ -34,6 +35,7 @@ from notifactor.ports.ingest import (
     Accepted,
     IngestItem,
     IngestResult,
+    IngestTimedOut,
     IngestUnavailable,
     Limited,
     Outcome,
@@ -145,12 +147,16 @@ class IngestSettings:
         max_stream_lag: entries a partition may hold unconsumed before new
             items for it are shed; 0 disables the check.
         stream_prefix: partition streams are ``{stream_prefix}{p}``.
+        call_timeout_s: longest an ingest call waits for Redis before it
+            raises :class:`~notifactor.ports.ingest.IngestTimedOut` (the
+            gateway then answers 503 with ``Retry-After``).
     """
 
     idempotency_ttl_s: int = 86_400
     record_ttl_s: int = 3_600
     max_stream_lag: int = 100_000
     stream_prefix: str = STREAM_PREFIX
+    call_timeout_s: float = 2.0
 
     def stream(self, partition: int) -> str:
         """The stream of ``partition`` (``notifactor:stream:{p}`` unless overridden in tests)."""
@@ -190,6 +196,11 @@ def unavailable(error: BaseException) -> IngestUnavailable:
     return IngestUnavailable(f"Redis: {type(error).__name__}: {error}")
 
 
+def timed_out(timeout_s: float) -> IngestTimedOut:
+    """The error of a call Redis did not answer within ``timeout_s``."""
+    return IngestTimedOut(f"Redis did not answer within {timeout_s:g} s")
+
+
 class RedisIngest:
     """:class:`notifactor.ports.ingest.IngestBus` on one coredis client."""
 
@@ -197,6 +208,10 @@ class RedisIngest:
         self._client = client
         self._settings = settings
         self._script = EvalShaScript(client, INGEST_LUA, "ingest")
+
+    @property
+    def settings(self) -> IngestSettings:
+        return self._settings
 
     @property
     def script_sha(self) -> str:
@@ -216,11 +231,13 @@ class RedisIngest:
         now_us: int | None = None,
     ) -> IngestResult:
         keys, args = self.script_call(tenant_id, rule, items, now_us=now_us)
-        try:
-            reply = await self._script(keys=keys, args=args)
-        except UNAVAILABLE as error:
-            raise unavailable(error) from error
-        return parse_ingest_reply(reply)
+        with trio.move_on_after(self._settings.call_timeout_s):
+            try:
+                reply = await self._script(keys=keys, args=args)
+            except UNAVAILABLE as error:
+                raise unavailable(error) from error
+            return parse_ingest_reply(reply)
+        raise timed_out(self._settings.call_timeout_s)
 
     def script_call(
         self,

@@ -15,11 +15,19 @@ idempotency and shedding behave exactly as with one call per round trip.
 A ``NOSCRIPT`` reply (a restarted or flushed server) reloads the script and
 repeats that call alone. A failed pipeline fails each of its calls with the
 error; the sender goes on with the next.
+
+Each call is bounded by ``IngestSettings.call_timeout_s``. Rather than a
+cancel scope with a deadline per call (about a tenth of a POST's CPU), one
+watchdog task answers the calls still waiting at their deadline with
+:class:`~notifactor.ports.ingest.IngestTimedOut`, at most ``WATCH_TICK_S``
+late. A call answered that way is not sent afterwards; one already sent may
+still land, as with any unavailable answer.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +40,7 @@ from notifactor.adapters.redis_client import UNAVAILABLE
 from notifactor.adapters.redis_ingest import (
     RedisIngest,
     parse_ingest_reply,
+    timed_out,
     unavailable,
 )
 from notifactor.domain.envelope import Envelope
@@ -42,6 +51,10 @@ from notifactor.ports.ingest import IngestItem, IngestResult, IngestUnavailable
 log = logging.getLogger("notifactor.gateway.ingest")
 
 
+#: How often the watchdog looks for calls past their deadline.
+WATCH_TICK_S = 0.05
+
+
 class IngestSenderStopped(IngestUnavailable):
     """The pipeline sender stopped before this call was answered."""
 
@@ -50,6 +63,7 @@ class _Call:
     __slots__ = (
         "abandoned",
         "args",
+        "deadline",
         "done",
         "error",
         "items",
@@ -69,9 +83,10 @@ class _Call:
         now_us: int | None,
         keys: list[str],
         args: list[str | int | bytes],
+        deadline: float,
     ) -> None:
         self.tenant_id, self.rule, self.items, self.now_us = tenant_id, rule, items, now_us
-        self.keys, self.args = keys, args
+        self.keys, self.args, self.deadline = keys, args, deadline
         self.done = trio.Event()
         self.result: IngestResult | None = None
         self.error: BaseException | None = None
@@ -111,7 +126,10 @@ class PipelinedIngest:
         self._client = client
         self._ingest = ingest
         self._max_calls = max_calls
+        self._timeout_s = ingest.settings.call_timeout_s
         self._send, self._receive = trio.open_memory_channel[_Call](queue_size)
+        # Queued calls in the order they were queued, hence of their deadlines.
+        self._watched: deque[_Call] = deque()
 
     async def ingest(
         self,
@@ -122,18 +140,49 @@ class PipelinedIngest:
         now_us: int | None = None,
     ) -> IngestResult:
         keys, args = self._ingest.script_call(tenant_id, rule, items, now_us=now_us)
-        call = _Call(tenant_id, rule, items, now_us=now_us, keys=keys, args=args)
+        deadline = trio.current_time() + self._timeout_s
+        call = _Call(tenant_id, rule, items, now_us=now_us, keys=keys, args=args, deadline=deadline)
         try:
-            await self._send.send(call)
-            await call.done.wait()
+            if self._queued_at_once(call):
+                await call.done.wait()  # the watchdog answers it at its deadline
+            else:
+                # The queue is full (Redis is behind): wait for room and for
+                # the answer under the deadline here; this call is not watched.
+                with trio.move_on_at(deadline):
+                    await self._send.send(call)
+                    await call.done.wait()
         finally:
-            # Cancelled (the gateway answered 503 at its deadline, say): a call
+            # Cancelled (the client went away, say) or timed out here: a call
             # not yet sent is dropped, so a retry does not make it twice.
-            call.abandoned = not call.done.is_set()
+            if not call.done.is_set():
+                call.abandoned = True
+        if not call.done.is_set():
+            raise timed_out(self._timeout_s)
         if call.error is not None:
             raise call.error
         assert call.result is not None
         return call.result
+
+    def _queued_at_once(self, call: _Call) -> bool:
+        """Queue ``call`` without a task switch, watched for its deadline; False if full."""
+        try:
+            self._send.send_nowait(call)
+        except trio.WouldBlock:
+            return False
+        self._watched.append(call)
+        return True
+
+    async def _watch_deadlines(self) -> None:
+        """Answer each watched call still waiting at its deadline with :class:`IngestTimedOut`."""
+        watched = self._watched
+        while True:
+            await trio.sleep(WATCH_TICK_S)
+            now = trio.current_time()
+            while watched and (watched[0].done.is_set() or watched[0].deadline <= now):
+                call = watched.popleft()
+                if not call.done.is_set():
+                    call.abandoned = True  # not sent later, if it is still queued
+                    call.answer(None, timed_out(self._timeout_s))
 
     async def get_accepted(self, tenant_id: str, notification_id: str) -> Envelope | None:
         return await self._ingest.get_accepted(tenant_id, notification_id)
@@ -151,18 +200,21 @@ class PipelinedIngest:
         task_status.started()
         batch: list[_Call] = []
         try:
-            with trio.CancelScope() as scope:
-                if stop is not None:
-                    stop.register(scope)
-                while True:
-                    batch = [await self._receive.receive()]
-                    while len(batch) < self._max_calls:
-                        try:
-                            batch.append(self._receive.receive_nowait())
-                        except trio.WouldBlock:
-                            break
-                    await self._send_pipeline(batch)
-                    batch = []
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_deadlines)
+                with trio.CancelScope() as scope:
+                    if stop is not None:
+                        stop.register(scope)
+                    while True:
+                        batch = [await self._receive.receive()]
+                        while len(batch) < self._max_calls:
+                            try:
+                                batch.append(self._receive.receive_nowait())
+                            except trio.WouldBlock:
+                                break
+                        await self._send_pipeline(batch)
+                        batch = []
+                nursery.cancel_scope.cancel()  # stopped: no call is waiting any more
         finally:
             stopped = IngestSenderStopped("the ingest sender stopped; retry")
             for call in batch:

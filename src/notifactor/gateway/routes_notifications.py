@@ -160,22 +160,18 @@ async def _ingest(
 ) -> IngestResult:
     """The ingest call; Redis unavailable or too slow is a 503 with ``Retry-After``, not a 500.
 
-    Past :data:`~notifactor.gateway.problems.REDIS_DEADLINE_S` the call is
-    abandoned; Redis may still run it, so the client retries with the same
-    ``Idempotency-Key`` when a duplicate matters.
+    The bus bounds the call in time (``IngestSettings.call_timeout_s``, the
+    gateway's :data:`~notifactor.gateway.problems.REDIS_DEADLINE_S`). A call
+    past it is abandoned; Redis may still run it, so the client retries with
+    the same ``Idempotency-Key`` when a duplicate matters.
     """
-    detail = "Ingestion is unavailable; retry later."
     try:
-        with problems.redis_deadline(detail):
-            return await gateway.ingest.ingest(tenant_id, rule, items)
+        return await gateway.ingest.ingest(tenant_id, rule, items)
     except IngestUnavailable as error:
         NOTIFICATIONS_REJECTED.labels(reason="unavailable").inc()
         log.warning("ingest unavailable: %s", error, extra={"event": "ingest_unavailable"})
+        detail = "Ingestion is unavailable; retry later."
         raise ProblemError(problems.unavailable(detail, UNAVAILABLE_RETRY_AFTER_S)) from None
-    except ProblemError:
-        NOTIFICATIONS_REJECTED.labels(reason="unavailable").inc()
-        log.warning("ingest timed out", extra={"event": "ingest_unavailable"})
-        raise
 
 
 async def post_notification(gateway: Gateway, request: Request) -> Response:

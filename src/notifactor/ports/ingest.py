@@ -75,6 +75,10 @@ class IngestUnavailable(Exception):
     """
 
 
+class IngestTimedOut(IngestUnavailable):
+    """The bus did not answer within its time bound (Redis stalled or far behind)."""
+
+
 class IngestBus(Protocol):
     """Admission, idempotency and enqueue, atomically per call."""
 
@@ -91,6 +95,9 @@ class IngestBus(Protocol):
         An item whose idempotency key was seen within the TTL is
         :class:`Accepted` with the earlier id and ``duplicate=True``, and is
         not enqueued again. ``now_us=None`` uses the shared server clock.
+
+        Bounded in time: a call not answered within the bus's bound raises
+        :class:`IngestTimedOut`, so a stalled Redis never holds a request open.
         """
         ...
 
