@@ -1,4 +1,4 @@
-"""One socket write per HTTP response instead of three.
+"""One socket write per HTTP response instead of three, and one read-timeout scope per connection.
 
 hypercorn's HTTP/1.1 protocol writes a response as it is produced: the
 status line and headers when the app sends ``http.response.start``, the body
@@ -27,17 +27,22 @@ in which order, is unchanged:
   makes them: a write in between would let the connection's reader start a
   pipelined request first, and the idle timer would then run during it;
 * empty writes are dropped (they sent nothing; they only took the lock).
+
+Its read loop is hypercorn's too, except that the read timeout is one cancel
+scope for the connection whose deadline moves with each read, instead of a
+new ``fail_after`` scope per read (see :meth:`CoalescingTCPServer._read_data`).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import trio
 from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.events import Closed, Event, RawData
-from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState
 
@@ -62,13 +67,48 @@ class CoalescingTCPServer(TCPServer):
         self._holding = True
 
     async def flush(self) -> None:
-        """Send what was held, as one write, and stop holding (shielded: never lost)."""
+        """Send what was held, as one write, and stop holding (shielded: never lost).
+
+        hypercorn's own write of ``RawData``, with its shield widened to take
+        the send lock too (one cancel scope instead of one inside another).
+        """
         self._holding = False
         if self._held:
             data = b"".join(self._held)
             self._held = []
             with trio.CancelScope(shield=True):
-                await super().protocol_send(RawData(data=data))
+                async with self.send_lock:
+                    try:
+                        await self.stream.send_all(data)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        await self.protocol.handle(Closed())
+
+    async def _read_data(self) -> None:
+        """hypercorn's read loop, with one read-timeout scope for the connection.
+
+        hypercorn opens a new ``fail_after(read_timeout)`` for every read,
+        which on a keep-alive connection means one cancel scope with a
+        deadline per request. Here one scope lives as long as the connection
+        and only its deadline moves: ``read_timeout`` from the start of each
+        read, none while the data read is handled. What a client sees is
+        the same: a read that takes longer than ``read_timeout`` ends the
+        connection.
+        """
+        timeout = self.config.read_timeout or math.inf
+        with trio.CancelScope() as reading:
+            while True:
+                reading.deadline = trio.current_time() + timeout
+                try:
+                    data = await self.stream.receive_some(MAX_RECV)
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    break
+                if reading.cancel_called:
+                    break  # the timeout fell as the read completed: it expired
+                reading.deadline = math.inf
+                await self.protocol.handle(RawData(bytes(data)))
+                if data == b"":
+                    break
+        await self.protocol.handle(Closed())
 
     async def protocol_send(self, event: Event) -> None:
         if isinstance(event, RawData):

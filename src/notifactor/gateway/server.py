@@ -15,12 +15,13 @@ loop and the graceful drain are ours:
   requests up to ``config.shutdown_grace_s`` before cancelling them.
 
 The hypercorn pieces used (``TCPServer``, ``WorkerContext``) are the ones its
-own Trio worker composes; the dependency is pinned to 0.18.x. Two of them are
-adjusted for speed: each connection's idle task is replaced by
-:class:`IdleTimeout` (one task per connection instead of one per request,
-same behaviour), and :class:`CoalescingTCPServer` writes an HTTP/1.x
-response's head and first body chunk in one socket write instead of three
-(the head of a response whose body comes later waits for it).
+own Trio worker composes; the dependency is pinned to 0.18.x. They are
+adjusted for speed, with the same behaviour: each connection's idle task is
+replaced by :class:`IdleTimeout` (one task per connection instead of one per
+request), and :class:`CoalescingTCPServer` writes an HTTP/1.x response's head
+and first body chunk in one socket write instead of three (the head of a
+response whose body comes later waits for it) and reads under one read-timeout
+scope per connection instead of one per read.
 """
 
 from __future__ import annotations
