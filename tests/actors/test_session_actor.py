@@ -30,6 +30,7 @@ from notifactor.domain.notification import (
     NotificationView,
 )
 from notifactor.domain.routing import RoutedMessage
+from notifactor.domain.timestamps import from_us
 from notifactor.domain.ws_frames import notification_frame
 from notifactor.edge.context import EdgeContext
 from notifactor.edge.message_handoff import HandoffClosed, MessageHandoff
@@ -119,6 +120,7 @@ class FakeStore:
     notifications: list[Notification] = attrs.Factory(list)
     gate: trio.Event | None = None
     states: dict[str, DeliveryState] = attrs.Factory(dict)  # by id; pending if absent
+    state_at_us: dict[str, int] = attrs.Factory(dict)  # when each of ``states`` was reached
 
     async def inbox_after(
         self, tenant_id: str, user_id: str, cursor: str | None, limit: int
@@ -140,6 +142,7 @@ class FakeStore:
                 notification=n,
                 cursor=cursor_for(n),
                 state=self.states.get(n.id, DeliveryState.PENDING),
+                state_at_us=self.state_at_us.get(n.id),
             )
             for n in mine[:limit]
         ]
@@ -149,12 +152,13 @@ class FakeStore:
     ) -> NotificationView | None:
         for n in self.notifications:
             if n.tenant_id == tenant_id and n.id == notification_id:
+                at_us = self.state_at_us.get(n.id)
                 return NotificationView(
                     notification=n,
-                    status=DeliveryState.PENDING,
+                    status=self.states.get(n.id, DeliveryState.PENDING),
                     attempts=1,
                     last_error=None,
-                    updated_at=n.created_at,
+                    updated_at=n.created_at if at_us is None else from_us(at_us),
                 )
         return None
 
@@ -513,6 +517,27 @@ async def test_frames_are_answered_in_the_sessions_own_context(
     assert seen[0] is not None  # the session's supervisor child signal, not the caller's
 
 
+async def resume_looking_back(
+    store: FakeStore, since: Notification, late: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Env]:
+    """Resume from ``since`` with an hour of look back.
+
+    Returns:
+        The frames up to ``resumed``, the ``late`` frames after it (nothing
+        else comes), and the session's environment.
+    """
+    env = make_env(EdgeSettings(outbox_size=64, replay_page=2, resume_lookback_s=3600), store)
+    socket = FakeSocket()
+    async with sessions(env, [("t", "u", socket)]):
+        await socket.frame()
+        await socket.say({"type": "resume", "since": cursor_for(since)})
+        frames = await frames_until(socket, "resumed")
+        after = [await socket.frame() for _ in range(late)]
+        await socket.say({"type": "ping"})
+        assert (await socket.frame())["type"] == "pong"  # nothing else came
+    return frames, after, env
+
+
 async def test_resume_also_sends_what_was_never_written_behind_the_cursor() -> None:
     """A notification routed late keeps its place: it may sit behind a newer cursor.
 
@@ -532,18 +557,45 @@ async def test_resume_also_sends_what_was_never_written_behind_the_cursor() -> N
         **{f"id{n:04d}": DeliveryState.DELIVERED for n in (1, 2, 5)},
         "id0004": DeliveryState.RETRYING,
     }
-    env = make_env(EdgeSettings(outbox_size=64, replay_page=2, resume_lookback_s=3600), store)
-    socket = FakeSocket()
-    async with sessions(env, [("t", "u", socket)]):
-        await socket.frame()
-        await socket.say({"type": "resume", "since": cursor_for(notification(5))})
-        frames = await frames_until(socket, "resumed")
-        after = [await socket.frame(), await socket.frame()]
-        await socket.say({"type": "ping"})
-        assert (await socket.frame())["type"] == "pong"  # nothing else came
+    frames, after, _ = await resume_looking_back(store, notification(5), late=2)
     assert [f["id"] for f in frames[:-1]] == ["id0006"]
     assert frames[-1] == {"type": "resumed", "count": 1}
     assert [f["id"] for f in after] == ["id0003", "id0004"]
+
+
+async def test_resume_also_sends_what_was_written_behind_the_cursor_after_its_notification() -> (
+    None
+):
+    """A late one written after the cursor's notification may have died with the connection.
+
+    The client's cursor is 5's, which it acked at t=500. 3 was claimed late
+    from a dispatcher that died, and written at t=700 to the connection that
+    then dropped: the client may never have read it, so the look back sends
+    it again. 1 and 2 were written before 5 (t=100, 200): the client had
+    them, so they are not sent again, acked or not; 4 was acked.
+    """
+    store = FakeStore(notifications=[notification(n) for n in range(1, 6)])
+    store.states = {
+        "id0001": DeliveryState.DELIVERED,
+        "id0002": DeliveryState.DELIVERED,
+        "id0003": DeliveryState.DELIVERED,
+        "id0004": DeliveryState.ACKED,
+        "id0005": DeliveryState.ACKED,
+    }
+    store.state_at_us = {"id0001": 100, "id0002": 200, "id0003": 700, "id0004": 800, "id0005": 500}
+    frames, after, env = await resume_looking_back(store, notification(5), late=1)
+    assert frames == [{"type": "resumed", "count": 0}]
+    assert [f["id"] for f in after] == ["id0003"]
+    assert env.recorder.states(DeliveryState.DELIVERED) == []  # already stored as delivered
+
+
+async def test_without_a_written_cursor_notification_nothing_written_is_sent_again() -> None:
+    """When storage does not know the cursor's notification as written, no time to compare."""
+    store = FakeStore(notifications=[notification(n) for n in range(1, 4)])
+    store.states = {"id0001": DeliveryState.DELIVERED, "id0002": DeliveryState.DELIVERED}
+    store.state_at_us = {"id0001": 900, "id0002": 950}  # 3, the cursor's, is still pending
+    frames, _, _ = await resume_looking_back(store, notification(3), late=0)
+    assert frames == [{"type": "resumed", "count": 0}]
 
 
 async def test_a_resume_in_the_same_session_skips_what_the_sent_window_remembers() -> None:

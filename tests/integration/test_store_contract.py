@@ -207,6 +207,28 @@ async def test_states_only_move_forward(store: NotificationStore) -> None:
     assert view.updated_at == t + timedelta(seconds=3)
 
 
+async def test_inbox_entries_carry_when_their_state_was_reached(store: NotificationStore) -> None:
+    """What a resume's look back compares: the winning state's time, none while only stored."""
+    tenant = new_tenant()
+    stored, written, acked = (
+        make_notification(tenant, "u", NOW - timedelta(minutes=m)) for m in (3, 2, 1)
+    )
+    await store.save_notifications([stored, written, acked])
+    await store.apply_delivery_updates(
+        [
+            update(written, DeliveryState.DELIVERED, NOW + timedelta(seconds=5)),
+            update(acked, DeliveryState.DELIVERED, NOW + timedelta(seconds=6)),
+            update(acked, DeliveryState.ACKED, NOW + timedelta(seconds=8)),
+        ]
+    )
+    inbox = await store.inbox_after(tenant, "u", None, 10)
+    assert [(e.notification.id, e.state, e.state_at_us) for e in inbox] == [
+        (stored.id, DeliveryState.PENDING, None),
+        (written.id, DeliveryState.DELIVERED, to_us(NOW + timedelta(seconds=5))),
+        (acked.id, DeliveryState.ACKED, to_us(NOW + timedelta(seconds=8))),
+    ]
+
+
 _STATES = st.sampled_from(list(DeliveryState))
 
 

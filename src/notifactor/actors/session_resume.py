@@ -9,13 +9,22 @@ replay sent (:mod:`notifactor.domain.resume`). A replay that fails does not
 release them: the session closes (1011) and the client resumes again.
 
 A resume then looks back: what lies up to ``resume_lookback_s`` behind the
-client's cursor and was never written to a socket (still ``pending`` or
-``retrying``) is sent after ``resumed``, like a late live delivery. A
-notification keeps its place in the inbox order however late it is routed,
-so one routed while the user's presence was lost, or retried, can sit
-behind a cursor the client got from a newer one; without the look back it
-would stay pending for good. It comes after ``resumed`` because SPEC §5's
-replay is what lies *after* the cursor, and ``resumed`` counts just that.
+client's cursor and the client may not have is sent after ``resumed``, like
+a late live delivery. A notification keeps its place in the inbox order
+however late it is routed, so one routed while the user's presence was
+lost, retried, or claimed from a dispatcher that died can sit behind a
+cursor the client got from a newer one. The client may not have:
+
+* what was never written to a socket (still ``pending`` or ``retrying``):
+  without the look back it would stay pending for good;
+* what was written (``delivered``, not acked) *after* the cursor's own
+  notification was: the client had that one, hence everything its
+  connection carried before it, but a late one written afterwards may have
+  been lost with the connection. What was written before it is not sent
+  again, so a client that does not ack gets no copies of what it had.
+
+It comes after ``resumed`` because SPEC §5's replay is what lies *after* the
+cursor, and ``resumed`` counts just that.
 """
 
 from __future__ import annotations
@@ -128,7 +137,10 @@ async def look_back(
     merge: ReplayMerge[Deliver],
     send: Callable[[InboxEntry], Awaitable[bool]],
 ) -> int:
-    """Send what lies up to ``lookback_us`` behind ``since`` and was never written to a socket.
+    """Send what lies up to ``lookback_us`` behind ``since`` that the client may not have.
+
+    That is what was never written to a socket, and what was written after
+    the cursor's own notification was (see the module docstring).
 
     Returns:
         How many entries ``send`` accepted.
@@ -139,6 +151,7 @@ async def look_back(
     if lookback_us <= 0:
         return 0
     position = decode_cursor(CursorKind.INBOX, since)
+    written_after_us = await _cursor_written_us(store, tenant_id, user_id, position.key)
     # An empty key sorts before every id at that time.
     cursor = inbox_cursor("", max(0, position.time_us - lookback_us))
     count = 0
@@ -148,13 +161,39 @@ async def look_back(
             notification = entry.notification
             if Position(time_us=notification.created_at_us, key=notification.id) >= position:
                 return count  # the cursor's own notification, which the client has
-            if entry.state in NEVER_WRITTEN:
+            if entry.state in NEVER_WRITTEN or _written_later(entry, written_after_us):
                 merge.replayed(notification.id)
                 if await send(entry):
                     count += 1
         if len(entries) < page:
             return count
         cursor = entries[-1].cursor
+
+
+async def _cursor_written_us(
+    store: NotificationStore, tenant_id: str, user_id: str, notification_id: str
+) -> int | None:
+    """When the cursor's own notification was last written or acked (µs); None if unknown.
+
+    Unknown (not stored, not this user's, or not written yet as far as
+    storage knows): nothing written is sent again, as before this check.
+    """
+    view = await store.get_notification(tenant_id, notification_id)
+    if view is None or view.notification.user_id != user_id:
+        return None
+    if view.status not in (DeliveryState.DELIVERED, DeliveryState.ACKED):
+        return None
+    return to_us(view.updated_at)
+
+
+def _written_later(entry: InboxEntry, written_after_us: int | None) -> bool:
+    """Written to a socket (not acked) after the cursor's notification was."""
+    return (
+        entry.state is DeliveryState.DELIVERED
+        and written_after_us is not None
+        and entry.state_at_us is not None
+        and entry.state_at_us > written_after_us
+    )
 
 
 def replayed_frame(entry: InboxEntry) -> Outgoing:

@@ -107,9 +107,12 @@ class InboxEntry:
     """A stored notification replayed to a WebSocket session on ``resume``.
 
     ``cursor`` is the opaque position of this entry; a client that resumes
-    after it receives exactly the entries that follow it.
+    after it receives exactly the entries that follow it. ``state_at_us`` is
+    when the stored ``state`` was reached (µs since the epoch), or ``None``
+    while no status is stored.
     """
 
     notification: Notification
     cursor: str
     state: DeliveryState
+    state_at_us: int | None = None

@@ -135,6 +135,7 @@ async def inbox_after(
                         ),
                         cursor=inbox_cursor(r.notification_id, r.created_us),
                         state=DeliveryState(r.state) if r.state else STORED_STATE,
+                        state_at_us=r.updated_us if r.state else None,
                     )
                 )
             if len(page) < size:

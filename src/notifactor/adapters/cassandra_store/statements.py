@@ -102,8 +102,8 @@ CQL: Final = {
         " ORDER BY created_us DESC, notification_id DESC LIMIT ?"
     ),
     "inbox_asc_page": (
-        "SELECT created_us, notification_id, channel, content, priority, metadata, state"
-        " FROM {ks}.inbox_by_user WHERE tenant_id = ? AND user_id = ? AND day = ?"
+        "SELECT created_us, notification_id, channel, content, priority, metadata, state,"
+        " updated_us FROM {ks}.inbox_by_user WHERE tenant_id = ? AND user_id = ? AND day = ?"
         " AND (created_us, notification_id) > (?, ?) LIMIT ?"
     ),
     "audit_page": (

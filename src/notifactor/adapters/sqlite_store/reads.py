@@ -166,7 +166,7 @@ async def inbox_after(
     check_limit(limit)
     after = inbox_start(cursor)
     sql = (
-        f"SELECT {_NOTIFICATION_COLUMNS}, d.state FROM notifications n {_STATUS_JOIN}"
+        f"SELECT {_NOTIFICATION_COLUMNS}, d.state, d.event_us FROM notifications n {_STATUS_JOIN}"
         " WHERE n.tenant_id = ? AND n.user_id = ? AND (n.created_us, n.id) > (?, ?)"
         " AND n.created_us > ? AND n.expires_us > ? ORDER BY n.created_us, n.id LIMIT ?"
     )
@@ -180,6 +180,7 @@ async def inbox_after(
                 notification=notification,
                 cursor=inbox_cursor(notification.id, notification.created_at_us),
                 state=DeliveryState(row[8]) if row[8] else STORED_STATE,
+                state_at_us=row[9] if row[8] else None,
             )
         )
     return entries
