@@ -20,6 +20,7 @@ from notifactor.adapters.redis_client import open_redis
 from notifactor.adapters.redis_dispatch import RedisKeys
 from notifactor.adapters.redis_dlq import RedisDeadLetterQueue
 from notifactor.adapters.redis_ingest import IngestSettings, RedisIngest
+from notifactor.adapters.redis_ingest_pipeline import PipelinedIngest
 from notifactor.auth.verify import build_verifier
 from notifactor.config import AuditConfig, Config, TenantPolicy
 from notifactor.dispatcher.replay import ReplayService
@@ -61,10 +62,12 @@ async def serve_admin_gateway(
     ):
         bound = {} if dlq_call_timeout_s is None else {"call_timeout_s": dlq_call_timeout_s}
         dlq = RedisDeadLetterQueue(redis, keys=RedisKeys(prefix=redis_prefix), **bound)
+        # The production ingest path: pipelined calls, bounded by the sender's watchdog.
+        sender = PipelinedIngest(redis, RedisIngest(redis, settings))
         gateway = Gateway(
             config=config,
             verifier=build_verifier(config, hs256_secret=SECRET),
-            ingest=RedisIngest(redis, settings),
+            ingest=sender,
             store=store,
             audit=audit,
             dlq=ReplayService(
@@ -75,6 +78,7 @@ async def serve_admin_gateway(
             ),
         )
         async with trio.open_nursery() as nursery:
+            await nursery.start(sender.run)
             port = await nursery.start(run_http_server, GatewayApp(gateway), config)
             yield RunningGateway(
                 port=port, config=config, redis=redis, store=store, settings=settings

@@ -20,8 +20,8 @@ import trio
 from infra.local.redis_server import LocalRedis
 from notifactor.adapters.redis_client import open_redis
 from notifactor.adapters.redis_ingest import IngestSettings, RedisIngest
-from notifactor.adapters.redis_ingest_pipeline import WATCH_TICK_S
-from notifactor.ports.ingest import Accepted, IngestTimedOut
+from notifactor.adapters.redis_ingest_pipeline import WATCH_TICK_S, IngestSenderStopped
+from notifactor.ports.ingest import Accepted, IngestTimedOut, IngestUnavailable
 from tests.e2e.test_gateway_rate_limit_lua import _item
 from tests.integration.test_redis_ingest_pipeline import GENEROUS, bus_for, sending
 
@@ -142,3 +142,41 @@ async def test_an_unpipelined_call_is_bounded_too(own_redis: str) -> None:
             with pytest.raises(IngestTimedOut):
                 await ingest.ingest("t1", GENEROUS, [_item("t1")])
             assert TIMEOUT_S <= trio.current_time() - started < TIMEOUT_S + SLACK_S
+
+
+async def test_without_a_running_sender_a_call_fails_at_once(own_redis: str) -> None:
+    """Not started yet, or restarting after a crash: no call waits for a sender."""
+    async with open_redis(own_redis) as client:
+        bus = bus_for(client, "nosender:", call_timeout_s=TIMEOUT_S)
+        with (
+            trio.fail_after(TIMEOUT_S / 2),
+            pytest.raises(IngestSenderStopped, match="not running"),
+        ):
+            await bus.ingest("t1", GENEROUS, [_item("t1")])
+        async with sending(bus):
+            result = await bus.ingest("t1", GENEROUS, [_item("t1")])
+            assert isinstance(result.outcomes[0], Accepted)
+        with trio.fail_after(TIMEOUT_S / 2), pytest.raises(IngestSenderStopped):
+            await bus.ingest("t1", GENEROUS, [_item("t1")])
+
+
+async def test_a_failed_script_reload_fails_its_calls_not_the_sender(
+    own_redis: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with open_redis(own_redis) as client:
+        bus = bus_for(client, "reload:", call_timeout_s=TIMEOUT_S)
+        async with sending(bus):
+            await bus.ingest("t1", GENEROUS, [_item("t1")])
+            await client.script_flush()  # the next call gets NOSCRIPT
+
+            async def refused() -> None:
+                raise ConnectionError("the server went away during SCRIPT LOAD")
+
+            with monkeypatch.context() as patch:
+                patch.setattr(bus._ingest, "load_script", refused)
+                with pytest.raises(IngestUnavailable, match="went away"):
+                    await bus.ingest("t1", GENEROUS, [_item("t1")])
+            # The sender went on: the next call reloads the script and lands.
+            result = await bus.ingest("t1", GENEROUS, [_item("t1")])
+            assert isinstance(result.outcomes[0], Accepted)
+            assert await client.xlen("reload:stream:0") == 2

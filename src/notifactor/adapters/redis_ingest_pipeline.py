@@ -20,8 +20,11 @@ Each call is bounded by ``IngestSettings.call_timeout_s``. Rather than a
 cancel scope with a deadline per call (about a tenth of a POST's CPU), one
 watchdog task answers the calls still waiting at their deadline with
 :class:`~notifactor.ports.ingest.IngestTimedOut`, at most ``WATCH_TICK_S``
-late. A call answered that way is not sent afterwards; one already sent may
-still land, as with any unavailable answer.
+late. A call answered that way before the sender took it is not sent
+afterwards; one the sender had taken may still land, as with any unavailable
+answer. While the sender is not running (not started yet, or restarting
+after a crash), calls fail at once with :class:`IngestSenderStopped`: no
+call waits without the watchdog.
 """
 
 from __future__ import annotations
@@ -130,6 +133,8 @@ class PipelinedIngest:
         self._send, self._receive = trio.open_memory_channel[_Call](queue_size)
         # Queued calls in the order they were queued, hence of their deadlines.
         self._watched: deque[_Call] = deque()
+        # Whether :meth:`run` is sending; no call waits for a sender that is not.
+        self._running = False
 
     async def ingest(
         self,
@@ -139,6 +144,8 @@ class PipelinedIngest:
         *,
         now_us: int | None = None,
     ) -> IngestResult:
+        if not self._running:  # not started yet, or restarting after a crash
+            raise IngestSenderStopped("the ingest sender is not running; retry")
         keys, args = self._ingest.script_call(tenant_id, rule, items, now_us=now_us)
         deadline = trio.current_time() + self._timeout_s
         call = _Call(tenant_id, rule, items, now_us=now_us, keys=keys, args=args, deadline=deadline)
@@ -197,8 +204,9 @@ class PipelinedIngest:
         call waiting; any that does is answered with :class:`IngestSenderStopped`.
         """
         stop = optional_stop_signal()
-        task_status.started()
         batch: list[_Call] = []
+        self._running = True
+        task_status.started()
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch_deadlines)
@@ -216,6 +224,7 @@ class PipelinedIngest:
                         batch = []
                 nursery.cancel_scope.cancel()  # stopped: no call is waiting any more
         finally:
+            self._running = False  # later calls fail at once; these are answered now
             stopped = IngestSenderStopped("the ingest sender stopped; retry")
             for call in batch:
                 call.answer(None, stopped)
@@ -254,7 +263,13 @@ class PipelinedIngest:
             except Exception as error:
                 call.answer(None, error)
         if reload:
-            await self._ingest.load_script()
+            try:
+                await self._ingest.load_script()
+            except Exception as error:  # the sender goes on; these calls fail
+                failure = unavailable(error) if isinstance(error, UNAVAILABLE) else error
+                for call in reload:
+                    call.answer(None, failure)
+                return
             for call in reload:
                 if call.abandoned:
                     continue
