@@ -88,27 +88,43 @@ class CoalescingTCPServer(TCPServer):
 
         hypercorn opens a new ``fail_after(read_timeout)`` for every read,
         which on a keep-alive connection means one cancel scope with a
-        deadline per request. Here one scope lives as long as the connection
+        deadline per request. Here a scope lasts until the connection ends
         and only its deadline moves: ``read_timeout`` from the start of each
-        read, none while the data read is handled. What a client sees is
-        the same: a read that takes longer than ``read_timeout`` ends the
-        connection.
+        read, none while the data read is handled. What a client sees is the
+        same: a read that takes longer than ``read_timeout`` ends the
+        connection, and data whose read completed as the timeout fell is
+        still handled (as hypercorn does: its timeout fires only if the read
+        was interrupted).
         """
         timeout = self.config.read_timeout or math.inf
+        while await self._read_under_one_scope(read_timeout_s=timeout):
+            pass
+        await self.protocol.handle(Closed())
+
+    async def _read_under_one_scope(self, *, read_timeout_s: float) -> bool:
+        """Read and handle until the connection ends or a read times out (False).
+
+        True: a read completed just as the scope's deadline fell. That scope
+        is cancelled for good, so its data is handled outside it, and the
+        caller reads on under a fresh one.
+        """
         with trio.CancelScope() as reading:
             while True:
-                reading.deadline = trio.current_time() + timeout
+                reading.deadline = trio.current_time() + read_timeout_s
                 try:
                     data = await self.stream.receive_some(MAX_RECV)
                 except (trio.ClosedResourceError, trio.BrokenResourceError):
-                    break
+                    return False
                 if reading.cancel_called:
-                    break  # the timeout fell as the read completed: it expired
+                    break
                 reading.deadline = math.inf
                 await self.protocol.handle(RawData(bytes(data)))
                 if data == b"":
-                    break
-        await self.protocol.handle(Closed())
+                    return False
+        if reading.cancelled_caught:
+            return False  # the read timed out
+        await self.protocol.handle(RawData(bytes(data)))
+        return data != b""
 
     async def protocol_send(self, event: Event) -> None:
         if isinstance(event, RawData):
