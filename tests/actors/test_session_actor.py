@@ -568,11 +568,11 @@ async def test_resume_also_sends_what_was_written_behind_the_cursor_after_its_no
 ):
     """A late one written after the cursor's notification may have died with the connection.
 
-    The client's cursor is 5's, which it acked at t=500. 3 was claimed late
-    from a dispatcher that died, and written at t=700 to the connection that
-    then dropped: the client may never have read it, so the look back sends
-    it again. 1 and 2 were written before 5 (t=100, 200): the client had
-    them, so they are not sent again, acked or not; 4 was acked.
+    The client acks what it processes; its cursor is 5's, acked at t=500.
+    3 was claimed late from a dispatcher that died, and written at t=700 to
+    the connection that then dropped: the client never acked it, so the
+    look back sends it again. 1 and 2 were written before that ack
+    (t=100, 200) and are not sent again; 4 was acked.
     """
     store = FakeStore(notifications=[notification(n) for n in range(1, 6)])
     store.states = {
@@ -589,11 +589,22 @@ async def test_resume_also_sends_what_was_written_behind_the_cursor_after_its_no
     assert env.recorder.states(DeliveryState.DELIVERED) == []  # already stored as delivered
 
 
-async def test_without_a_written_cursor_notification_nothing_written_is_sent_again() -> None:
-    """When storage does not know the cursor's notification as written, no time to compare."""
+@pytest.mark.parametrize("cursor_state", [DeliveryState.DELIVERED, DeliveryState.PENDING])
+async def test_unless_the_cursor_notification_was_acked_nothing_written_is_sent_again(
+    cursor_state: DeliveryState,
+) -> None:
+    """A client that does not ack: 1 and 2 went to it and to a lagging tab after 3 did.
+
+    Their stored times (the last write, to any session) are after the
+    cursor's, but this client had them: they are not sent again.
+    """
     store = FakeStore(notifications=[notification(n) for n in range(1, 4)])
-    store.states = {"id0001": DeliveryState.DELIVERED, "id0002": DeliveryState.DELIVERED}
-    store.state_at_us = {"id0001": 900, "id0002": 950}  # 3, the cursor's, is still pending
+    store.states = {
+        "id0001": DeliveryState.DELIVERED,
+        "id0002": DeliveryState.DELIVERED,
+        "id0003": cursor_state,
+    }
+    store.state_at_us = {"id0001": 900, "id0002": 950, "id0003": 500}
     frames, _, _ = await resume_looking_back(store, notification(3), late=0)
     assert frames == [{"type": "resumed", "count": 0}]
 

@@ -17,11 +17,12 @@ cursor the client got from a newer one. The client may not have:
 
 * what was never written to a socket (still ``pending`` or ``retrying``):
   without the look back it would stay pending for good;
-* what was written (``delivered``, not acked) *after* the cursor's own
-  notification was: the client had that one, hence everything its
-  connection carried before it, but a late one written afterwards may have
-  been lost with the connection. What was written before it is not sent
-  again, so a client that does not ack gets no copies of what it had.
+* for a client that acks: what was written (``delivered``, not acked)
+  *after* the client acked the cursor's own notification. A client that
+  acks what it processes had not processed that one: a late one written to
+  a connection that then dropped. Only when the cursor's notification is
+  acked: a client that does not ack gets no copies of what it had (another
+  of its sessions may have been written an older one later).
 
 It comes after ``resumed`` because SPEC §5's replay is what lies *after* the
 cursor, and ``resumed`` counts just that.
@@ -140,7 +141,7 @@ async def look_back(
     """Send what lies up to ``lookback_us`` behind ``since`` that the client may not have.
 
     That is what was never written to a socket, and what was written after
-    the cursor's own notification was (see the module docstring).
+    the client acked the cursor's own notification (see the module docstring).
 
     Returns:
         How many entries ``send`` accepted.
@@ -151,7 +152,7 @@ async def look_back(
     if lookback_us <= 0:
         return 0
     position = decode_cursor(CursorKind.INBOX, since)
-    written_after_us = await _cursor_written_us(store, tenant_id, user_id, position.key)
+    acked_at_us = await _cursor_acked_us(store, tenant_id, user_id, position.key)
     # An empty key sorts before every id at that time.
     cursor = inbox_cursor("", max(0, position.time_us - lookback_us))
     count = 0
@@ -161,7 +162,7 @@ async def look_back(
             notification = entry.notification
             if Position(time_us=notification.created_at_us, key=notification.id) >= position:
                 return count  # the cursor's own notification, which the client has
-            if entry.state in NEVER_WRITTEN or _written_later(entry, written_after_us):
+            if entry.state in NEVER_WRITTEN or _written_after(entry, acked_at_us):
                 merge.replayed(notification.id)
                 if await send(entry):
                     count += 1
@@ -170,29 +171,29 @@ async def look_back(
         cursor = entries[-1].cursor
 
 
-async def _cursor_written_us(
+async def _cursor_acked_us(
     store: NotificationStore, tenant_id: str, user_id: str, notification_id: str
 ) -> int | None:
-    """When the cursor's own notification was last written or acked (µs); None if unknown.
+    """When the client acked the cursor's own notification (µs); None if it did not.
 
-    Unknown (not stored, not this user's, or not written yet as far as
-    storage knows): nothing written is sent again, as before this check.
+    None also when that notification is not stored or not this user's:
+    nothing written is then sent again.
     """
     view = await store.get_notification(tenant_id, notification_id)
     if view is None or view.notification.user_id != user_id:
         return None
-    if view.status not in (DeliveryState.DELIVERED, DeliveryState.ACKED):
+    if view.status is not DeliveryState.ACKED:
         return None
     return to_us(view.updated_at)
 
 
-def _written_later(entry: InboxEntry, written_after_us: int | None) -> bool:
-    """Written to a socket (not acked) after the cursor's notification was."""
+def _written_after(entry: InboxEntry, acked_at_us: int | None) -> bool:
+    """Written to a socket, and not acked, after the cursor's notification was acked."""
     return (
         entry.state is DeliveryState.DELIVERED
-        and written_after_us is not None
+        and acked_at_us is not None
         and entry.state_at_us is not None
-        and entry.state_at_us > written_after_us
+        and entry.state_at_us > acked_at_us
     )
 
 
