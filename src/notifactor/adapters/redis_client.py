@@ -16,10 +16,11 @@ callers wait, so size it with :func:`pool_size_for`.
 
 Timeouts: the client sets no read timeout of its own, because one bound for
 every command would also cut the blocking reads (``XREADGROUP ... BLOCK``)
-short. Each caller bounds its calls instead, with a Trio cancel scope: the
-gateway's request handlers (``gateway.problems.REDIS_DEADLINE_S``, a 503 past
-it), the DLQ adapter (``call_timeout_s`` per call), the dispatcher's attempt
-bounds. A cancelled command is safe: its reply, when it comes, is matched to
+short. Each caller bounds its calls instead: the gateway's request handlers
+with a Trio cancel scope (``gateway.problems.REDIS_DEADLINE_S``, a 503 past
+it), its ingest calls through the ingest bus's own watchdog
+(``IngestSettings.call_timeout_s``, the same 2 s), the DLQ adapter
+(``call_timeout_s`` per call), the dispatcher's attempt bounds. A cancelled command is safe: its reply, when it comes, is matched to
 it and dropped, so the connection stays usable.
 """
 

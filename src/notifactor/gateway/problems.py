@@ -8,7 +8,8 @@ occurrence of a kind; ``detail`` explains this occurrence.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import attrs
@@ -166,33 +167,18 @@ def unavailable(detail: str, retry_after_s: int) -> Problem:
     return _retry_later("unavailable", detail, retry_after_s)
 
 
-class RedisDeadline:
-    """Bound the Redis calls of a ``with`` block by :data:`REDIS_DEADLINE_S`.
+@contextmanager
+def redis_deadline(detail: str) -> Iterator[None]:
+    """Bound the Redis calls of the block by :data:`REDIS_DEADLINE_S`.
 
     Past it, the calls are cancelled and the request is answered 503
-    ``unavailable`` with ``detail`` and ``Retry-After``. A class rather than
-    a generator context manager: every POST opens one.
+    ``unavailable`` with ``detail`` and ``Retry-After``. (Ingest calls are
+    bounded by the ingest bus itself, without a scope per request.)
     """
-
-    __slots__ = ("_detail", "_scope")
-
-    def __init__(self, detail: str) -> None:
-        self._detail = detail
-        self._scope = trio.move_on_after(REDIS_DEADLINE_S)
-
-    def __enter__(self) -> None:
-        self._scope.__enter__()
-
-    def __exit__(self, *exc_info: Any) -> None:
-        # The scope swallows only its own cancellation, and that becomes the 503.
-        self._scope.__exit__(*exc_info)
-        if self._scope.cancelled_caught:
-            raise ProblemError(unavailable(self._detail, REDIS_RETRY_AFTER_S)) from None
-
-
-def redis_deadline(detail: str) -> RedisDeadline:
-    """Bound the Redis calls of the block by :data:`REDIS_DEADLINE_S` (see :class:`RedisDeadline`)."""
-    return RedisDeadline(detail)
+    with trio.move_on_after(REDIS_DEADLINE_S) as scope:
+        yield
+    if scope.cancelled_caught:
+        raise ProblemError(unavailable(detail, REDIS_RETRY_AFTER_S))
 
 
 def internal_error() -> Problem:
