@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -184,6 +185,28 @@ async def test_transient_errors_reach_the_caller_after_max_attempts(
         await writer.write([note(2)])  # the writer itself is fine
         assert store.stored == [note(2)]
         stop.request()
+
+
+async def test_a_storage_outage_is_logged_when_it_starts_and_when_it_ends(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not one warning per retry of every flush: an outage floods nobody's logs."""
+    store = FakeStore()
+    store.errors = [TransientStoreError(f"down {i}") for i in range(3)]
+    caplog.set_level(logging.DEBUG, logger="notifactor.actors.storage_writer")
+    async with trio.open_nursery() as nursery:
+        writer, stop = await start_writer(nursery, store, config())
+        await writer.write([note(1)])
+        await writer.write([note(2)])
+        stop.request()
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name.endswith("writer")]
+    warnings = [message for level, message in lines if level == logging.WARNING]
+    assert len(warnings) == 2, lines
+    assert warnings[0].startswith("storage write failed, retrying (try 1 of")
+    assert warnings[0].endswith("down 0")
+    assert warnings[1] == "storage writes work again after 3 failed tries"
+    debug = [message for level, message in lines if level == logging.DEBUG]
+    assert [message[-6:] for message in debug] == ["down 1", "down 2"]
 
 
 async def test_permanent_errors_are_returned_not_retried(

@@ -345,8 +345,12 @@ async def get_notification(gateway: Gateway, request: Request) -> Response:
     store_failed = False
     try:
         stored = await gateway.store.get_notification(principal.tenant_id, notification_id)
-    except StoreError:
-        log.warning("storage read failed; falling back to the accepted record", exc_info=True)
+    except StoreError as error:
+        log.warning(
+            "storage read failed; falling back to the accepted record: %s",
+            error,
+            extra={"event": "storage_read_failed", "reason": str(error)},
+        )
         stored, store_failed = None, True
     if stored is not None:
         n = stored.notification
