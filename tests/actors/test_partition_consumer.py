@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -13,6 +14,7 @@ import trio
 import trio.testing
 
 from notifactor.actors import ActorRef, run_actor
+from notifactor.actors.failed_attempt import RETRY_LINES_PER_S
 from notifactor.actors.partition_consumer import PartitionConsumer
 from notifactor.actors.router import Router
 from notifactor.actors.stop import StopSignal, set_stop_signal
@@ -275,6 +277,40 @@ async def test_failure_schedules_a_retry_then_exhaustion_dead_letters() -> None:
     assert entry.reason == "exhausted"
     assert entry.attempts == 2
     assert DeliveryState.DEAD in store.states(e.id)
+
+
+async def test_failed_attempts_log_a_few_lines_a_second_not_one_each(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Storage down: every attempt of a batch fails; the log gets a few lines, then a count."""
+    store = MemoryStore()
+    caplog.set_level(logging.DEBUG, logger="notifactor.actors.partition_consumer")
+
+    def retry_lines() -> list[tuple[int, str]]:
+        return [
+            (r.levelno, r.getMessage()) for r in caplog.records if "failed, retrying" in r.message
+        ]
+
+    async with consumer_with(store) as (consumer, bus, _presence):
+        store.fail_next = 1  # the batch's one store call
+        for _ in range(12):
+            bus.add({"envelope": encode_envelope(envelope())})
+        await consumer.process_batch(await bus.read_new(0, "me", count=20, block_ms=1))
+        assert len(bus.retries) == 12
+        levels = [level for level, _ in retry_lines()]
+        assert levels == [logging.INFO] * RETRY_LINES_PER_S + [logging.DEBUG] * (
+            12 - RETRY_LINES_PER_S
+        )
+        await trio.sleep(1.05)  # a new second
+        store.fail_next = 1
+        bus.add({"envelope": encode_envelope(envelope())})
+        await consumer.process_batch(await bus.read_new(0, "me", count=20, block_ms=1))
+    level, message = retry_lines()[-1]
+    assert level == logging.INFO
+    assert message.endswith(
+        f"({12 - RETRY_LINES_PER_S} more failed attempts of this partition at debug level"
+        " since the last line)"
+    )
 
 
 async def test_graceful_stop_finishes_and_leaves_the_group() -> None:

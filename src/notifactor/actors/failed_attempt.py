@@ -37,6 +37,7 @@ from notifactor.dispatcher.settings import DispatcherSettings
 from notifactor.domain.delivery_state import DeliveryState
 from notifactor.domain.dlq_entry import DlqReason
 from notifactor.domain.envelope import ENVELOPE_FIELD, Envelope
+from notifactor.domain.log_budget import LogBudget
 from notifactor.domain.retry_schedule import (
     Defer,
     GiveUp,
@@ -49,6 +50,9 @@ from notifactor.observability.tracing import child_item_spans
 from notifactor.ports.dispatch import DispatchBus
 
 logger = logging.getLogger("notifactor.actors.partition_consumer")
+
+#: Failed attempts a partition logs at info level per second; more go to debug.
+RETRY_LINES_PER_S = 5
 
 
 class FailedAttempts:
@@ -82,6 +86,8 @@ class FailedAttempts:
         self._settings = settings
         self._dead_letters = dead_letters
         self._rng = rng
+        # A line per failed attempt, but not a flood when every attempt fails.
+        self._retry_lines = LogBudget(per_s=RETRY_LINES_PER_S)
 
     async def handle(
         self,
@@ -161,12 +167,18 @@ class FailedAttempts:
             case RetryAt(delay_ms=delay_ms):
                 span.set_attribute("notifactor.decision", "retry")
                 span.set_attribute("notifactor.retry_delay_ms", delay_ms)
-                logger.info(
-                    "attempt %d of %s failed, retrying in %d ms: %s",
+                held = self._retry_lines.take(time.monotonic())
+                logger.log(
+                    logging.DEBUG if held is None else logging.INFO,
+                    "attempt %d of %s failed, retrying in %d ms: %s%s",
                     attempt,
                     envelope.id,
                     delay_ms,
                     error,
+                    f" ({held} more failed attempts of this partition at debug level"
+                    " since the last line)"
+                    if held
+                    else "",
                     extra={**log_fields(envelope, self.partition), "reason": error},
                 )
                 # Only when storage works: a ``retrying`` that lands after the
