@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 
@@ -12,7 +13,12 @@ from cassandra import InvalidRequest
 from cassandra.query import BatchStatement, SimpleStatement
 
 from infra.local.cassandra_server import CassandraContact
-from notifactor.adapters.cassandra_session import CassandraSession, connect_cassandra
+from notifactor.adapters.cassandra_session import (
+    RECONNECT_BASE_DELAY_S,
+    RECONNECT_MAX_DELAY_S,
+    CassandraSession,
+    connect_cassandra,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -181,3 +187,18 @@ async def test_unknown_consistency_is_refused(cassandra_contact: CassandraContac
         await connect_cassandra(
             [(cassandra_contact.host, cassandra_contact.port)], consistency="MOST"
         )
+
+
+async def test_a_node_that_went_down_is_tried_again_within_seconds_for_good(
+    cassandra_contact: CassandraContact,
+) -> None:
+    """Not the driver's default: pauses growing to 600 s, and giving up after 64 tries."""
+    session = await connect_cassandra([(cassandra_contact.host, cassandra_contact.port)])
+    try:
+        policy = session.driver_session.cluster.reconnection_policy
+        pauses = list(itertools.islice(policy.new_schedule(), 500))
+    finally:
+        await session.close()
+    assert len(pauses) == 500  # still trying after hundreds of tries
+    assert pauses[0] <= RECONNECT_BASE_DELAY_S * 1.15
+    assert max(pauses) <= RECONNECT_MAX_DELAY_S * 1.15  # the driver adds up to 15 % jitter

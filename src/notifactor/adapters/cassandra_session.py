@@ -26,7 +26,11 @@ from typing import Any, Self, TypeAlias
 import trio
 from cassandra import ConsistencyLevel
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, ResponseFuture
-from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.policies import (
+    DCAwareRoundRobinPolicy,
+    ExponentialReconnectionPolicy,
+    TokenAwarePolicy,
+)
 from cassandra.query import PreparedStatement, SimpleStatement, Statement
 
 Row: TypeAlias = Any
@@ -131,6 +135,20 @@ class CassandraSession:
             await self.close()
 
 
+#: Longest pause between the driver's tries to reach a node that went down.
+#: The driver's own default grows to 600 s, so after an outage of a few
+#: minutes a node back up could wait minutes more to be used again.
+RECONNECT_MAX_DELAY_S = 10.0
+RECONNECT_BASE_DELAY_S = 0.5
+
+
+def reconnection_policy() -> ExponentialReconnectionPolicy:
+    """Tries at 0.5 s, 1 s, 2 s, ... apart, never more than 10 s, for as long as it takes."""
+    return ExponentialReconnectionPolicy(
+        RECONNECT_BASE_DELAY_S, RECONNECT_MAX_DELAY_S, max_attempts=None
+    )
+
+
 async def connect_cassandra(
     contact_points: Sequence[tuple[str, int]],
     *,
@@ -143,7 +161,8 @@ async def connect_cassandra(
 
     Uses protocol v5 (Cassandra 5.0; no downgrade warnings) and token-aware
     routing over the local datacenter, so prepared statements go straight to
-    a replica.
+    a replica. A node that goes down is tried again at most
+    :data:`RECONNECT_MAX_DELAY_S` apart (:func:`reconnection_policy`).
 
     Args:
         contact_points: ``(host, native_port)`` pairs; the first port is also
@@ -179,6 +198,7 @@ async def connect_cassandra(
             port=contact_points[0][1],
             protocol_version=5,
             execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+            reconnection_policy=reconnection_policy(),
         )
         try:
             return cluster, cluster.connect(keyspace)
