@@ -199,14 +199,18 @@ async def test_a_storage_outage_is_logged_when_it_starts_and_when_it_ends(
         await writer.write([note(1)])
         await writer.write([note(2)])
         stop.request()
-    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name.endswith("writer")]
-    warnings = [message for level, message in lines if level == logging.WARNING]
-    assert len(warnings) == 2, lines
-    assert warnings[0].startswith("storage write failed, retrying (try 1 of")
-    assert warnings[0].endswith("down 0")
-    assert warnings[1] == "storage writes work again after 3 failed tries"
-    debug = [message for level, message in lines if level == logging.DEBUG]
-    assert [message[-6:] for message in debug] == ["down 1", "down 2"]
+    records = [r for r in caplog.records if r.name.endswith("writer")]
+    warnings = [r for r in records if r.levelno == logging.WARNING]
+    assert [(r.getMessage(), r.__dict__.get("event")) for r in warnings] == [
+        ("storage unreachable, waiting for it: down 0", "storage_unavailable"),
+        ("storage reachable again after 3 failed attempts", "storage_available"),
+    ]
+    debug = [r.getMessage() for r in records if r.levelno == logging.DEBUG]
+    assert debug == [
+        "storage write failed (try 1 of 4): down 0",
+        "storage write failed (try 2 of 4): down 1",
+        "storage write failed (try 3 of 4): down 2",
+    ]
 
 
 async def test_permanent_errors_are_returned_not_retried(

@@ -50,6 +50,8 @@ class Outage:
         logger: where the start and the end of an outage are logged.
         first_pause_s: the pause after the first failure; it doubles after
             each further one, up to ``max_pause_s``.
+        event: when set, the two lines carry ``"event"``
+            ``{event}_unavailable`` and ``{event}_available``.
     """
 
     what: str
@@ -57,6 +59,7 @@ class Outage:
     first_pause_s: float = 0.1
     max_pause_s: float = 1.0
     failures: int = 0
+    event: str | None = None
 
     def pause_s(self) -> float:
         """The pause after the current number of failures."""
@@ -64,15 +67,30 @@ class Outage:
 
     async def failed(self, error: BaseException) -> None:
         """Count a failure (logged if it starts an outage) and pause."""
+        self.noted(error)
+        await trio.sleep(self.pause_s())
+
+    def noted(self, error: BaseException) -> None:
+        """Count a failure, logged if it starts an outage (for callers that pause on their own)."""
         self.failures += 1
         if self.failures == 1:
-            self.logger.warning("%s unreachable, waiting for it: %s", self.what, describe(error))
-        await trio.sleep(self.pause_s())
+            self.logger.warning(
+                "%s unreachable, waiting for it: %s",
+                self.what,
+                describe(error),
+                extra=self._event("unavailable"),
+            )
 
     def succeeded(self) -> None:
         """The dependency answered: log the end of an outage, if there was one."""
         if self.failures:
             self.logger.warning(
-                "%s reachable again after %d failed attempts", self.what, self.failures
+                "%s reachable again after %d failed attempts",
+                self.what,
+                self.failures,
+                extra=self._event("available"),
             )
             self.failures = 0
+
+    def _event(self, state: str) -> dict[str, str] | None:
+        return None if self.event is None else {"event": f"{self.event}_{state}"}

@@ -43,6 +43,7 @@ import trio
 from notifactor.actors.actor import Actor
 from notifactor.actors.mailbox import Inbox
 from notifactor.actors.messages import Reply
+from notifactor.actors.outage import Outage
 from notifactor.actors.ref import ActorRef
 from notifactor.domain.audit import AuditEvent
 from notifactor.domain.batching import BatchBuffer, BatchPolicy, RetryPolicy, group_for_flush
@@ -190,7 +191,7 @@ class StorageWriter(Actor[WriterMessage]):
         self._in_flight: set[trio.Event] = set()
         # Transient failures since the last write that worked, over all
         # flushes: an outage is logged when it starts and when it ends.
-        self._failed_tries = 0
+        self._outage = Outage("storage", logger, event="storage")
         self._nursery: trio.Nursery | None = None
 
     async def handle(self, message: WriterMessage) -> None:
@@ -335,13 +336,19 @@ class StorageWriter(Actor[WriterMessage]):
             try:
                 async with self._write_limiter:
                     await self._store_items(items)
-                self._storage_answered()
+                self._outage.succeeded()
                 for _, pending in group:
                     pending.unwritten -= 1
                 return
             except TransientStoreError as error:
                 failures += 1
-                self._storage_failed(error, failures)
+                self._outage.noted(error)
+                logger.debug(
+                    "storage write failed (try %d of %d): %s",
+                    failures,
+                    self._config.retry.max_attempts,
+                    error,
+                )
                 if self._config.retry.gives_up_after(failures):
                     self._record_error(group, error)
                     return
@@ -349,30 +356,6 @@ class StorageWriter(Actor[WriterMessage]):
             except Exception as error:  # returned to the callers, not a crash
                 self._record_error(group, error)
                 return
-
-    def _storage_failed(self, error: TransientStoreError, failures: int) -> None:
-        """One line when storage starts failing; each further try only at debug level."""
-        self._failed_tries += 1
-        level = logging.WARNING if self._failed_tries == 1 else logging.DEBUG
-        logger.log(
-            level,
-            "storage write failed, retrying (try %d of %d; more failures are logged at debug"
-            " level until a write works): %s",
-            failures,
-            self._config.retry.max_attempts,
-            error,
-            extra={"event": "storage_unavailable", "reason": str(error)},
-        )
-
-    def _storage_answered(self) -> None:
-        """A write worked: log the end of the failures, if there were any."""
-        if self._failed_tries:
-            logger.warning(
-                "storage writes work again after %d failed tries",
-                self._failed_tries,
-                extra={"event": "storage_available"},
-            )
-            self._failed_tries = 0
 
     @staticmethod
     def _record_error(group: list[tuple[StorageItem, _Pending]], error: Exception) -> None:
