@@ -1,7 +1,8 @@
 """One trace per notification, from the REST request through the dispatcher to the socket.
 
-`notifactor serve` runs with the console span exporter; the spans it prints
-are read back after it stops.
+`notifactor serve` runs with the console span exporter (the spans it prints
+are read back after it stops), and with the OTLP exporter posting to a
+receiver on loopback (the protobuf requests it got are decoded).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from websockets.sync.client import connect
 
 from tests.e2e.test_serve import free_port
+from tests.otlp_receiver import otlp_receiver
 
 pytestmark = pytest.mark.e2e
 
@@ -27,7 +30,8 @@ TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
 
 
-def _spans(text: str) -> list[dict[str, Any]]:
+def _console_spans(text: str) -> list[dict[str, Any]]:
+    """The spans the console exporter printed, as name, ids (hex) and attributes."""
     decoder = json.JSONDecoder()
     spans, index = [], 0
     while True:
@@ -36,7 +40,39 @@ def _spans(text: str) -> list[dict[str, Any]]:
             return spans
         value, index = decoder.raw_decode(text, start)
         if isinstance(value, dict) and "context" in value:
-            spans.append(value)
+            spans.append(
+                {
+                    "name": value["name"],
+                    "trace_id": value["context"]["trace_id"].removeprefix("0x"),
+                    "span_id": value["context"]["span_id"].removeprefix("0x"),
+                    "parent_id": (value["parent_id"] or "").removeprefix("0x"),
+                    "attributes": value["attributes"],
+                }
+            )
+
+
+def _otlp_spans(bodies: list[bytes]) -> list[dict[str, Any]]:
+    """The spans in the OTLP requests a receiver got, in the same shape."""
+    spans = []
+    for body in bodies:
+        request = ExportTraceServiceRequest.FromString(body)
+        for resource_spans in request.resource_spans:
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    attributes: dict[str, Any] = {}
+                    for pair in span.attributes:
+                        kind = pair.value.WhichOneof("value")
+                        attributes[pair.key] = getattr(pair.value, kind) if kind else None
+                    spans.append(
+                        {
+                            "name": span.name,
+                            "trace_id": span.trace_id.hex(),
+                            "span_id": span.span_id.hex(),
+                            "parent_id": span.parent_span_id.hex(),
+                            "attributes": attributes,
+                        }
+                    )
+    return spans
 
 
 def _wait_live(base_url: str, process: subprocess.Popen[str]) -> None:
@@ -52,7 +88,15 @@ def _wait_live(base_url: str, process: subprocess.Popen[str]) -> None:
     pytest.fail("serve did not come up")
 
 
-def test_one_trace_from_post_to_socket(tmp_path: Path) -> None:
+@pytest.mark.parametrize("exporter", ["console", "otlp"])
+def test_one_trace_from_post_to_socket(exporter: str, tmp_path: Path) -> None:
+    with otlp_receiver() as (endpoint, received):
+        _one_trace_from_post_to_socket(exporter, tmp_path, endpoint, received.bodies)
+
+
+def _one_trace_from_post_to_socket(
+    exporter: str, tmp_path: Path, endpoint: str, received: list[bytes]
+) -> None:
     http_port, ws_port = free_port(), free_port()
     data_dir = tmp_path / "var"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFACTOR_", "OTEL_"))}
@@ -60,7 +104,8 @@ def test_one_trace_from_post_to_socket(tmp_path: Path) -> None:
         NOTIFACTOR_DATA_DIR=str(data_dir),
         NOTIFACTOR_HTTP_PORT=str(http_port),
         NOTIFACTOR_WS_PORT=str(ws_port),
-        NOTIFACTOR_OTEL_EXPORTER="console",
+        NOTIFACTOR_OTEL_EXPORTER=exporter,
+        OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "notifactor", "serve"],
@@ -104,8 +149,8 @@ def test_one_trace_from_post_to_socket(tmp_path: Path) -> None:
         output, _ = process.communicate(timeout=30)
     assert process.returncode == 0
 
-    spans = _spans(output)
-    in_trace = {span["name"] for span in spans if span["context"]["trace_id"] == f"0x{TRACE_ID}"}
+    spans = _console_spans(output) if exporter == "console" else _otlp_spans(received)
+    traced = [span for span in spans if span["trace_id"] == TRACE_ID]
     assert {
         "gateway.ingest",
         "dispatch.consume",
@@ -113,14 +158,14 @@ def test_one_trace_from_post_to_socket(tmp_path: Path) -> None:
         "dispatch.route",
         "edge.fan_out",
         "edge.socket_write",
-    } <= in_trace, sorted(in_trace)
-    by_name = {s["name"]: s for s in spans if s["context"]["trace_id"] == f"0x{TRACE_ID}"}
-    # The socket write is a child of the fan-out that queued its frame.
-    assert (
-        by_name["edge.socket_write"]["parent_id"] == by_name["edge.fan_out"]["context"]["span_id"]
-    )
+    } <= {span["name"] for span in traced}, sorted(span["name"] for span in traced)
+    by_name = {span["name"]: span for span in traced}
+    # The ingest span is the client's child; the socket write is a child of
+    # the fan-out that queued its frame.
+    assert by_name["gateway.ingest"]["parent_id"] == CLIENT_TRACEPARENT.split("-")[2]
+    assert by_name["edge.socket_write"]["parent_id"] == by_name["edge.fan_out"]["span_id"]
     assert by_name["edge.fan_out"]["attributes"]["notifactor.sessions"] == 1
-    consume = [s for s in spans if s["name"] == "dispatch.consume"]
+    consume = [span for span in spans if span["name"] == "dispatch.consume"]
     assert any(
-        s["attributes"].get("notifactor.notification_id") == notification_id for s in consume
+        span["attributes"].get("notifactor.notification_id") == notification_id for span in consume
     )

@@ -13,9 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
@@ -242,3 +243,103 @@ def test_attributes_are_capped_per_span() -> None:
 )
 def test_attribute_values_follow_the_api_rules(value: object, cleaned: object) -> None:
     assert clean_value(value) == cleaned
+
+
+class RandomFlagIds(CountingIds):
+    """Counting ids that declare themselves random (the W3C "random trace id" flag)."""
+
+    def is_trace_id_random(self) -> bool:
+        return True
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    parent=parents,
+    remote=st.booleans(),
+    start=attribute_maps,
+    later=attribute_maps,
+    sampler=st.sampled_from(SAMPLERS),
+    random_ids=st.booleans(),
+    kind=st.sampled_from(list(SpanKind)),
+)
+def test_start_child_records_what_start_span_records_for_that_parent(
+    *,
+    parent: tuple[int, int, int] | None,
+    remote: bool,
+    start: dict[str, object],
+    later: dict[str, object],
+    sampler: Sampler,
+    random_ids: bool,
+    kind: SpanKind,
+) -> None:
+    """The SDK's tracer, given the parent in a context, is the oracle of ``start_child``."""
+    results = []
+    for lean in (False, True):
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider(
+            resource=Resource.create({"service.name": "lean-test"}),
+            id_generator=RandomFlagIds() if random_ids else CountingIds(),
+            sampler=sampler,
+        )
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        sdk_tracer = provider.get_tracer(*SCOPE)
+        span_context = None
+        if parent is not None:
+            trace_id, span_id, flags = parent
+            span_context = SpanContext(
+                trace_id, span_id, is_remote=remote, trace_flags=TraceFlags(flags)
+            )
+        if lean:
+            tracer = LeanTracer(sdk_tracer, InstrumentationScope(*SCOPE))  # type: ignore[arg-type]
+            span = tracer.start_child("step", span_context, kind, start, start_time=1_000)  # type: ignore[arg-type]
+        else:
+            context = (
+                Context()
+                if span_context is None
+                else trace.set_span_in_context(NonRecordingSpan(span_context))
+            )
+            span = sdk_tracer.start_span(
+                "step",
+                context=context,
+                kind=kind,
+                attributes=start,
+                start_time=1_000,  # type: ignore[arg-type]
+            )
+        for key, value in later.items():
+            span.set_attribute(key, value)  # type: ignore[arg-type]
+        span.end(end_time=2_000)
+        results.append(
+            (
+                span.get_span_context(),
+                span.is_recording(),
+                encode_spans(exporter.get_finished_spans()),
+            )
+        )
+    assert results[0] == results[1]
+
+
+class _Starts(SpanProcessor):
+    def __init__(self) -> None:
+        self.started: list[tuple[str, Context | None]] = []
+        self.ended: list[str] = []
+
+    def on_start(self, span: trace.Span, parent_context: Context | None = None) -> None:
+        self.started.append((span.name, parent_context))  # type: ignore[attr-defined]
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.ended.append(span.name)
+
+
+def test_processors_added_later_see_later_spans_and_on_start_when_they_use_it() -> None:
+    provider, exporter = _provider()
+    tracer = LeanTracer(provider.get_tracer(*SCOPE), InstrumentationScope(*SCOPE))  # type: ignore[arg-type]
+    tracer.start_child("before", None).end()
+    starts = _Starts()
+    provider.add_span_processor(starts)
+    parent = SpanContext(3 << 64, 4, is_remote=True, trace_flags=TraceFlags(1))
+    tracer.start_child("after", parent).end()
+    assert [span.name for span in exporter.get_finished_spans()] == ["before", "after"]
+    assert starts.ended == ["after"]
+    ((name, context),) = starts.started
+    assert name == "after"
+    assert trace.get_current_span(context).get_span_context() == parent

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -16,6 +14,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
     Link,
     NonRecordingSpan,
@@ -28,8 +27,15 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from notifactor.observability.otlp_encoding import encode_export_request, varint
+from notifactor.observability.lean_tracer import LeanSpan, LeanTracer
+from notifactor.observability.otlp_encoding import (
+    encode_export_request,
+    encode_span,
+    span_field,
+    varint,
+)
 from notifactor.observability.otlp_exporter import LeanOTLPSpanExporter
+from tests.otlp_receiver import Received, otlp_receiver
 
 text = st.text(max_size=40)
 # Attribute text may be invalid UTF-8 (a lone surrogate): such an attribute is
@@ -155,39 +161,10 @@ def test_varint_matches_protobuf(value: int) -> None:
     assert encoded == b"\x18" + varint(value)
 
 
-class _Receiver:
-    """A loopback OTLP/HTTP endpoint that keeps every request body."""
-
-    def __init__(self, status: int) -> None:
-        self.status = status
-        self.bodies: list[bytes] = []
-        self.content_types: list[str] = []
-
-
 @pytest.fixture
-def receiver() -> Iterator[tuple[str, _Receiver]]:
-    received = _Receiver(200)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers["Content-Length"])
-            received.bodies.append(self.rfile.read(length))
-            received.content_types.append(self.headers["Content-Type"])
-            self.send_response(received.status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1/traces", received
-    finally:
-        server.shutdown()
-        server.server_close()
+def receiver() -> Iterator[tuple[str, Received]]:
+    with otlp_receiver() as (base_url, received):
+        yield f"{base_url}/v1/traces", received
 
 
 def _plain_spans(count: int) -> tuple[ReadableSpan, ...]:
@@ -203,7 +180,7 @@ def _plain_spans(count: int) -> tuple[ReadableSpan, ...]:
     return _record([spec] * count)
 
 
-def test_the_exporter_posts_lean_bytes(receiver: tuple[str, _Receiver]) -> None:
+def test_the_exporter_posts_lean_bytes(receiver: tuple[str, Received]) -> None:
     endpoint, received = receiver
     exporter = LeanOTLPSpanExporter(endpoint=endpoint, timeout=5)
     assert exporter.lean, "the installed OTLP exporter no longer has the shape the lean path uses"
@@ -214,7 +191,7 @@ def test_the_exporter_posts_lean_bytes(receiver: tuple[str, _Receiver]) -> None:
     assert ExportTraceServiceRequest.FromString(received.bodies[0]) == encode_spans(spans)
 
 
-def test_a_refused_export_is_a_failure(receiver: tuple[str, _Receiver]) -> None:
+def test_a_refused_export_is_a_failure(receiver: tuple[str, Received]) -> None:
     endpoint, received = receiver
     received.status = 400  # not retryable: one request, then failure
     exporter = LeanOTLPSpanExporter(endpoint=endpoint, timeout=5)
@@ -224,7 +201,7 @@ def test_a_refused_export_is_a_failure(receiver: tuple[str, _Receiver]) -> None:
 
 
 def test_with_exporter_self_metrics_on_the_standard_path_is_used(
-    receiver: tuple[str, _Receiver], monkeypatch: pytest.MonkeyPatch
+    receiver: tuple[str, Received], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
     endpoint, received = receiver
@@ -253,3 +230,57 @@ def test_a_name_that_is_not_utf8_is_replaced_not_fatal() -> None:
     assert encoded.events[0].name == "event ?"
     assert encoded.status.message == "why ?"
     assert [kv.key for kv in encoded.attributes] == ["fine"]
+
+
+lean_values = st.one_of(
+    st.text(max_size=150),
+    st.text(alphabet=st.characters(max_codepoint=127), max_size=150),
+    st.booleans(),
+    st.integers(min_value=-5, max_value=2000),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False),
+    st.lists(text, max_size=3),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    name=text,
+    kind=st.sampled_from(list(SpanKind)),
+    start=st.dictionaries(st.text(min_size=1, max_size=12), lean_values, max_size=5),
+    later=st.dictionaries(st.text(min_size=1, max_size=12), lean_values, max_size=3),
+    parent=st.one_of(st.none(), st.tuples(ids, st.booleans(), trace_state)),
+    failed=st.one_of(st.none(), text),
+)
+def test_the_short_path_for_lean_spans_writes_what_the_standard_encoder_writes(
+    *,
+    name: str,
+    kind: SpanKind,
+    start: dict[str, Any],
+    later: dict[str, Any],
+    parent: tuple[tuple[int, int], bool, TraceState | None] | None,
+    failed: str | None,
+) -> None:
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "short-path"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = LeanTracer(
+        provider.get_tracer("notifactor", "1.0"), InstrumentationScope("notifactor", "1.0")
+    )  # type: ignore[arg-type]
+    parent_context = None
+    if parent is not None:
+        (trace_id, span_id), remote, state = parent
+        parent_context = SpanContext(
+            trace_id, span_id, is_remote=remote, trace_flags=TraceFlags(1), trace_state=state
+        )
+    span = tracer.start_child(name, parent_context, kind, start)
+    for key, value in later.items():
+        span.set_attribute(key, value)
+    if failed is not None:
+        span.set_status(Status(StatusCode.ERROR, failed))
+    span.end()
+    (ended,) = memory.get_finished_spans()
+    assert isinstance(ended, LeanSpan)
+    assert span_field(ended) == b"\x12" + varint(len(encode_span(ended))) + encode_span(ended)
+    parsed = ExportTraceServiceRequest.FromString(encode_export_request([ended]))
+    assert parsed == encode_spans([ended])

@@ -9,6 +9,7 @@ import pytest
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from notifactor.config import Config
+from notifactor.observability.otlp_batching import EncodingBatchProcessor
 from notifactor.observability.otlp_exporter import LeanOTLPSpanExporter
 from notifactor.observability.tracing import (
     build_tracer_provider,
@@ -38,7 +39,7 @@ def test_shutdown_gives_up_on_an_unreachable_collector_within_its_bound(
 ) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{closed_port}")
     exporter = LeanOTLPSpanExporter()
-    provider = build_tracer_provider(Config(), BatchSpanProcessor(exporter))
+    provider = build_tracer_provider(Config(), EncodingBatchProcessor(exporter))
     use_tracer_provider(provider)
     try:
         _queue_spans(50)
@@ -78,3 +79,25 @@ def test_an_otlp_protocol_other_than_http_protobuf_is_a_configuration_error(
     with pytest.raises(ConfigError) as raised:
         configure_tracing(Config(otel_exporter="otlp"))
     assert str(raised.value) == f"{variable}: only http/protobuf is supported (got 'grpc')"
+
+
+def test_otlp_export_encodes_spans_as_they_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    from notifactor.observability.tracing import _otlp_processor
+
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "100")
+    processor = _otlp_processor()
+    try:
+        assert isinstance(processor, EncodingBatchProcessor)
+        assert processor._limits.max_export_batch_size == 100
+    finally:
+        processor.shutdown()
+
+
+def test_a_bad_batching_variable_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from notifactor.errors import ConfigError
+    from notifactor.observability.tracing import configure_tracing
+
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "soon")
+    with pytest.raises(ConfigError) as raised:
+        configure_tracing(Config(otel_exporter="otlp"))
+    assert str(raised.value) == "OTEL_BSP_SCHEDULE_DELAY: must be a whole number (got 'soon')"

@@ -22,7 +22,7 @@ from datetime import datetime
 
 import attrs
 import trio
-from opentelemetry.context import Context
+from opentelemetry.trace import SpanContext
 
 
 @attrs.frozen(kw_only=True)
@@ -39,7 +39,7 @@ class Outgoing:
     created_at: datetime | None = None
     live: bool = False
     record: bool = True
-    trace: Context | None = None
+    trace: SpanContext | None = None
     released: bool = False
     then_close: tuple[int, str] | None = None
 

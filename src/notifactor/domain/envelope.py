@@ -106,13 +106,15 @@ def parse_traceparent(text: str | None) -> tuple[int, int, int] | None:
     """
     if not text:
         return None
-    match = _TRACEPARENT.fullmatch(text.strip(" \t"))
+    # 55 characters is the exact form: nothing to strip.
+    match = _TRACEPARENT.fullmatch(text if len(text) == 55 else text.strip(" \t"))
     if match is None:
         return None
-    trace_id, span_id, flags = (int(group, 16) for group in match.groups())
+    trace_hex, span_hex, flags_hex = match.groups()
+    trace_id, span_id = int(trace_hex, 16), int(span_hex, 16)
     if trace_id == 0 or span_id == 0:
         return None
-    return trace_id, span_id, flags
+    return trace_id, span_id, int(flags_hex, 16)
 
 
 def _span_id() -> str:

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
 import attrs
-from opentelemetry.context import Context
+from opentelemetry.trace import SpanContext
 
 from notifactor.domain.routing import RoutedMessage
 
@@ -27,13 +27,13 @@ from notifactor.domain.routing import RoutedMessage
 class Deliver:
     """A routed notification for a session, with its frame text encoded once.
 
-    ``trace`` is the fan-out span's context when tracing records, so the
+    ``trace`` is the fan-out span's span context when tracing records, so the
     session's socket write joins the notification's trace; None otherwise.
     """
 
     message: RoutedMessage
     frame: str
-    trace: Context | None = None
+    trace: SpanContext | None = None
 
 
 @attrs.frozen(eq=False, kw_only=True)

@@ -31,7 +31,7 @@ from notifactor.gateway.validation import (
     validate_notification,
 )
 from notifactor.observability.log_context import bind_log_fields
-from notifactor.observability.tracing import current_traceparent, ingest_span, mark_error
+from notifactor.observability.tracing import ingest_span, mark_error, traceparent_of
 from notifactor.ports.ingest import (
     Accepted,
     IngestItem,
@@ -188,7 +188,7 @@ async def post_notification(gateway: Gateway, request: Request) -> Response:
         raise ProblemError(problems.validation_failed(checked))
     incoming = request.headers.get("traceparent")
     with ingest_span("gateway.ingest", incoming, {"notifactor.batch_size": 1}) as span:
-        traceparent = current_traceparent(incoming)
+        traceparent = traceparent_of(span, incoming)
         bind_log_fields(trace_id=trace_id_of(traceparent))
         envelope = _envelope(gateway, checked, traceparent, key)
         span.set_attribute("notifactor.notification_id", envelope.id)
@@ -224,8 +224,10 @@ async def post_batch(gateway: Gateway, request: Request) -> Response:
     body = await request.read_json(limits.batch_body_max_bytes)
     items = _batch_items(body, limits.batch_max_items)
     incoming = request.headers.get("traceparent")
-    with ingest_span("gateway.ingest_batch", incoming, {"notifactor.batch_size": len(items)}):
-        traceparent = current_traceparent(incoming)
+    with ingest_span(
+        "gateway.ingest_batch", incoming, {"notifactor.batch_size": len(items)}
+    ) as span:
+        traceparent = traceparent_of(span, incoming)
         bind_log_fields(trace_id=trace_id_of(traceparent))
         return await _ingest_batch(gateway, principal, key, items, traceparent)
 

@@ -36,6 +36,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk import trace as sdk_trace
+from opentelemetry.sdk.trace import export as sdk_export
 from opentelemetry.sdk.trace.sampling import Decision, ParentBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
@@ -45,7 +46,6 @@ from opentelemetry.trace import (
     Status,
     StatusCode,
     TraceFlags,
-    TraceState,
 )
 from opentelemetry.util import types
 
@@ -62,6 +62,26 @@ _STANDARD_PARENT_DELEGATES = (
     "localParentSampled:AlwaysOnSampler,localParentNotSampled:AlwaysOffSampler}"
 )
 _PLAIN = (str, bool, int, float)
+#: TraceFlags by value, made once.
+_FLAGS = [TraceFlags(value) for value in range(256)]
+_INHERITED_FLAGS = TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID
+
+
+def trace_flags(value: int) -> TraceFlags:
+    """The ``TraceFlags`` of an 8-bit value, without making a new one."""
+    return _FLAGS[value & 0xFF]
+
+
+#: ``on_start`` of the processors that do nothing there.
+_NO_OP_ON_START = frozenset(
+    {
+        sdk_trace.SpanProcessor.on_start,
+        sdk_export.BatchSpanProcessor.on_start,
+        sdk_export.SimpleSpanProcessor.on_start,
+    }
+)
+#: "Build the processors' parent context from the parent span context."
+_FROM_PARENT = object()
 _PLAIN_TYPES = frozenset(_PLAIN)
 
 
@@ -103,6 +123,13 @@ def _cleaned(attributes: Mapping[str, object] | None) -> dict[str, types.Attribu
 class LeanSpan(trace.Span, sdk_trace.ReadableSpan):
     """A recording span, read by the span processors as it is once ended."""
 
+    # What every new span starts with, kept on the class (a span is made per step).
+    _instrumentation_info = None
+    _links: tuple[Link, ...] = ()
+    _end_time: int | None = None
+    _status = _UNSET
+    _events: Sequence[sdk_trace.Event] = ()
+
     def __init__(
         self,
         *,
@@ -114,21 +141,16 @@ class LeanSpan(trace.Span, sdk_trace.ReadableSpan):
         tracer: LeanTracer,
         start_time: int | None = None,
     ) -> None:
-        # What ReadableSpan.__init__ sets, set directly (a span is made per step).
+        # What ReadableSpan.__init__ sets, set directly; the rest is on the class.
         self._name = name
         self._context = context
         self._kind = kind
-        self._instrumentation_info = None
         self._instrumentation_scope = tracer.scope
         self._parent = parent
         self._start_time = start_time if start_time is not None else time.time_ns()
-        self._end_time: int | None = None
         self._attributes = _cleaned(attributes)
-        self._events: list[sdk_trace.Event] = []
-        self._links: tuple[Link, ...] = ()
         self._resource = tracer.resource
-        self._status = _UNSET
-        self._processor = tracer.processor
+        self._processor = tracer.end_target
 
     # --- trace.Span ----------------------------------------------------------
 
@@ -161,9 +183,11 @@ class LeanSpan(trace.Span, sdk_trace.ReadableSpan):
         attributes: types.Attributes = None,
         timestamp: int | None = None,
     ) -> None:
-        events: list[sdk_trace.Event] = self._events
+        events = self._events
         if self._end_time is not None or len(events) >= MAX_EVENTS:
             return
+        if not isinstance(events, list):  # the first event: the span's own list
+            events = self._events = []
         events.append(
             sdk_trace.Event(
                 name,
@@ -235,9 +259,40 @@ class LeanTracer(trace.Tracer):
         # The standard ParentBased sampler (whatever its root): a span with a
         # parent is sampled exactly when its parent is, and keeps its parent's
         # trace state. Decided here without a call per span.
-        self._follows_parent = isinstance(self.sampler, ParentBased) and (
-            str(self.sampler.get_description()).endswith(_STANDARD_PARENT_DELEGATES)  # type: ignore[no-untyped-call]
+        description = str(self.sampler.get_description())
+        self._follows_parent = isinstance(self.sampler, ParentBased) and description.endswith(
+            _STANDARD_PARENT_DELEGATES
         )
+        # ParentBased(ALWAYS_ON), the default: every root span is sampled, with
+        # no trace state and its attributes as given.
+        self._root_always_on = self._follows_parent and description == (
+            "ParentBased{root:AlwaysOnSampler" + _STANDARD_PARENT_DELEGATES
+        )
+        self._root_flags = _FLAGS[
+            TraceFlags.SAMPLED
+            | (TraceFlags.RANDOM_TRACE_ID if self.id_generator.is_trace_id_random() else 0)
+        ]
+        self._processors_seen: object = _FROM_PARENT  # never a processor list
+        self._on_start = True
+        self.end_target: sdk_trace.SpanProcessor = self.processor
+
+    def _follow_processors(self) -> None:
+        """Note the provider's span processors, when they changed since the last span.
+
+        Most processors do nothing in ``on_start``: it is called only when
+        one does. With one processor, a span ends straight into it.
+        """
+        processors = getattr(self.processor, "_span_processors", None)
+        if processors is self._processors_seen:
+            return
+        self._processors_seen = processors
+        if processors is None:  # not the SDK's processor list: everything through it
+            self._on_start, self.end_target = True, self.processor
+            return
+        self._on_start = any(
+            type(processor).on_start not in _NO_OP_ON_START for processor in processors
+        )
+        self.end_target = processors[0] if len(processors) == 1 else self.processor
 
     def start_span(  # noqa: PLR0917 (the API's signature)
         self,
@@ -251,44 +306,116 @@ class LeanTracer(trace.Tracer):
         set_status_on_exception: bool = True,
     ) -> trace.Span:
         parent: SpanContext | None = trace.get_current_span(context).get_span_context()
-        if parent is not None and parent.is_valid:
+        if parent is not None and not parent.is_valid:
+            parent = None
+        if parent is None or not self._follows_parent:
+            return self._start_sampled(name, context, parent, kind, attributes, links, start_time)
+        return self.start_child(name, parent, kind, attributes, start_time)
+
+    def start_child(
+        self,
+        name: str,
+        parent: SpanContext | None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: types.Attributes = None,
+        start_time: int | None = None,
+    ) -> trace.Span:
+        """``start_span`` with the parent given as a span context (None: a new trace).
+
+        What ``start_span`` does for a context holding that parent, without
+        building the context: the path every notifactor span takes.
+        """
+        if parent is not None and parent.is_valid and self._follows_parent:
+            # A child of a valid parent is sampled exactly when its parent is.
+            # The parent's "sampled" and "random trace id" bits, and nothing else.
+            flags = parent.trace_flags & _INHERITED_FLAGS
+            span_context = SpanContext(
+                parent.trace_id,
+                self.id_generator.generate_span_id(),
+                is_remote=False,
+                trace_flags=_FLAGS[flags],
+                trace_state=parent.trace_state,
+            )
+            if not flags & TraceFlags.SAMPLED:
+                return trace.NonRecordingSpan(span_context)
+            return self._recording(name, span_context, parent, kind, attributes, start_time)
+        if parent is None and self._root_always_on:
+            span_context = SpanContext(
+                self.id_generator.generate_trace_id(),
+                self.id_generator.generate_span_id(),
+                is_remote=False,
+                trace_flags=self._root_flags,
+            )
+            return self._recording(name, span_context, None, kind, attributes, start_time)
+        context = (
+            None if parent is None else trace.set_span_in_context(trace.NonRecordingSpan(parent))
+        )
+        valid_parent = parent if parent is not None and parent.is_valid else None
+        return self._start_sampled(name, context, valid_parent, kind, attributes, (), start_time)
+
+    def _start_sampled(  # noqa: PLR0917 (the API's arguments, passed on)
+        self,
+        name: str,
+        context: Context | None,
+        parent: SpanContext | None,
+        kind: SpanKind,
+        attributes: types.Attributes,
+        links: Sequence[Link] | None,
+        start_time: int | None,
+    ) -> trace.Span:
+        """A span whose sampling the sampler decides (a root, or any span under another sampler)."""
+        if parent is not None:
             trace_id = parent.trace_id
             random_id = parent.trace_flags.random_trace_id
         else:
-            parent = None
             trace_id = self.id_generator.generate_trace_id()
             random_id = self.id_generator.is_trace_id_random()
-        span_attributes: types.Attributes
-        trace_state: TraceState | None
-        if parent is not None and self._follows_parent:
-            decision = Decision.RECORD_AND_SAMPLE if parent.trace_flags.sampled else Decision.DROP
-            trace_state, span_attributes = parent.trace_state, attributes
-        else:
-            sampled = self.sampler.should_sample(context, trace_id, name, kind, attributes, links)
-            decision, trace_state = sampled.decision, sampled.trace_state
-            span_attributes = sampled.attributes
-        flags = TraceFlags.SAMPLED if decision is Decision.RECORD_AND_SAMPLE else TraceFlags.DEFAULT
+        sampled = self.sampler.should_sample(context, trace_id, name, kind, attributes, links)
+        flags = TraceFlags.SAMPLED if sampled.decision is Decision.RECORD_AND_SAMPLE else 0
         if random_id:
             flags |= TraceFlags.RANDOM_TRACE_ID
         span_context = SpanContext(
             trace_id,
             self.id_generator.generate_span_id(),
             is_remote=False,
-            trace_flags=TraceFlags(flags),
-            trace_state=trace_state,
+            trace_flags=_FLAGS[flags],
+            trace_state=sampled.trace_state,
         )
-        if decision is Decision.DROP:
+        if sampled.decision is Decision.DROP:
             return trace.NonRecordingSpan(span_context)
+        return self._recording(
+            name, span_context, parent, kind, sampled.attributes, start_time, context
+        )
+
+    def _recording(  # noqa: PLR0917 (one span's fields)
+        self,
+        name: str,
+        span_context: SpanContext,
+        parent: SpanContext | None,
+        kind: SpanKind,
+        attributes: types.Attributes,
+        start_time: int | None,
+        context: Context | object | None = _FROM_PARENT,
+    ) -> LeanSpan:
+        self._follow_processors()
         span = LeanSpan(
             name=name,
             context=span_context,
             parent=parent,
             kind=kind,
-            attributes=span_attributes,
+            attributes=attributes,
             tracer=self,
             start_time=start_time,
         )
-        self.processor.on_start(span, parent_context=context)  # type: ignore[arg-type]
+        if self._on_start:
+            if context is _FROM_PARENT:
+                # The processors see the parent as a context, as the SDK gives it.
+                context = (
+                    None
+                    if parent is None
+                    else trace.set_span_in_context(trace.NonRecordingSpan(parent))
+                )
+            self.processor.on_start(span, parent_context=context)  # type: ignore[arg-type]
         return span
 
     @contextmanager

@@ -60,9 +60,26 @@ class LeanOTLPSpanExporter(OTLPSpanExporter):
         """Whether batches are encoded by the lean encoder."""
         return self._lean_client is not None
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+    @property
+    def max_request_bytes(self) -> int:
+        """The exporter's limit on one request's size (0: none)."""
+        return self._lean_max_bytes
+
+    def send_encoded(self, data: bytes) -> bool:
+        """Post one serialised request (the lean path only); whether it was accepted."""
         client = self._lean_client
         if client is None or getattr(self, "_shutdown", False):
+            return False
+        if 0 < self._lean_max_bytes < len(data):
+            log.warning(
+                "span batch dropped: over the OTLP request size limit",
+                extra={"event": "otlp_export", "reason": f"{len(data)} bytes"},
+            )
+            return False
+        return bool(client.export(data).success)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._lean_client is None or getattr(self, "_shutdown", False):
             return super().export(spans)
         try:
             data = encode_export_request(spans)
@@ -71,12 +88,4 @@ class LeanOTLPSpanExporter(OTLPSpanExporter):
                 "span batch not encoded", extra={"event": "otlp_export", "reason": repr(error)}
             )
             return SpanExportResult.FAILURE
-        if 0 < self._lean_max_bytes < len(data):
-            log.warning(
-                "span batch dropped: over the OTLP request size limit",
-                extra={"event": "otlp_export", "reason": f"{len(data)} bytes"},
-            )
-            return SpanExportResult.FAILURE
-        if client.export(data).success:
-            return SpanExportResult.SUCCESS
-        return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS if self.send_encoded(data) else SpanExportResult.FAILURE

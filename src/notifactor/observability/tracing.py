@@ -2,21 +2,22 @@
 
 The trace of one notification crosses processes through the ``traceparent``
 string the gateway writes into the stream envelope. The gateway opens an
-``ingest`` span (:func:`ingest_span`) and stores :func:`current_traceparent`
-(the context of that span) in the envelope; the dispatcher and the edge
+``ingest`` span (:func:`ingest_span`) and stores :func:`traceparent_of`
+that span in the envelope; the dispatcher and the edge
 continue the trace with :func:`consume_span`::
 
     with consume_span("dispatch.consume", envelope.traceparent, {"partition": p}):
         ...
 
 With ``otel_exporter = "none"`` no SDK provider is installed: spans are the
-API's no-op spans, and :func:`current_traceparent` still returns a valid
+API's no-op spans, and :func:`traceparent_of` still returns a valid
 ``traceparent`` (a fresh child of the incoming one), so envelopes and logs
 carry a trace id either way.
 
 Spans are kept in :mod:`contextvars`, which Trio copies into each new task:
 a span is "current" in the task that opened it and in tasks it starts while
-it is open.
+it is open. notifactor's own spans name their parent (a ``traceparent``, or
+a span of the same notification) and never take the current span as one.
 """
 
 from __future__ import annotations
@@ -49,7 +50,6 @@ from opentelemetry.trace import (
     SpanKind,
     Status,
     StatusCode,
-    TraceFlags,
 )
 from opentelemetry.util.types import AttributeValue
 
@@ -57,7 +57,7 @@ from notifactor import __version__
 from notifactor.config import Config
 from notifactor.domain.envelope import new_traceparent, parse_traceparent
 from notifactor.errors import ConfigError
-from notifactor.observability.lean_tracer import LeanTracer
+from notifactor.observability.lean_tracer import LeanTracer, trace_flags
 
 log = logging.getLogger("notifactor.tracing")
 
@@ -102,8 +102,9 @@ def configure_tracing(config: Config) -> TracerProvider | None:
 
     ``otlp`` reads the standard ``OTEL_EXPORTER_OTLP_*`` variables (endpoint,
     headers, timeout) and exports over HTTP/protobuf from a background thread,
-    so a slow collector never blocks the event loop; batches are encoded by
-    :mod:`notifactor.observability.otlp_encoding`.
+    so a slow collector never blocks the event loop. Each span is encoded as
+    it ends and queued as bytes (:mod:`notifactor.observability.otlp_batching`).
+    A bad ``OTEL_BSP_*`` value is a :class:`~notifactor.errors.ConfigError`.
     """
     processor: SpanProcessor
     if config.otel_exporter == "none":
@@ -112,9 +113,7 @@ def configure_tracing(config: Config) -> TracerProvider | None:
         processor = SimpleSpanProcessor(ConsoleSpanExporter())
     else:
         _check_otlp_protocol()
-        from notifactor.observability.otlp_exporter import LeanOTLPSpanExporter
-
-        processor = BatchSpanProcessor(LeanOTLPSpanExporter())
+        processor = _otlp_processor()
     provider = build_tracer_provider(config, processor)
     use_tracer_provider(provider)
     # Also the global provider, so instrumented libraries join the same traces.
@@ -122,6 +121,23 @@ def configure_tracing(config: Config) -> TracerProvider | None:
     trace.set_tracer_provider(provider)
     log.info("tracing enabled", extra={"event": "tracing", "reason": config.otel_exporter})
     return provider
+
+
+def _otlp_processor() -> SpanProcessor:
+    """Spans encoded as they end and sent in batches; the SDK's batching if the lean path is off."""
+    from notifactor.observability.otlp_batching import BatchLimits, EncodingBatchProcessor
+    from notifactor.observability.otlp_exporter import LeanOTLPSpanExporter
+
+    limits = BatchLimits.from_environ(os.environ)
+    exporter = LeanOTLPSpanExporter()
+    if exporter.lean:
+        return EncodingBatchProcessor(exporter, limits)
+    return BatchSpanProcessor(
+        exporter,
+        max_queue_size=limits.max_queue_size,
+        schedule_delay_millis=limits.schedule_delay_s * 1000,
+        max_export_batch_size=limits.max_export_batch_size,
+    )
 
 
 #: The standard variables that choose the OTLP transport, most specific first.
@@ -210,9 +226,7 @@ def span_context_of(traceparent: str | None) -> SpanContext | None:
     if carried is None:
         return None
     trace_id, span_id, flags = carried
-    return SpanContext(
-        trace_id=trace_id, span_id=span_id, is_remote=True, trace_flags=TraceFlags(flags)
-    )
+    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=trace_flags(flags))
 
 
 def context_from_traceparent(traceparent: str | None) -> Context | None:
@@ -226,11 +240,18 @@ def context_from_traceparent(traceparent: str | None) -> Context | None:
 def current_traceparent(fallback_parent: str | None = None) -> str:
     """The ``traceparent`` of the current span, to carry across a process boundary.
 
+    See :func:`traceparent_of`.
+    """
+    return traceparent_of(trace.get_current_span(), fallback_parent)
+
+
+def traceparent_of(span: Span, fallback_parent: str | None = None) -> str:
+    """The ``traceparent`` of ``span``, to carry across a process boundary.
+
     With tracing off, a fresh child of ``fallback_parent`` (or a new trace)
     keeps envelopes and logs correlated. With tracing on, a span the sampler
     (``OTEL_TRACES_SAMPLER``) left out is carried with its "not sampled" flag.
     """
-    span = trace.get_current_span()
     context = span.get_span_context()
     # A span the sampler left out still has ids and carries "not sampled"
     # downstream, so the other processes leave the whole trace out too.
@@ -282,12 +303,7 @@ class SpanScope:
             )
             self._owned = False
         else:
-            span = tracer().start_span(
-                self._name,
-                context=context_from_traceparent(traceparent),
-                kind=self._kind,
-                attributes=self._attributes,
-            )
+            span = _start(self._name, span_context_of(traceparent), self._kind, self._attributes)
             self._owned = True
         self._span = span
         self._token = otel_context.attach(trace.set_span_in_context(span))
@@ -356,9 +372,7 @@ def start_item_spans(
     if _recording_off():
         return [trace.INVALID_SPAN] * len(traceparents)
     return [
-        tracer().start_span(
-            name, context=context_from_traceparent(parent), kind=kind, attributes=attrs
-        )
+        _start(name, span_context_of(parent), kind, attrs)
         for parent, attrs in zip(traceparents, attributes, strict=True)
     ]
 
@@ -373,7 +387,7 @@ def child_item_spans(name: str, parents: Sequence[Span]) -> Iterator[list[Span]]
         yield [trace.INVALID_SPAN] * len(parents)
         return
     children = [
-        tracer().start_span(name, context=trace.set_span_in_context(parent)) for parent in parents
+        _start(name, parent.get_span_context(), SpanKind.INTERNAL, None) for parent in parents
     ]
     try:
         yield children
@@ -387,19 +401,34 @@ def child_item_spans(name: str, parents: Sequence[Span]) -> Iterator[list[Span]]
             child.end()
 
 
-def parent_context(span: Span) -> Context | None:
-    """A context with ``span`` as parent for later child spans; None when it is not recording.
+def parent_context(span: Span) -> SpanContext | None:
+    """The parent for later child spans of ``span``; None when it is not recording.
 
     Lets a step that happens later, in another task (a session writing the
     frame the fan-out queued), join the trace without any cost when tracing
     is off.
     """
-    return trace.set_span_in_context(span) if span.is_recording() else None
+    return span.get_span_context() if span.is_recording() else None
 
 
-def start_child_span(name: str, parent: Context, attributes: Attributes | None = None) -> Span:
+def start_child_span(name: str, parent: SpanContext, attributes: Attributes | None = None) -> Span:
     """An internal span under ``parent`` (from :func:`parent_context`); the caller ends it."""
-    return tracer().start_span(name, context=parent, kind=SpanKind.INTERNAL, attributes=attributes)
+    return _start(name, parent, SpanKind.INTERNAL, attributes)
+
+
+def _start(
+    name: str, parent: SpanContext | None, kind: SpanKind, attributes: Attributes | None
+) -> Span:
+    """A span under ``parent``, or the root of a new trace when there is none.
+
+    notifactor's spans name their parent (from an envelope's ``traceparent``
+    or a span of the same notification); they never take the current span.
+    """
+    spans = tracer()
+    if type(spans) is LeanTracer:
+        return spans.start_child(name, parent, kind, attributes)
+    context = Context() if parent is None else trace.set_span_in_context(NonRecordingSpan(parent))
+    return spans.start_span(name, context=context, kind=kind, attributes=attributes)
 
 
 def end_item_span(span: Span, error: str | None = None) -> None:
