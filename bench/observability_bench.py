@@ -1,7 +1,8 @@
 """What metrics + tracing cost, on vs. off in the same run: ingest and fan-out.
 
 Three measurements, each alternating "off" and "on" so drift on a shared
-machine hits both sides alike:
+machine hits both sides alike (the HTTP and fan-out rounds rotate the order
+of the modes, so none always runs in the same place: :func:`mode_order`):
 
 * **ingest over HTTP** (the ingest scenario of :mod:`bench.ingest_bench`):
   one ``notifactor gateway`` process saturated by vegeta (or the Python load
@@ -81,6 +82,20 @@ MODES_NOTE = (
     "otel_exporter=otlp to a loopback receiver, every trace sampled; on_sampled_10pct: the "
     "same with OTEL_TRACES_SAMPLER=parentbased_traceidratio, OTEL_TRACES_SAMPLER_ARG=0.1"
 )
+
+
+def mode_order(rounds: int) -> list[str]:
+    """The modes of every round, each round starting one mode later than the last.
+
+    Over four rounds every mode runs once in each position, so a position
+    that is slower (the first after a pause, one that follows a process
+    still winding down) weighs on every mode alike.
+    """
+    order: list[str] = []
+    for round_index in range(rounds):
+        shift = round_index % len(MODES)
+        order.extend(MODES[shift:] + MODES[:shift])
+    return order
 
 
 def mode_env(mode: str, endpoint: str) -> dict[str, str]:
@@ -244,7 +259,7 @@ def ingest_over_http(args: argparse.Namespace) -> dict[str, Any]:
         work = Path(tmp)
         body_file = work / "single.json"
         body_file.write_text(json.dumps(ingest_body(7)))
-        for index, mode in enumerate(list(MODES) * args.http_rounds):
+        for index, mode in enumerate(mode_order(args.http_rounds)):
             exported_before = received.requests
             # Nothing consumes the streams: every round starts empty, so no
             # partition reaches its lag bound (which answers 503).
@@ -300,7 +315,7 @@ def fan_out(args: argparse.Namespace) -> dict[str, Any]:
     """1,000 sessions on one serve process at a fixed rate, alternating off and on."""
     rounds: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
     with otlp_sink() as (endpoint, received), tempfile.TemporaryDirectory(prefix="nf-obs-") as tmp:
-        for index, mode in enumerate(list(MODES) * args.fanout_rounds):
+        for index, mode in enumerate(mode_order(args.fanout_rounds)):
             exported_before = received.requests
             serve_env = mode_env(mode, endpoint)
             if mode == "off":
