@@ -259,6 +259,9 @@ def test_the_limits_come_from_the_standard_variables() -> None:
     assert limits == BatchLimits(
         max_queue_size=100, schedule_delay_s=0.25, max_export_batch_size=10
     )
+    # A queue below the default batch size, with the batch size left unset: the batch follows.
+    small = BatchLimits.from_environ({"OTEL_BSP_MAX_QUEUE_SIZE": "1000"})
+    assert (small.max_queue_size, small.max_export_batch_size) == (1000, 1000)
 
 
 @pytest.mark.parametrize(

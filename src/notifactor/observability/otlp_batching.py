@@ -106,16 +106,18 @@ class BatchLimits:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> BatchLimits:
         """The limits the variables set; :class:`ConfigError` for a value that is not one."""
+        queue = _positive_int(environ, "OTEL_BSP_MAX_QUEUE_SIZE", DEFAULT_MAX_QUEUE_SIZE)
         limits = cls(
-            max_queue_size=_positive_int(
-                environ, "OTEL_BSP_MAX_QUEUE_SIZE", DEFAULT_MAX_QUEUE_SIZE
-            ),
+            max_queue_size=queue,
             schedule_delay_s=_positive_int(
                 environ, "OTEL_BSP_SCHEDULE_DELAY", DEFAULT_SCHEDULE_DELAY_MS
             )
             / 1000,
+            # Left unset, the batch follows a smaller queue down.
             max_export_batch_size=_positive_int(
-                environ, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", DEFAULT_MAX_EXPORT_BATCH_SIZE
+                environ,
+                "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+                min(DEFAULT_MAX_EXPORT_BATCH_SIZE, queue),
             ),
         )
         if limits.max_export_batch_size > limits.max_queue_size:
