@@ -343,3 +343,17 @@ def test_processors_added_later_see_later_spans_and_on_start_when_they_use_it() 
     ((name, context),) = starts.started
     assert name == "after"
     assert trace.get_current_span(context).get_span_context() == parent
+
+
+def test_a_new_trace_from_start_child_never_takes_the_current_span_as_parent() -> None:
+    # A ratio of 1 keeps every root, where the current span (not sampled) would drop it.
+    provider, exporter = _provider(ParentBased(TraceIdRatioBased(1.0)))
+    tracer = LeanTracer(provider.get_tracer(*SCOPE), InstrumentationScope(*SCOPE))  # type: ignore[arg-type]
+    current = SpanContext(9 << 64, 9, is_remote=True, trace_flags=TraceFlags(0))
+    with trace.use_span(NonRecordingSpan(current)):
+        span = tracer.start_child("new-trace", None)
+    assert span.is_recording()
+    assert span.get_span_context().trace_id != current.trace_id
+    span.end()
+    (ended,) = exporter.get_finished_spans()
+    assert ended.parent is None

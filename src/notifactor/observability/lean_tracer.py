@@ -310,7 +310,7 @@ class LeanTracer(trace.Tracer):
             parent = None
         if parent is None or not self._follows_parent:
             return self._start_sampled(name, context, parent, kind, attributes, links, start_time)
-        return self.start_child(name, parent, kind, attributes, start_time)
+        return self._start_under(name, parent, kind, attributes, start_time, context)
 
     def start_child(
         self,
@@ -326,19 +326,7 @@ class LeanTracer(trace.Tracer):
         building the context: the path every notifactor span takes.
         """
         if parent is not None and parent.is_valid and self._follows_parent:
-            # A child of a valid parent is sampled exactly when its parent is.
-            # The parent's "sampled" and "random trace id" bits, and nothing else.
-            flags = parent.trace_flags & _INHERITED_FLAGS
-            span_context = SpanContext(
-                parent.trace_id,
-                self.id_generator.generate_span_id(),
-                is_remote=False,
-                trace_flags=_FLAGS[flags],
-                trace_state=parent.trace_state,
-            )
-            if not flags & TraceFlags.SAMPLED:
-                return trace.NonRecordingSpan(span_context)
-            return self._recording(name, span_context, parent, kind, attributes, start_time)
+            return self._start_under(name, parent, kind, attributes, start_time)
         if parent is None and self._root_always_on:
             span_context = SpanContext(
                 self.id_generator.generate_trace_id(),
@@ -347,11 +335,41 @@ class LeanTracer(trace.Tracer):
                 trace_flags=self._root_flags,
             )
             return self._recording(name, span_context, None, kind, attributes, start_time)
+        # The sampler reads the parent from a context: an empty one for a new
+        # trace, never the current span.
         context = (
-            None if parent is None else trace.set_span_in_context(trace.NonRecordingSpan(parent))
+            Context()
+            if parent is None
+            else trace.set_span_in_context(trace.NonRecordingSpan(parent))
         )
         valid_parent = parent if parent is not None and parent.is_valid else None
         return self._start_sampled(name, context, valid_parent, kind, attributes, (), start_time)
+
+    def _start_under(  # noqa: PLR0917 (one span's fields)
+        self,
+        name: str,
+        parent: SpanContext,
+        kind: SpanKind,
+        attributes: types.Attributes,
+        start_time: int | None,
+        context: Context | object | None = _FROM_PARENT,
+    ) -> trace.Span:
+        """A child of a valid ``parent`` under the standard ParentBased sampler.
+
+        It is sampled exactly when its parent is, and keeps the parent's
+        "sampled" and "random trace id" bits and trace state.
+        """
+        flags = parent.trace_flags & _INHERITED_FLAGS
+        span_context = SpanContext(
+            parent.trace_id,
+            self.id_generator.generate_span_id(),
+            is_remote=False,
+            trace_flags=_FLAGS[flags],
+            trace_state=parent.trace_state,
+        )
+        if not flags & TraceFlags.SAMPLED:
+            return trace.NonRecordingSpan(span_context)
+        return self._recording(name, span_context, parent, kind, attributes, start_time, context)
 
     def _start_sampled(  # noqa: PLR0917 (the API's arguments, passed on)
         self,
