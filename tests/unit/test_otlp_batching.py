@@ -283,3 +283,11 @@ def test_a_bad_limit_is_a_configuration_error(environ: dict[str, str], message: 
     with pytest.raises(ConfigError) as raised:
         BatchLimits.from_environ(environ)
     assert str(raised.value).startswith(message)
+
+
+def test_the_tracer_skips_on_start_for_this_processor(make: Make) -> None:
+    # on_start does nothing here, so notifactor's tracer builds no parent context for it.
+    _processor, _sender, tracer = make()
+    _end_spans(tracer, 1)
+    assert tracer._on_start is False
+    assert type(tracer.end_target) is EncodingBatchProcessor

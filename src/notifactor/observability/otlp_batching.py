@@ -38,13 +38,12 @@ from typing import Protocol
 import attrs
 from opentelemetry.context import (
     _SUPPRESS_INSTRUMENTATION_KEY,
-    Context,
     attach,
     detach,
     set_value,
 )
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from notifactor.errors import ConfigError
@@ -170,9 +169,6 @@ class EncodingBatchProcessor(SpanProcessor):
     def dropped(self) -> int:
         """Spans dropped so far: queue full, or refused by the sender."""
         return self._dropped + self._failed
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        return None
 
     def on_end(self, span: ReadableSpan) -> None:
         context = span.context

@@ -229,14 +229,6 @@ def span_context_of(traceparent: str | None) -> SpanContext | None:
     return SpanContext(trace_id, span_id, is_remote=True, trace_flags=trace_flags(flags))
 
 
-def context_from_traceparent(traceparent: str | None) -> Context | None:
-    """The remote parent context carried by a ``traceparent`` (None if absent or invalid)."""
-    span_context = span_context_of(traceparent)
-    if span_context is None:
-        return None
-    return trace.set_span_in_context(NonRecordingSpan(span_context))
-
-
 def current_traceparent(fallback_parent: str | None = None) -> str:
     """The ``traceparent`` of the current span, to carry across a process boundary.
 
