@@ -83,12 +83,17 @@ _KEYS: dict[str, bytes] = {}
 _KEY_CACHE_MAX = 4096
 
 
+def _cached(cache: dict[Any, bytes], key: Any, encoded: bytes) -> bytes:
+    """``encoded``, kept in ``cache`` under ``key`` while it has fewer than _KEY_CACHE_MAX."""
+    if len(cache) < _KEY_CACHE_MAX:
+        cache[key] = encoded
+    return encoded
+
+
 def _key(key: str) -> bytes:
     encoded = _KEYS.get(key)
     if encoded is None:
-        encoded = _text(b"\x0a", str(key))
-        if len(_KEYS) < _KEY_CACHE_MAX:
-            _KEYS[key] = encoded
+        encoded = _cached(_KEYS, key, _text(b"\x0a", str(key)))
     return encoded
 
 
@@ -169,9 +174,7 @@ _NAMES: dict[str, bytes] = {}
 def _name(name: str) -> bytes:
     encoded = _NAMES.get(name)
     if encoded is None:
-        encoded = _name_text(b"\x2a", name)
-        if len(_NAMES) < _KEY_CACHE_MAX:
-            _NAMES[name] = encoded
+        encoded = _cached(_NAMES, name, _name_text(b"\x2a", name))
     return encoded
 
 
@@ -258,8 +261,7 @@ def encode_span(span: ReadableSpan) -> bytes:
 
 # --- notifactor's own spans, encoded as they end ----------------------------
 
-_HEAD = struct.Struct(">BBQQBBQ")  # trace id (two halves) and span id, with their tags
-_HEAD_WITH_PARENT = struct.Struct(">BBQQBBQBBQ")  # ... and the parent span id
+_IDS_WITH_PARENT = struct.Struct(">BBQQBBQBBQ")  # _IDS and the parent span id
 # Caches of encoded pieces: keys, names and small values come from code, so
 # they are few; each cache stops growing at _KEY_CACHE_MAX entries.
 _NAME_KIND: dict[tuple[str, SpanKind], bytes] = {}
@@ -268,12 +270,6 @@ _SMALL_VALUE: dict[tuple[str, type, int], bytes] = {}
 #: Text values up to this many characters (ASCII) take the cached-prefix path.
 _SHORT_TEXT = 100
 _SMALL_INT = range(-1, 1024)
-
-
-def _cached(cache: dict[Any, bytes], key: Any, encoded: bytes) -> bytes:
-    if len(cache) < _KEY_CACHE_MAX:
-        cache[key] = encoded
-    return encoded
 
 
 def _attribute(key: str, value: Any) -> bytes:
@@ -319,12 +315,12 @@ def encode_lean_span(span: LeanSpan) -> bytes:
     trace_id = context.trace_id
     parent = span._parent
     if parent is None:
-        head = _HEAD.pack(
+        head = _IDS.pack(
             0x0A, 0x10, trace_id >> 64, trace_id & _UINT64, 0x12, 0x08, context.span_id
         )
         flags = _SPAN_FLAGS_LOCAL
     else:
-        head = _HEAD_WITH_PARENT.pack(
+        head = _IDS_WITH_PARENT.pack(
             0x0A, 0x10, trace_id >> 64, trace_id & _UINT64, 0x12, 0x08, context.span_id,
             0x22, 0x08, parent.span_id,
         )  # fmt: skip
