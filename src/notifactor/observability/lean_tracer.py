@@ -325,7 +325,9 @@ class LeanTracer(trace.Tracer):
         What ``start_span`` does for a context holding that parent, without
         building the context: the path every notifactor span takes.
         """
-        if parent is not None and parent.is_valid and self._follows_parent:
+        if parent is not None and not parent.is_valid:
+            parent = None
+        if parent is not None and self._follows_parent:
             return self._start_under(name, parent, kind, attributes, start_time)
         if parent is None and self._root_always_on:
             span_context = SpanContext(
@@ -342,8 +344,7 @@ class LeanTracer(trace.Tracer):
             if parent is None
             else trace.set_span_in_context(trace.NonRecordingSpan(parent))
         )
-        valid_parent = parent if parent is not None and parent.is_valid else None
-        return self._start_sampled(name, context, valid_parent, kind, attributes, (), start_time)
+        return self._start_sampled(name, context, parent, kind, attributes, (), start_time)
 
     def _start_under(  # noqa: PLR0917 (one span's fields)
         self,
