@@ -174,83 +174,116 @@ def rss_after_gc(serve: psutil.Process, settle_s: float) -> int:
     return int(serve.memory_info().rss // 1024)
 
 
-def run_sessions(args: argparse.Namespace, sessions: int, workdir: Path) -> dict[str, Any]:  # noqa: PLR0915
-    http_port, ws_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFACTOR_")}
-    env.update(
-        NOTIFACTOR_DATA_DIR=str(workdir / f"var-{sessions}"),
-        NOTIFACTOR_HTTP_PORT=str(http_port),
-        NOTIFACTOR_WS_PORT=str(ws_port),
-        NOTIFACTOR_JWT_SECRET=SECRET,
-        NOTIFACTOR_LOG_LEVEL="warning",
-        NOTIFACTOR_TENANTS__DEFAULT__RATE_PER_S="1000000",
-        NOTIFACTOR_TENANTS__DEFAULT__BURST="1000000",
-        NOTIFACTOR_TENANTS__DEFAULT__DAILY_QUOTA="0",
-        NOTIFACTOR_TENANTS__DEFAULT__MAX_WS_CONNECTIONS="100000",
-        NOTIFACTOR_SUPERVISION__SESSIONS__MAX_CHILDREN="100000",
-    )
-    env.update(getattr(args, "serve_env", None) or {})
-    for item in getattr(args, "set", None) or []:
-        key, _, value = item.partition("=")
-        env[key] = value
-    if getattr(args, "partitions", None):
-        env["NOTIFACTOR_SUPERVISION__PARTITIONS"] = str(args.partitions)
-    gc_log = workdir / f"gc-{sessions}.log"
-    env["FANOUT_GC_LOG"] = str(gc_log)
-    if args.gc_freeze:
-        env["FANOUT_GC_FREEZE"] = "1"
-    if args.profile:
-        env["FANOUT_PROFILE"] = f"{args.profile}.{sessions}"
-    snaps = None
-    if args.tracemalloc:
-        snaps = Path(args.tracemalloc) / str(sessions)
-        snaps.mkdir(parents=True, exist_ok=True)
-        env["FANOUT_TRACEMALLOC"] = str(snaps)
-    split = getattr(args, "topology", "serve") == "split"
-    redis_server: LocalRedis | None = None
-    dispatcher_popen: subprocess.Popen[bytes] | None = None
-    if split:
-        # One gateway process holds every session; a dispatcher process of
-        # its own consumes, persists and routes; a shared Redis and SQLite file.
-        redis_server = LocalRedis()
-        env["NOTIFACTOR_REDIS_URL"] = redis_server.start()
-        env["NOTIFACTOR_STORAGE_URL"] = f"sqlite:///{workdir / f'var-{sessions}' / 'nf.db'}"
-    log_path = workdir / f"serve-{sessions}.log"
-    log = log_path.open("w")
-    serve_popen = subprocess.Popen(
-        [sys.executable, "-m", "bench.fanout_serve", "gateway" if split else "serve"],
-        env=env,
-        stdout=log,
-        stderr=log,
-    )
-    clients: list[subprocess.Popen[str]] = []
-    try:
-        wait_ports(serve_popen, [ws_port, http_port], log_path)
-        if split:
-            metrics_port = free_port()
-            dispatcher_popen = subprocess.Popen(
-                [sys.executable, "-m", "notifactor", "dispatcher"],
-                env={**env, "NOTIFACTOR_OBSERVABILITY__METRICS_PORT": str(metrics_port)},
+class SessionsServer:
+    """One serve (or gateway + dispatcher) process with its sessions open, for phases of load.
+
+    Entering starts the server, measures its RSS, opens the sessions from
+    client processes and lets them idle; :meth:`phase` then offers one rate
+    for a while (phases can follow one another, and the phases of several
+    servers can alternate); :meth:`finish` stops the clients and adds each
+    phase's delivered count and POST→socket latencies. With
+    ``args.measure_rss`` false the RSS readings (and their pauses) are
+    skipped and reported as 0.
+    """
+
+    def __init__(self, args: argparse.Namespace, sessions: int, workdir: Path) -> None:
+        self.args, self.workdir = args, workdir
+        self.http_port, self.ws_port = free_port(), free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFACTOR_")}
+        env.update(
+            NOTIFACTOR_DATA_DIR=str(workdir / f"var-{sessions}"),
+            NOTIFACTOR_HTTP_PORT=str(self.http_port),
+            NOTIFACTOR_WS_PORT=str(self.ws_port),
+            NOTIFACTOR_JWT_SECRET=SECRET,
+            NOTIFACTOR_LOG_LEVEL="warning",
+            NOTIFACTOR_TENANTS__DEFAULT__RATE_PER_S="1000000",
+            NOTIFACTOR_TENANTS__DEFAULT__BURST="1000000",
+            NOTIFACTOR_TENANTS__DEFAULT__DAILY_QUOTA="0",
+            NOTIFACTOR_TENANTS__DEFAULT__MAX_WS_CONNECTIONS="100000",
+            NOTIFACTOR_SUPERVISION__SESSIONS__MAX_CHILDREN="100000",
+        )
+        env.update(getattr(args, "serve_env", None) or {})
+        for item in getattr(args, "set", None) or []:
+            key, _, value = item.partition("=")
+            env[key] = value
+        if getattr(args, "partitions", None):
+            env["NOTIFACTOR_SUPERVISION__PARTITIONS"] = str(args.partitions)
+        self.gc_log = workdir / f"gc-{sessions}.log"
+        env["FANOUT_GC_LOG"] = str(self.gc_log)
+        if args.gc_freeze:
+            env["FANOUT_GC_FREEZE"] = "1"
+        if args.profile:
+            env["FANOUT_PROFILE"] = f"{args.profile}.{sessions}"
+        self.snaps: Path | None = None
+        if args.tracemalloc:
+            self.snaps = Path(args.tracemalloc) / str(sessions)
+            self.snaps.mkdir(parents=True, exist_ok=True)
+            env["FANOUT_TRACEMALLOC"] = str(self.snaps)
+        self.env, self.sessions = env, sessions
+        self.split = getattr(args, "topology", "serve") == "split"
+        self.redis_server: LocalRedis | None = None
+        self.dispatcher_popen: subprocess.Popen[bytes] | None = None
+        self.serve_popen: subprocess.Popen[bytes] | None = None
+        self.clients: list[subprocess.Popen[str]] = []
+        self.log_path = workdir / f"serve-{sessions}.log"
+        self.phases: list[dict[str, Any]] = []
+        self.setup: dict[str, Any] = {}
+
+    def __enter__(self) -> SessionsServer:
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _start(self) -> None:
+        env, sessions, workdir = self.env, self.sessions, self.workdir
+        if self.split:
+            # One gateway process holds every session; a dispatcher process of
+            # its own consumes, persists and routes; a shared Redis and SQLite file.
+            self.redis_server = LocalRedis()
+            env["NOTIFACTOR_REDIS_URL"] = self.redis_server.start()
+            env["NOTIFACTOR_STORAGE_URL"] = f"sqlite:///{workdir / f'var-{sessions}' / 'nf.db'}"
+        with self.log_path.open("w") as log:
+            self.serve_popen = subprocess.Popen(
+                [sys.executable, "-m", "bench.fanout_serve", "gateway" if self.split else "serve"],
+                env=env,
                 stdout=log,
                 stderr=log,
             )
-            wait_ports(dispatcher_popen, [metrics_port], log_path)
-        serve = psutil.Process(serve_popen.pid)
-        time.sleep(1.0)
-        rss_before = rss_after_gc(serve, 1.0)
-        if snaps is not None:
+        wait_ports(self.serve_popen, [self.ws_port, self.http_port], self.log_path)
+        if self.split:
+            metrics_port = free_port()
+            with self.log_path.open("a") as log:
+                self.dispatcher_popen = subprocess.Popen(
+                    [sys.executable, "-m", "notifactor", "dispatcher"],
+                    env={**env, "NOTIFACTOR_OBSERVABILITY__METRICS_PORT": str(metrics_port)},
+                    stdout=log,
+                    stderr=log,
+                )
+            wait_ports(self.dispatcher_popen, [metrics_port], self.log_path)
+        self.serve = serve = psutil.Process(self.serve_popen.pid)
+        measure_rss = getattr(self.args, "measure_rss", True)
+        if measure_rss:
+            time.sleep(1.0)
+        rss_before = rss_after_gc(serve, 1.0) if measure_rss else 0
+        if self.snaps is not None:
             serve.send_signal(signal.SIGUSR2)
             time.sleep(3.0)
         procs = max(1, -(-sessions // SESSIONS_PER_CLIENT))
-        per_proc = sessions // procs
-        url = f"ws://127.0.0.1:{ws_port}/ws"
+        self.per_proc = per_proc = sessions // procs
+        url = f"ws://127.0.0.1:{self.ws_port}/ws"
         connect_started = time.perf_counter()
         connect_cpu = CpuMeter({"serve": [serve]})
         for proc in range(procs):
             tokens = workdir / f"tokens-{sessions}-{proc}.txt"
             first = proc * per_proc
             tokens.write_text("\n".join(token(f"user-{i}") for i in range(first, first + per_proc)))
-            clients.append(
+            self.clients.append(
                 subprocess.Popen(
                     [
                         sys.executable,
@@ -265,89 +298,109 @@ def run_sessions(args: argparse.Namespace, sessions: int, workdir: Path) -> dict
                     text=True,
                 )
             )
-        for client in clients:
+        for client in self.clients:
             assert client.stdout is not None
             line = client.stdout.readline()
             if not line.startswith("ready"):
                 raise RuntimeError("a client process failed to connect its sessions")
         connect_s = time.perf_counter() - connect_started
         connect_serve_cpu = connect_cpu.share_of_one_core()["serve"]
-        time.sleep(args.idle_s)
-        rss_idle = rss_after_gc(serve, 2.0)
-        if snaps is not None:
+        time.sleep(self.args.idle_s)
+        rss_idle = rss_after_gc(serve, 2.0) if measure_rss else 0
+        if self.snaps is not None:
             serve.send_signal(signal.SIGUSR2)
             time.sleep(5.0)
-        valkey = (
-            [psutil.Process(redis_server._process.pid)]
-            if redis_server is not None and redis_server._process is not None
+        self.valkey = (
+            [psutil.Process(self.redis_server._process.pid)]
+            if self.redis_server is not None and self.redis_server._process is not None
             else serve.children(recursive=True)
         )
-        others = {"dispatcher": [psutil.Process(dispatcher_popen.pid)]} if dispatcher_popen else {}
-        client_ps = [psutil.Process(c.pid) for c in clients]
-        poster_token = token("poster")
-        phases: list[dict[str, Any]] = []
-        for rate in args.rates:
-            phase = f"s{sessions}r{rate}"
-            poster = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.fanout_poster",
-                    "--port",
-                    str(http_port),
-                    "--token",
-                    poster_token,
-                    "--tenant",
-                    TENANT,
-                    "--users",
-                    str(per_proc * procs),
-                    "--rate",
-                    str(rate),
-                    "--seconds",
-                    str(args.seconds),
-                    "--phase",
-                    phase,
-                    "--batch",
-                    str(args.batch),
-                ],
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            buckets = latency_buckets(http_port)
-            phase_started = time.time()
-            if args.profile and rate == args.rates[-1]:
-                serve.send_signal(signal.SIGUSR2)  # profile the last (highest) rate only
-            meter = CpuMeter({"serve": [serve], "valkey": valkey, "clients": client_ps, **others})
-            out, _ = poster.communicate(timeout=args.seconds + 120)
-            cpu = meter.share_of_one_core()
-            if args.profile and rate == args.rates[-1]:
-                serve.send_signal(signal.SIGUSR2)
-            posted = json.loads(out)
-            cpu["poster"] = posted.pop("cpu_cores")
-            cpu["other_processes"] = round(cpu["other_processes"] - cpu["poster"], 3)
-            time.sleep(args.drain_s)
-            server_side = bucket_quantiles(buckets, latency_buckets(http_port))
-            pauses = gc_pauses(gc_log, phase_started, time.time())
-            phases.append(
-                {
-                    "phase": phase,
-                    "rate_per_s_target": rate,
-                    "posted": posted,
-                    "cpu_cores": cpu,
-                    "server_accept_to_socket_write_ms": server_side,
-                    "serve_gc_gen2_pauses": pauses,
-                }
-            )
+        self.others = (
+            {"dispatcher": [psutil.Process(self.dispatcher_popen.pid)]}
+            if self.dispatcher_popen
+            else {}
+        )
+        self.client_ps = [psutil.Process(c.pid) for c in self.clients]
+        self.poster_token = token("poster")
+        self.setup = {
+            "sessions": per_proc * procs,
+            "client_processes": procs,
+            "connect_seconds": round(connect_s, 2),
+            "serve_cpu_cores_while_connecting": connect_serve_cpu,
+            "rss_kb_before": rss_before,
+            "rss_kb_with_idle_sessions": rss_idle,
+            "rss_kb_per_idle_session": round((rss_idle - rss_before) / (per_proc * procs), 2),
+        }
+
+    def phase(self, rate: int, *, name: str | None = None, profile: bool = False) -> dict[str, Any]:
+        """Offer ``rate`` notifications a second for ``--seconds``, then let them drain."""
+        args = self.args
+        phase = name or f"s{self.sessions}r{rate}"
+        poster = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.fanout_poster",
+                "--port",
+                str(self.http_port),
+                "--token",
+                self.poster_token,
+                "--tenant",
+                TENANT,
+                "--users",
+                str(self.setup["sessions"]),
+                "--rate",
+                str(rate),
+                "--seconds",
+                str(args.seconds),
+                "--phase",
+                phase,
+                "--batch",
+                str(args.batch),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        buckets = latency_buckets(self.http_port)
+        phase_started = time.time()
+        if profile:
+            self.serve.send_signal(signal.SIGUSR2)
+        meter = CpuMeter(
+            {"serve": [self.serve], "valkey": self.valkey, "clients": self.client_ps, **self.others}
+        )
+        out, _ = poster.communicate(timeout=args.seconds + 120)
+        cpu = meter.share_of_one_core()
+        if profile:
+            self.serve.send_signal(signal.SIGUSR2)
+        posted = json.loads(out)
+        cpu["poster"] = posted.pop("cpu_cores")
+        cpu["other_processes"] = round(cpu["other_processes"] - cpu["poster"], 3)
+        time.sleep(args.drain_s)
+        entry = {
+            "phase": phase,
+            "rate_per_s_target": rate,
+            "posted": posted,
+            "cpu_cores": cpu,
+            "server_accept_to_socket_write_ms": bucket_quantiles(
+                buckets, latency_buckets(self.http_port)
+            ),
+            "serve_gc_gen2_pauses": gc_pauses(self.gc_log, phase_started, time.time()),
+        }
+        self.phases.append(entry)
+        return entry
+
+    def finish(self) -> dict[str, Any]:
+        """Stop the clients; every phase gains its delivered count and latencies."""
         latencies: dict[str, list[float]] = {}
-        for proc, client in enumerate(clients):
+        for proc, client in enumerate(self.clients):
             assert client.stdin is not None
             client.stdin.write("stop\n")
             client.stdin.flush()
             client.wait(timeout=60)
-            got = json.loads((workdir / f"lat-{sessions}-{proc}.json").read_text())
+            got = json.loads((self.workdir / f"lat-{self.sessions}-{proc}.json").read_text())
             for phase_name, values in got.items():
                 latencies.setdefault(phase_name, []).extend(values)
-        for entry in phases:
+        for entry in self.phases:
             values = sorted(latencies.get(entry["phase"], []))
             entry["delivered"] = len(values)
             entry["post_to_socket_ms"] = (
@@ -360,21 +413,13 @@ def run_sessions(args: argparse.Namespace, sessions: int, workdir: Path) -> dict
                 if values
                 else None
             )
-        return {
-            "sessions": per_proc * procs,
-            "client_processes": procs,
-            "connect_seconds": round(connect_s, 2),
-            "serve_cpu_cores_while_connecting": connect_serve_cpu,
-            "rss_kb_before": rss_before,
-            "rss_kb_with_idle_sessions": rss_idle,
-            "rss_kb_per_idle_session": round((rss_idle - rss_before) / (per_proc * procs), 2),
-            "phases": phases,
-        }
-    finally:
-        for client in clients:
+        return {**self.setup, "phases": self.phases}
+
+    def close(self) -> None:
+        for client in self.clients:
             if client.poll() is None:
                 client.kill()
-        for process in (serve_popen, dispatcher_popen):
+        for process in (self.serve_popen, self.dispatcher_popen):
             if process is None:
                 continue
             process.terminate()
@@ -382,9 +427,16 @@ def run_sessions(args: argparse.Namespace, sessions: int, workdir: Path) -> dict
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
-        if redis_server is not None:
-            redis_server.stop()
-        log.close()
+        if self.redis_server is not None:
+            self.redis_server.stop()
+
+
+def run_sessions(args: argparse.Namespace, sessions: int, workdir: Path) -> dict[str, Any]:
+    """One server with ``sessions`` sessions, each of ``--rates`` offered in turn."""
+    with SessionsServer(args, sessions, workdir) as server:
+        for rate in args.rates:
+            server.phase(rate, profile=bool(args.profile) and rate == args.rates[-1])
+        return server.finish()
 
 
 def goals(runs: list[dict[str, Any]]) -> dict[str, Any]:
