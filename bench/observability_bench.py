@@ -1,14 +1,15 @@
 """What metrics + tracing cost, on vs. off in the same run: ingest and fan-out.
 
 Three measurements, each alternating "off" and "on" so drift on a shared
-machine hits both sides alike. In the HTTP and fan-out ones every mode has
-its own process, started once and running throughout; the load goes to one
-of them at a time, in short rounds. A cycle runs every mode once, and each
-cycle starts one mode later than the last (:func:`mode_cycles`), so none
-always runs in the same place. Rounds are short and many because a round on
-this host can land 10-20 % off its neighbours: the overhead is the ratio of
-the medians over all rounds, reported with a 90 % bootstrap interval over the
-cycles (:func:`cycle_statistics`) so a run says how precise it is.
+machine hits both sides alike. The HTTP and fan-out ones run in cycles:
+each cycle starts a new process for every mode and loads them one at a
+time, in short rounds, the order moving on by one mode every cycle
+(:func:`mode_cycles`). New processes every cycle, because a process has a
+speed of its own (identical processes kept for a whole run measured up to
+5 % apart); many short rounds, because a round on this host can land 10-20 %
+off its neighbours. The overhead is the ratio of the medians over all
+rounds, reported with a 90 % bootstrap interval over the cycles
+(:func:`cycle_statistics`), so a run says how precise it is.
 
 * **ingest over HTTP** (the ingest scenario of :mod:`bench.ingest_bench`):
   a ``notifactor gateway`` process per mode, saturated in turn by vegeta (or
@@ -34,7 +35,7 @@ cycles (:func:`cycle_statistics`) so a run says how precise it is.
 Goal: ≤ 10 % overhead on the ingest and fan-out scenarios.
 
 Writes ``bench/results/observability.json``. Run:
-``.venv/bin/python -m bench.observability_bench`` (about 11 minutes).
+``.venv/bin/python -m bench.observability_bench`` (about 13 minutes).
 """
 
 from __future__ import annotations
@@ -345,7 +346,7 @@ def ingest_round(rig: IngestRig, gateway: tuple[int, int], tag: str) -> dict[str
 
 
 def ingest_over_http(args: argparse.Namespace) -> dict[str, Any]:
-    """Saturated single POSTs, one gateway process per mode, the modes' rounds alternating."""
+    """Saturated single POSTs, a new gateway process per mode every cycle, rounds alternating."""
     token = mint_token(
         secret=INGEST_SECRET, tenant_id="bench", subject="bench",
         scopes=("notifications:write",), ttl_s=3600, now=int(time.time()),
