@@ -26,11 +26,11 @@ from notifactor.observability.tracing import (
     configure_tracing,
     consume_span,
     current_trace_id,
-    current_traceparent,
     end_item_span,
     ingest_span,
     span_context_of,
     start_item_spans,
+    traceparent_of,
     use_tracer_provider,
 )
 
@@ -53,7 +53,7 @@ def spans() -> Iterator[InMemorySpanExporter]:
 
 def test_the_carried_traceparent_is_the_ingest_span(spans: InMemorySpanExporter) -> None:
     with ingest_span("gateway.ingest", None) as span:
-        carried = current_traceparent()
+        carried = traceparent_of(span)
         context = span.get_span_context()
     (finished,) = spans.get_finished_spans()
     assert finished.name == "gateway.ingest"
@@ -64,8 +64,8 @@ def test_the_carried_traceparent_is_the_ingest_span(spans: InMemorySpanExporter)
 
 
 def test_a_client_traceparent_becomes_the_parent(spans: InMemorySpanExporter) -> None:
-    with ingest_span("gateway.ingest", CLIENT_TRACEPARENT):
-        carried = current_traceparent(CLIENT_TRACEPARENT)
+    with ingest_span("gateway.ingest", CLIENT_TRACEPARENT) as span:
+        carried = traceparent_of(span, CLIENT_TRACEPARENT)
     (finished,) = spans.get_finished_spans()
     assert trace_id_of(carried) == CLIENT_TRACE
     assert finished.parent is not None
@@ -73,8 +73,8 @@ def test_a_client_traceparent_becomes_the_parent(spans: InMemorySpanExporter) ->
 
 
 def test_consume_span_continues_the_envelope_trace(spans: InMemorySpanExporter) -> None:
-    with ingest_span("gateway.ingest", None):
-        carried = current_traceparent()
+    with ingest_span("gateway.ingest", None) as span:
+        carried = traceparent_of(span)
     with consume_span("dispatch.consume", carried, {"notifactor.partition": 3}):
         assert current_trace_id() == trace_id_of(carried)
     ingest, consume = spans.get_finished_spans()
@@ -92,12 +92,12 @@ def test_a_garbage_traceparent_starts_a_new_trace(spans: InMemorySpanExporter) -
 
 def test_without_tracing_envelopes_still_carry_a_valid_trace() -> None:
     assert configure_tracing(Config(otel_exporter="none")) is None
-    with ingest_span("gateway.ingest", CLIENT_TRACEPARENT):
-        carried = current_traceparent(CLIENT_TRACEPARENT)
+    with ingest_span("gateway.ingest", CLIENT_TRACEPARENT) as span:
+        carried = traceparent_of(span, CLIENT_TRACEPARENT)
     assert trace_id_of(carried) == CLIENT_TRACE
     assert carried.split("-")[2] != CLIENT_SPAN
-    with ingest_span("gateway.ingest", None):
-        fresh = current_traceparent(None)
+    with ingest_span("gateway.ingest", None) as span:
+        fresh = traceparent_of(span, None)
     assert len(trace_id_of(fresh)) == 32
 
 
@@ -127,8 +127,8 @@ def test_a_sampled_out_trace_stays_out_downstream() -> None:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     use_tracer_provider(provider)
     try:
-        with ingest_span("gateway.ingest", None):
-            carried = current_traceparent()
+        with ingest_span("gateway.ingest", None) as span:
+            carried = traceparent_of(span)
         assert int(carried.rsplit("-", 1)[1], 16) & 1 == 0  # "not sampled" is carried
         use_tracer_provider(sampling_provider := TracerProvider(sampler=ParentBased(ALWAYS_ON)))
         sampling_provider.add_span_processor(SimpleSpanProcessor(exporter))

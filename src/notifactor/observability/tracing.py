@@ -229,14 +229,6 @@ def span_context_of(traceparent: str | None) -> SpanContext | None:
     return SpanContext(trace_id, span_id, is_remote=True, trace_flags=trace_flags(flags))
 
 
-def current_traceparent(fallback_parent: str | None = None) -> str:
-    """The ``traceparent`` of the current span, to carry across a process boundary.
-
-    See :func:`traceparent_of`.
-    """
-    return traceparent_of(trace.get_current_span(), fallback_parent)
-
-
 def traceparent_of(span: Span, fallback_parent: str | None = None) -> str:
     """The ``traceparent`` of ``span``, to carry across a process boundary.
 
