@@ -42,17 +42,15 @@ from opentelemetry.context import (
     detach,
     set_value,
 )
-from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from notifactor.errors import ConfigError
-from notifactor.observability.otlp_encoding import encode_grouped_request, span_field
+from notifactor.observability.otlp_encoding import SpanField, encode_grouped_request, span_field
 
 log = logging.getLogger("notifactor.tracing")
 
 #: A queued span: its resource, its scope, and its ``ScopeSpans.spans`` field.
-Queued = tuple[Resource, InstrumentationScope | None, bytes]
+Queued = SpanField
 
 
 class EncodedSpanSender(Protocol):

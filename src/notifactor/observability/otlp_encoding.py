@@ -368,9 +368,12 @@ def encode_export_request(spans: Sequence[ReadableSpan]) -> bytes:
     )
 
 
-def encode_grouped_request(
-    fields: Iterable[tuple[Resource, InstrumentationScope | None, bytes]],
-) -> bytes:
+#: One span ready for a request: its resource, its scope and its
+#: ``ScopeSpans.spans`` field (:func:`span_field`).
+SpanField = tuple[Resource, InstrumentationScope | None, bytes]
+
+
+def encode_grouped_request(fields: Iterable[SpanField]) -> bytes:
     """An ``ExportTraceServiceRequest`` of encoded span fields (:func:`span_field`).
 
     Each field comes with its span's resource and instrumentation scope; they
