@@ -7,12 +7,16 @@ import time
 
 import pytest
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from notifactor.config import Config
+from notifactor.errors import ConfigError
 from notifactor.observability.otlp_batching import EncodingBatchProcessor
 from notifactor.observability.otlp_exporter import LeanOTLPSpanExporter
 from notifactor.observability.tracing import (
+    _otlp_processor,
     build_tracer_provider,
+    configure_tracing,
     ingest_span,
     shutdown_tracing,
     use_tracer_provider,
@@ -53,7 +57,6 @@ def test_shutdown_gives_up_on_an_unreachable_collector_within_its_bound(
 
 
 def test_shutdown_exports_what_is_queued_when_the_collector_answers() -> None:
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     exporter = InMemorySpanExporter()
     provider = build_tracer_provider(Config(), BatchSpanProcessor(exporter))
@@ -72,8 +75,6 @@ def test_shutdown_exports_what_is_queued_when_the_collector_answers() -> None:
 def test_an_otlp_protocol_other_than_http_protobuf_is_a_configuration_error(
     variable: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from notifactor.errors import ConfigError
-    from notifactor.observability.tracing import configure_tracing
 
     monkeypatch.setenv(variable, "grpc")
     with pytest.raises(ConfigError) as raised:
@@ -82,7 +83,6 @@ def test_an_otlp_protocol_other_than_http_protobuf_is_a_configuration_error(
 
 
 def test_otlp_export_encodes_spans_as_they_end(monkeypatch: pytest.MonkeyPatch) -> None:
-    from notifactor.observability.tracing import _otlp_processor
 
     monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "100")
     processor = _otlp_processor()
@@ -94,8 +94,6 @@ def test_otlp_export_encodes_spans_as_they_end(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_a_bad_batching_variable_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from notifactor.errors import ConfigError
-    from notifactor.observability.tracing import configure_tracing
 
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "soon")
     with pytest.raises(ConfigError) as raised:
