@@ -1,13 +1,18 @@
-"""An OTLP/HTTP receiver on loopback for tests: keeps what it is sent, answers a chosen status."""
+"""An OTLP/HTTP receiver on loopback for tests: keeps what it is sent, answers a chosen status.
+
+:func:`request_spans` reads the spans back out of the requests.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import attrs
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 
 @attrs.define
@@ -44,3 +49,12 @@ def otlp_receiver() -> Iterator[tuple[str, Received]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def request_spans(bodies: Iterable[bytes]) -> Iterator[Any]:
+    """Every span (protobuf ``Span``) in these ``ExportTraceServiceRequest`` bodies, in order."""
+    for body in bodies:
+        request = ExportTraceServiceRequest.FromString(body)
+        for resource_spans in request.resource_spans:
+            for scope_spans in resource_spans.scope_spans:
+                yield from scope_spans.spans

@@ -18,11 +18,10 @@ from typing import Any
 
 import httpx
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from websockets.sync.client import connect
 
 from tests.e2e.test_serve import free_port
-from tests.otlp_receiver import otlp_receiver
+from tests.otlp_receiver import otlp_receiver, request_spans
 
 pytestmark = pytest.mark.e2e
 
@@ -54,24 +53,20 @@ def _console_spans(text: str) -> list[dict[str, Any]]:
 def _otlp_spans(bodies: list[bytes]) -> list[dict[str, Any]]:
     """The spans in the OTLP requests a receiver got, in the same shape."""
     spans = []
-    for body in bodies:
-        request = ExportTraceServiceRequest.FromString(body)
-        for resource_spans in request.resource_spans:
-            for scope_spans in resource_spans.scope_spans:
-                for span in scope_spans.spans:
-                    attributes: dict[str, Any] = {}
-                    for pair in span.attributes:
-                        kind = pair.value.WhichOneof("value")
-                        attributes[pair.key] = getattr(pair.value, kind) if kind else None
-                    spans.append(
-                        {
-                            "name": span.name,
-                            "trace_id": span.trace_id.hex(),
-                            "span_id": span.span_id.hex(),
-                            "parent_id": span.parent_span_id.hex(),
-                            "attributes": attributes,
-                        }
-                    )
+    for span in request_spans(bodies):
+        attributes: dict[str, Any] = {}
+        for pair in span.attributes:
+            kind = pair.value.WhichOneof("value")
+            attributes[pair.key] = getattr(pair.value, kind) if kind else None
+        spans.append(
+            {
+                "name": span.name,
+                "trace_id": span.trace_id.hex(),
+                "span_id": span.span_id.hex(),
+                "parent_id": span.parent_span_id.hex(),
+                "attributes": attributes,
+            }
+        )
     return spans
 
 

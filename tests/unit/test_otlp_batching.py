@@ -27,6 +27,7 @@ from notifactor.observability.otlp_batching import (
     Queued,
     take_batch,
 )
+from tests.otlp_receiver import request_spans
 
 RESOURCE = Resource.create({"service.name": "batching-test"})
 WAIT_S = 5.0
@@ -58,13 +59,7 @@ class Sender:
 
     def spans(self) -> list[bytes]:
         """The span ids sent, in order, over every request."""
-        ids = []
-        for data in self.requests:
-            request = ExportTraceServiceRequest.FromString(data)
-            for resource_spans in request.resource_spans:
-                for scope_spans in resource_spans.scope_spans:
-                    ids.extend(span.span_id for span in scope_spans.spans)
-        return ids
+        return [span.span_id for span in request_spans(self.requests)]
 
 
 def _until(condition: Callable[[], bool]) -> None:
