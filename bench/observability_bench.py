@@ -145,8 +145,13 @@ async def _post_many(app: GatewayApp, token: str, count: int) -> float:
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
     ]
-    scope = {"type": "http", "method": "POST", "path": "/v1/notifications", "headers": headers}
-    scope["client"] = ("127.0.0.1", 40000)
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/notifications",
+        "headers": headers,
+        "client": ("127.0.0.1", 40000),
+    }
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": body, "more_body": False}
@@ -320,15 +325,13 @@ class IngestRig:
     received: SinkCounts
 
 
-def ingest_round(rig: IngestRig, gateway: tuple[int, int], tag: str) -> dict[str, Any]:
-    """One round of saturated single POSTs against one running gateway (its port and pid)."""
+def ingest_round(rig: IngestRig, loader: Loader, pid: int, tag: str) -> dict[str, Any]:
+    """One round of saturated single POSTs against one running gateway (its loader and pid)."""
     exported_before = rig.received.requests
     # Nothing consumes the streams: every round starts empty, so no
     # partition reaches its lag bound (which answers 503).
     _flush_redis(rig.redis_url)
-    port, pid = gateway
     pids = {"gateway": pid, "redis": rig.redis_pid}
-    loader = Loader(rig.work, port, rig.token, use_vegeta=not rig.args.no_vegeta)
     attack(loader, "/v1/notifications", rig.body_file, workers=8, duration_s=1,
            tag=f"warm-{tag}", pids=pids)  # fmt: skip
     result = attack(loader, "/v1/notifications", rig.body_file, workers=32,
@@ -367,7 +370,7 @@ def ingest_over_http(args: argparse.Namespace) -> dict[str, Any]:
         for cycle, modes in enumerate(mode_cycles(args.http_rounds)):
             # A fresh gateway per mode every cycle; only the one under load is busy.
             with contextlib.ExitStack() as gateways:
-                running: dict[str, tuple[int, int]] = {}
+                running: dict[str, tuple[Loader, int]] = {}
                 for mode in modes:  # started in the order they run, too
                     data_dir = work / f"{mode}-{cycle}"
                     data_dir.mkdir()
@@ -376,16 +379,17 @@ def ingest_over_http(args: argparse.Namespace) -> dict[str, Any]:
                     port, process = gateways.enter_context(
                         running_gateway(data_dir, redis_url, "info", module=module, extra_env=env)
                     )
-                    running[mode] = (port, process.pid)
+                    loader = Loader(work, port, token, use_vegeta=not args.no_vegeta)
+                    running[mode] = (loader, process.pid)
                 for mode in modes:
-                    rounds[mode].append(ingest_round(rig, running[mode], f"{cycle}-{mode}"))
+                    rounds[mode].append(ingest_round(rig, *running[mode], f"{cycle}-{mode}"))
         _check_exports(rounds)
         exported_bytes = received.bytes
     redis_server.stop()
     rate = {m: statistics.median(r["post_per_s"] for r in rounds[m]) for m in MODES}
     views = cycle_statistics(rounds, "post_per_s", higher_is_better=True)
     return {
-        "load_generator": Loader(Path(), 0, token, use_vegeta=not args.no_vegeta).name,
+        "load_generator": loader.name,
         "seconds_per_round": args.http_seconds,
         "rounds": rounds,
         "post_per_s": {m: round(v) for m, v in rate.items()},
