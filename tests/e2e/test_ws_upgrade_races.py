@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -17,11 +18,21 @@ from tests.e2e.ws_support import Stack, raw_upgrade, read_http_head, running_sta
 from tests.trio_tasks import tasks_running
 
 
-async def _answer(port: int, user: str, answers: list[bytes]) -> None:
-    """Send an upgrade; keep the head of what the server answers."""
+async def _answer(
+    port: int, user: str, answers: list[bytes], *, hold_until: int | None = None
+) -> None:
+    """Send an upgrade; keep the head of what the server answers.
+
+    With ``hold_until``, the connection stays open until that many answers are
+    in: a session that got in keeps its slot while the others are answered.
+    """
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     await stream.send_all(raw_upgrade(port, "acme", user))
     answers.append(await read_http_head(stream, within_s=10))
+    if hold_until is not None:
+        with trio.fail_after(10):
+            while len(answers) < hold_until:  # noqa: ASYNC110
+                await trio.sleep(0.01)
     await stream.aclose()
 
 
@@ -61,7 +72,14 @@ async def test_upgrades_racing_for_the_last_session_slot_get_503_not_101(
             answers: list[bytes] = []
             async with trio.open_nursery() as nursery:
                 for index in range(2):
-                    nursery.start_soon(_answer, s.edge.port, f"u{attempt}-{index}", answers)
+                    # The one that gets in stays until the other is answered:
+                    # had it left first, the other would rightly get in too.
+                    nursery.start_soon(
+                        partial(_answer, hold_until=2),
+                        s.edge.port,
+                        f"u{attempt}-{index}",
+                        answers,
+                    )
             statuses = sorted(answer.split(b" ", 2)[1] for answer in answers)
             assert statuses == [b"101", b"503"], answers
             refused = next(answer for answer in answers if b" 503 " in answer)
