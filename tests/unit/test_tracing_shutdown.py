@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 import pytest
@@ -42,6 +43,9 @@ def test_shutdown_gives_up_on_an_unreachable_collector_within_its_bound(
     closed_port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{closed_port}")
+    # The exporter gives up on a request after 2 s (retries included): longer
+    # than the shutdown waits, short enough for this test to see it end.
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "2")
     exporter = LeanOTLPSpanExporter()
     provider = build_tracer_provider(Config(), EncodingBatchProcessor(exporter))
     use_tracer_provider(provider)
@@ -54,6 +58,13 @@ def test_shutdown_gives_up_on_an_unreachable_collector_within_its_bound(
         use_tracer_provider(None)
     assert not finished  # the exporter was still retrying against the refused port
     assert took < 1.5
+    # What was left behind still ends once the exporter gives up (and no
+    # later test runs beside a thread still retrying).
+    left = [t for t in threading.enumerate() if t.name in ("otel-shutdown", "otlp-span-export")]
+    assert left
+    for thread in left:
+        thread.join(timeout=10)
+    assert not any(thread.is_alive() for thread in left)
 
 
 def test_shutdown_exports_what_is_queued_when_the_collector_answers() -> None:
