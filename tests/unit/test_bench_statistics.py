@@ -9,11 +9,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bench.observability_bench import (
+    GOAL_OVERHEAD,
     MODES,
+    SATURATED_CORES,
     bootstrap_interval,
     cycle_statistics,
+    goal_verdict,
     mode_cycles,
     overhead,
+    saturated_rounds,
 )
 
 values = st.lists(st.floats(min_value=0.1, max_value=1e4), min_size=1, max_size=16)
@@ -87,3 +91,18 @@ def test_a_wide_scatter_gives_a_wide_interval() -> None:
     low, high = bootstrap_interval(off, scattered, False)
     assert steady_high - steady_low == pytest.approx(0.0)
     assert high - low > 0.1
+
+
+def test_a_round_at_the_saturation_line_is_counted_per_mode() -> None:
+    rounds = {
+        "off": [{"serve_cpu_cores": 0.6}, {"serve_cpu_cores": SATURATED_CORES}],
+        "on": [{"serve_cpu_cores": 0.7}, {"serve_cpu_cores": 0.96}],
+        "metrics_only": [{"serve_cpu_cores": 0.61}, {"serve_cpu_cores": 0.62}],
+    }
+    assert saturated_rounds(rounds) == {"off": 1, "on": 1, "metrics_only": 0}
+
+
+@given(st.floats(min_value=-1.0, max_value=1.0))
+def test_a_void_comparison_neither_meets_nor_misses_the_goal(value: float) -> None:
+    assert goal_verdict(value, valid=False) is None
+    assert goal_verdict(value, valid=True) is (value <= GOAL_OVERHEAD)
