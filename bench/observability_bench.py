@@ -26,10 +26,11 @@ rounds, reported with a 90 % bootstrap interval over the cycles
   process per mode, each with 1,000 WebSocket sessions, offered a fixed
   notification rate in turn. The rate is fixed, so the overhead is the extra
   CPU the serve process uses for the same work; POST→socket latency is
-  reported for every round. That only holds while every process keeps up:
-  a round at :data:`SATURATED_CORES` or more voids the run's comparison
-  (``valid`` false, the goals' ``met`` null), as on a host too busy for the
-  rate; ``--fanout-rate`` lowers it.
+  reported for every round. That only holds while the processes keep up:
+  when half of a mode's rounds or more are at :data:`SATURATED_CORES`, the
+  run's comparison is void (``valid`` false, the goals' ``met`` null), as
+  on a host too slow for the rate; ``--fanout-rate`` lowers it
+  (:func:`fan_out_valid`).
 * **ASGI in process**: the REST app called directly (no sockets) against a
   real Redis, recording spans with the shipped span processor (each span
   encoded as it ends) into a sender that drops the requests; the instrumentation
@@ -90,8 +91,7 @@ SECRET = "bench-" + "o" * 40
 GOAL_OVERHEAD = 0.10
 #: A ``serve`` process runs its event loop, and so nearly all its work, on one
 #: thread: at this much CPU it no longer keeps up with the offered rate without
-#: queueing, and what tracing costs shows as latency instead of CPU. A fan-out
-#: run with such a round compares nothing (lower ``--fanout-rate``).
+#: queueing, and what tracing costs shows as latency instead of CPU.
 SATURATED_CORES = 0.85
 #: off: no tracing, metric updates no-ops; metrics_only: metrics as shipped, no
 #: tracing; on: every trace exported over OTLP; on_sampled_10pct: the standard
@@ -460,10 +460,12 @@ def fan_out(args: argparse.Namespace) -> dict[str, Any]:
     cpu = {m: statistics.median(r["serve_cpu_cores"] for r in rounds[m]) for m in MODES}
     views = cycle_statistics(rounds, "serve_cpu_cores", higher_is_better=False)
     saturated = saturated_rounds(rounds)
-    if any(saturated.values()):
+    valid = fan_out_valid(rounds)
+    if not valid:
         print(
-            f"fan-out: serve saturated (>= {SATURATED_CORES} cores) in rounds {saturated}; "
-            "the comparison is void: run again with a lower --fanout-rate",
+            f"fan-out: serve saturated (>= {SATURATED_CORES} cores) in half the rounds of a "
+            f"mode or more (saturated rounds: {saturated}); the comparison is void: run "
+            "again with a lower --fanout-rate",
             file=sys.stderr,
         )
     return {
@@ -473,7 +475,7 @@ def fan_out(args: argparse.Namespace) -> dict[str, Any]:
         "rounds": rounds,
         "serve_cpu_cores": cpu,
         "saturated_rounds": saturated,
-        "valid": not any(saturated.values()),
+        "valid": valid,
         "overhead_ratio": views["on"]["overhead_ratio"],
         "overhead_ratio_sampled_10pct": views["on_sampled_10pct"]["overhead_ratio"],
         "overhead_ratio_metrics_only": views["metrics_only"]["overhead_ratio"],
@@ -490,16 +492,29 @@ def fan_out(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def saturated_rounds(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, int]:
-    """How many fan-out rounds of each mode ran at :data:`SATURATED_CORES` or above.
-
-    Any at all voids the comparison: the fan-out overhead is the CPU spent at
-    a fixed rate, and a saturated process cannot spend more (dropping only
-    those cycles would favour the costlier modes' low rounds).
-    """
+    """How many fan-out rounds of each mode ran at :data:`SATURATED_CORES` or above."""
     return {
         mode: sum(r["serve_cpu_cores"] >= SATURATED_CORES for r in mode_rounds)
         for mode, mode_rounds in rounds.items()
     }
+
+
+def fan_out_valid(rounds: dict[str, list[dict[str, Any]]]) -> bool:
+    """Whether the fan-out comparison holds: under half of every mode's rounds saturated.
+
+    The overhead is the CPU spent at a fixed rate, and a saturated process
+    cannot spend more: its round reads lower than its work cost, but still at
+    :data:`SATURATED_CORES` or more, above every round that kept up. The
+    overhead is a ratio of medians, and while fewer than half of a mode's
+    rounds are saturated its median is made of rounds that kept up, exactly
+    as it would be without the cap (a host's hiccup costs nothing). From half
+    on, the comparison says nothing. Dropping the saturated rounds' cycles
+    instead would favour the costlier modes, whose rounds cross first.
+    """
+    return all(
+        2 * sum(r["serve_cpu_cores"] >= SATURATED_CORES for r in mode_rounds) < len(mode_rounds)
+        for mode_rounds in rounds.values()
+    )
 
 
 def goal_verdict(value: float, *, valid: bool) -> bool | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -14,6 +16,7 @@ from bench.observability_bench import (
     SATURATED_CORES,
     bootstrap_interval,
     cycle_statistics,
+    fan_out_valid,
     goal_verdict,
     mode_cycles,
     overhead,
@@ -106,3 +109,39 @@ def test_a_round_at_the_saturation_line_is_counted_per_mode() -> None:
 def test_a_void_comparison_neither_meets_nor_misses_the_goal(value: float) -> None:
     assert goal_verdict(value, valid=False) is None
     assert goal_verdict(value, valid=True) is (value <= GOAL_OVERHEAD)
+
+
+def _cpu_rounds(cores: dict[str, list[float]]) -> dict[str, list[dict[str, Any]]]:
+    return {mode: [{"serve_cpu_cores": c} for c in values] for mode, values in cores.items()}
+
+
+def test_a_few_saturated_rounds_leave_the_comparison_standing() -> None:
+    # A hiccup: one round of eight over the line reads above the median anyway.
+    cores = {"off": [0.70] * 7 + [0.95], "on": [0.75] * 8}
+    assert fan_out_valid(_cpu_rounds(cores))
+
+
+def test_half_the_rounds_saturated_voids_the_comparison() -> None:
+    # The median of eight is then half a saturated round.
+    cores = {"off": [0.70] * 8, "on": [0.80] * 4 + [0.90] * 4}
+    assert not fan_out_valid(_cpu_rounds(cores))
+
+
+@given(
+    st.lists(st.floats(min_value=0.1, max_value=SATURATED_CORES * 0.99), min_size=1, max_size=12),
+    st.data(),
+)
+def test_a_run_let_through_has_the_medians_it_would_have_had_uncapped(
+    kept_up: list[float], data: st.DataObject
+) -> None:
+    """Whatever its saturated rounds would have cost uncapped, a valid run's medians are the same;
+    and a run whose medians could move is not let through."""
+    saturated = data.draw(st.integers(min_value=0, max_value=len(kept_up) + 2))
+    capped = kept_up + [SATURATED_CORES] * saturated
+    uncapped = kept_up + [
+        data.draw(st.floats(min_value=SATURATED_CORES, max_value=4.0)) for _ in range(saturated)
+    ]
+    valid = fan_out_valid({"off": [{"serve_cpu_cores": c} for c in capped]})
+    if valid:
+        assert statistics.median(capped) == statistics.median(uncapped)
+    assert valid == (saturated < len(kept_up))
