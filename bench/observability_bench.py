@@ -511,10 +511,8 @@ def fan_out_valid(rounds: dict[str, list[dict[str, Any]]]) -> bool:
     on, the comparison says nothing. Dropping the saturated rounds' cycles
     instead would favour the costlier modes, whose rounds cross first.
     """
-    return all(
-        2 * sum(r["serve_cpu_cores"] >= SATURATED_CORES for r in mode_rounds) < len(mode_rounds)
-        for mode_rounds in rounds.values()
-    )
+    saturated = saturated_rounds(rounds)
+    return all(2 * saturated[mode] < len(mode_rounds) for mode, mode_rounds in rounds.items())
 
 
 def goal_verdict(value: float, *, valid: bool) -> bool | None:
