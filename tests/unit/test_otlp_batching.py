@@ -136,6 +136,24 @@ def test_fewer_spans_than_a_batch_go_when_the_timer_fires(make: Make) -> None:
     assert sender.spans() == _id_bytes(ids)
 
 
+def test_spans_ending_while_a_request_is_sent_wait_for_the_next_tick(make: Make) -> None:
+    """Under load spans end during every request; each tick used to chase them with
+    a request of a few spans after another, each costing the thread a whole request."""
+    processor, sender, tracer = make(BatchLimits(max_export_batch_size=100, schedule_delay_s=60))
+    first = _end_spans(tracer, 5)
+    sender.hold.clear()
+    flushing = threading.Thread(target=processor.force_flush)
+    flushing.start()
+    assert sender.holding.wait(WAIT_S)
+    later = _end_spans(tracer, 3)  # end while the first request is on its way
+    sender.hold.set()
+    flushing.join(WAIT_S)
+    assert sender.spans() == _id_bytes(first)  # one request: what was queued when it began
+    assert processor.force_flush()
+    assert len(sender.requests) == 2
+    assert sender.spans() == _id_bytes(first + later)
+
+
 def test_spans_past_the_queue_bound_are_dropped_and_counted(make: Make) -> None:
     sender = Sender()
     sender.hold.clear()

@@ -219,14 +219,19 @@ class EncodingBatchProcessor(SpanProcessor):
         with self._export_lock:
             token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
             try:
+                # What is queued now. Spans that end while it is being sent
+                # wait for the next tick, or go as a full batch: chasing them
+                # sent a request of a few spans after every request under load.
+                waiting = 0 if full_batches_only else len(self._queue)
                 while self._queue and (
-                    not full_batches_only or len(self._queue) >= limits.max_export_batch_size
+                    waiting > 0 or len(self._queue) >= limits.max_export_batch_size
                 ):
                     if deadline is not None and time.monotonic() > deadline:
                         return False
                     batch = take_batch(
                         self._queue, limits.max_export_batch_size, self._sender.max_request_bytes
                     )
+                    waiting -= len(batch)
                     self._send(batch)
             finally:
                 detach(token)
